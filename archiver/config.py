@@ -1,0 +1,310 @@
+"""Configuration: one TOML file, validated once, as a whole, at start.
+
+Unknown keys are rejected (a typo must not silently do nothing) and every problem is reported with
+the file name and its dotted path, e.g. ``archiver.toml: at 'pbx[0].url': ...``. Cross-field checks
+run after the field checks. This module imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "DEFAULT_CONFIG_PATH",
+    "DEFAULT_KEY_TEMPLATE",
+    "KEY_FIELDS",
+    "Config",
+    "ConfigError",
+    "HttpConfig",
+    "PbxConfig",
+    "PollConfig",
+    "RetryConfig",
+    "S3Config",
+    "StateConfig",
+    "TranscodeConfig",
+    "config_path",
+    "load_config",
+    "parse_config",
+]
+
+DEFAULT_CONFIG_PATH = Path("/etc/archiver/archiver.toml")
+DEFAULT_KEY_TEMPLATE = (
+    "{prefix}/{pbx}/{yyyy}/{mm}/{dd}/{yyyymmdd}-{hhmmss}_{caller}_{callee}_{uniqueid}.mp3"
+)
+# Every placeholder a key template may use; all are allow-listed values of a parsed name.
+KEY_FIELDS = frozenset(
+    {
+        "prefix", "pbx", "trunk", "yyyy", "mm", "dd", "yyyymmdd", "hhmmss",
+        "caller", "callee", "uniqueid", "duration_s", "source_name",
+    }
+)  # fmt: skip
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
+_BITRATE_RE = re.compile(r"[0-9]{1,3}k")
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_.+-]+(/[A-Za-z0-9_.+-]+)*")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` lists every reason, one line each."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+class PbxConfig(_Strict):
+    """One PBX. The password comes from exactly one of: password, password_file, password_env,
+    or (under systemd's LoadCredential=) the file `$CREDENTIALS_DIRECTORY/<credential>`."""
+
+    name: Annotated[str, Field(pattern=_NAME_RE.pattern)] = "pbx"
+    url: str
+    username: Annotated[str, Field(min_length=1, max_length=64)]
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    credential: str | None = None
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/Istanbul"
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    tls_fingerprint: str | None = None
+    max_concurrent_requests: Annotated[int, Field(ge=1, le=16)] = 2
+    request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_plain_base(cls, value: str) -> str:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?/?", value):
+            raise ValueError(
+                "must be http(s)://HOST[:PORT] with no path, user or query "
+                "(credentials go in username/password)"
+            )
+        return value.rstrip("/")
+
+    @field_validator("tls_fingerprint")
+    @classmethod
+    def _fingerprint_is_sha256(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        normalised = value.replace(":", "").lower()
+        if _FINGERPRINT_RE.fullmatch(normalised) is None:
+            raise ValueError("must be the certificate's SHA-256 as 64 hex digits (colons allowed)")
+        return normalised
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> PbxConfig:
+        sources = [self.password, self.password_file, self.password_env, self.credential]
+        given = sum(source is not None for source in sources)
+        if given != 1:
+            raise ValueError(
+                "give exactly one of password, password_file, password_env, credential "
+                f"(got {given})"
+            )
+        if self.tls_fingerprint is not None and self.ca_file is not None:
+            raise ValueError("give ca_file or tls_fingerprint, not both")
+        return self
+
+    def resolve_password(self) -> str:
+        """Return the password from its configured source. Raise `ConfigError` if unreadable."""
+        where = f"pbx {self.name!r}"
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ConfigError([f"{where}: environment variable {self.password_env} is empty"])
+            return value
+        path = self.password_file
+        if self.credential is not None:
+            directory = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not directory:
+                raise ConfigError([f"{where}: credential set but $CREDENTIALS_DIRECTORY is not"])
+            path = Path(directory) / self.credential
+        if path is None:  # unreachable: _one_password_source guarantees a source
+            raise ConfigError([f"{where}: no password source"])
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(
+                [f"{where}: cannot read password file {path}: {error.strerror}"]
+            ) from None
+
+
+class PollConfig(_Strict):
+    interval_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
+    lookback_days: Annotated[int, Field(ge=0, le=366)] = 1
+    settle_s: Annotated[float, Field(ge=0, le=86400)] = 120.0
+
+
+class TranscodeConfig(_Strict):
+    bitrate: Annotated[str, Field(pattern=_BITRATE_RE.pattern)] = "32k"
+    ffmpeg: str | None = None
+    workers: Annotated[int, Field(ge=1, le=256)] | None = None
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+
+class S3Config(_Strict):
+    bucket: Annotated[str, Field(pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")]
+    prefix: Annotated[str, Field(pattern=_PREFIX_RE.pattern)] = "recordings"
+    endpoint_url: str | None = None
+    region: str | None = None
+    key_template: str = DEFAULT_KEY_TEMPLATE
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    storage_class: str | None = None
+    sse: Literal["AES256", "aws:kms"] | None = None
+    sse_kms_key_id: str | None = None
+    checksum: Literal["when_supported", "when_required"] = "when_supported"
+    max_concurrent_uploads: Annotated[int, Field(ge=1, le=64)] = 4
+
+    @field_validator("key_template")
+    @classmethod
+    def _template_uses_known_fields(cls, value: str) -> str:
+        try:
+            fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        except ValueError as error:
+            raise ValueError(f"not a valid template: {error}") from None
+        unknown = sorted(fields - KEY_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown placeholder(s) {unknown}; known: {sorted(KEY_FIELDS)}")
+        if "uniqueid" not in fields:
+            raise ValueError("must contain {uniqueid}, or two calls could share one key")
+        if value.startswith("/") or "//" in value or ".." in value:
+            raise ValueError("must not start with '/' or contain '//' or '..'")
+        return value
+
+    @model_validator(mode="after")
+    def _kms_key_needs_kms(self) -> S3Config:
+        if self.sse_kms_key_id is not None and self.sse != "aws:kms":
+            raise ValueError("sse_kms_key_id is set but sse is not 'aws:kms'")
+        return self
+
+
+class StateConfig(_Strict):
+    path: Path = Path("/var/lib/archiver/ledger.sqlite3")
+    work_dir: Path | None = None
+
+    @property
+    def work_path(self) -> Path:
+        """Where downloads and MP3s live until they are stored; emptied at every start."""
+        return self.work_dir or self.path.parent / "work"
+
+
+class RetryConfig(_Strict):
+    attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    timeout_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    wait_initial_s: Annotated[float, Field(ge=0, le=600)] = 1.0
+    wait_max_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    max_recording_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
+
+
+class HttpConfig(_Strict):
+    listen: str | None = None
+
+
+class Config(_Strict):
+    pbx: Annotated[list[PbxConfig], Field(min_length=1)]
+    s3: S3Config
+    poll: PollConfig = PollConfig()
+    transcode: TranscodeConfig = TranscodeConfig()
+    state: StateConfig = StateConfig()
+    retry: RetryConfig = RetryConfig()
+    http: HttpConfig = HttpConfig()
+
+    @field_validator("pbx", mode="before")
+    @classmethod
+    def _table_or_array(cls, value: Any) -> Any:
+        # `[pbx]` (one PBX) and `[[pbx]]` (several) are both accepted.
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _pbx_names_unique(self) -> Config:
+        names = [pbx.name for pbx in self.pbx]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"pbx names must be unique; repeated: {duplicates}")
+        return self
+
+    def pbx_named(self, name: str) -> PbxConfig:
+        for pbx in self.pbx:
+            if pbx.name == name:
+                return pbx
+        raise KeyError(name)
+
+
+def _dotted(location: tuple[str | int, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or "(top level)"
+
+
+def _problems(error: ValidationError, source: str) -> list[str]:
+    # Only pydantic's message and the location are shown, never the input value: it may be a
+    # password.
+    return [
+        f"{source}: at '{_dotted(item['loc'])}': {item['msg'].removeprefix('Value error, ')}"
+        for item in error.errors()
+    ]
+
+
+def parse_config(document: dict[str, Any], source: str) -> Config:
+    """Given a parsed TOML document, return the validated `Config`.
+
+    Raise `ConfigError` listing every problem, each prefixed with `source` and its dotted path.
+    """
+    try:
+        return Config.model_validate(document)
+    except ValidationError as error:
+        raise ConfigError(_problems(error, source)) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the TOML file at `path`. Raise `ConfigError` on any problem."""
+    try:
+        with path.open("rb") as handle:
+            document = tomllib.load(handle)
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{path}: invalid TOML: {error}"]) from None
+    return parse_config(document, str(path))
+
+
+def config_path(explicit: Path | None) -> Path:
+    """`--config` wins, then `$ARCHIVER_CONFIG`, then /etc/archiver/archiver.toml."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get("ARCHIVER_CONFIG")
+    return Path(from_env) if from_env else DEFAULT_CONFIG_PATH
