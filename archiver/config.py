@@ -33,6 +33,7 @@ __all__ = [
     "KEY_FIELDS",
     "Config",
     "ConfigError",
+    "DaemonConfig",
     "HttpConfig",
     "PbxConfig",
     "PollConfig",
@@ -86,7 +87,7 @@ class PbxConfig(_Strict):
     """One PBX. The password comes from exactly one of: password, password_file, password_env,
     or (under systemd's LoadCredential=) the file `$CREDENTIALS_DIRECTORY/<credential>`."""
 
-    name: Annotated[str, Field(pattern=_NAME_RE.pattern)] = "pbx"
+    name: Annotated[str, Field(pattern=rf"^{_NAME_RE.pattern}$")] = "pbx"
     url: str
     username: Annotated[str, Field(min_length=1, max_length=64)]
     password: SecretStr | None = None
@@ -166,7 +167,7 @@ class PollConfig(_Strict):
 
 
 class TranscodeConfig(_Strict):
-    bitrate: Annotated[str, Field(pattern=_BITRATE_RE.pattern)] = "32k"
+    bitrate: Annotated[str, Field(pattern=rf"^{_BITRATE_RE.pattern}$")] = "32k"
     ffmpeg: str | None = None
     workers: Annotated[int, Field(ge=1, le=256)] | None = None
 
@@ -176,8 +177,8 @@ class TranscodeConfig(_Strict):
 
 
 class S3Config(_Strict):
-    bucket: Annotated[str, Field(pattern=r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")]
-    prefix: Annotated[str, Field(pattern=_PREFIX_RE.pattern)] = "recordings"
+    bucket: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
+    prefix: Annotated[str, Field(pattern=rf"^{_PREFIX_RE.pattern}$")] = "recordings"
     endpoint_url: str | None = None
     region: str | None = None
     key_template: str = DEFAULT_KEY_TEMPLATE
@@ -229,6 +230,10 @@ class RetryConfig(_Strict):
     max_recording_attempts: Annotated[int, Field(ge=1, le=1000)] = 10
 
 
+class DaemonConfig(_Strict):
+    shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+
+
 class HttpConfig(_Strict):
     listen: str | None = None
 
@@ -240,6 +245,7 @@ class Config(_Strict):
     transcode: TranscodeConfig = TranscodeConfig()
     state: StateConfig = StateConfig()
     retry: RetryConfig = RetryConfig()
+    daemon: DaemonConfig = DaemonConfig()
     http: HttpConfig = HttpConfig()
 
     @field_validator("pbx", mode="before")

@@ -1,0 +1,135 @@
+"""Configuration: the sample parses, and a bad file lists every problem with its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from archiver.config import ConfigError, config_path, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = {
+    "pbx": {"url": "https://pbx.example:9999", "username": "u", "password": "hunter2secret"},
+    "s3": {"bucket": "recordings"},
+}
+
+
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(ROOT / "config.example.toml")
+    assert cfg.pbx[0].timezone == "Europe/Istanbul"
+    assert cfg.s3.key_template.endswith("_{uniqueid}.mp3")
+    monkeypatch.setenv("ARCHIVER_PBX_PASSWORD", "from-env")
+    assert cfg.pbx[0].resolve_password() == "from-env"
+
+
+def test_single_table_and_array_forms() -> None:
+    one = parse_config(MINIMAL, "x.toml")
+    many = parse_config({**MINIMAL, "pbx": [MINIMAL["pbx"], {**MINIMAL["pbx"], "name": "b"}]}, "x")
+    assert [p.name for p in one.pbx] == ["pbx"]
+    assert [p.name for p in many.pbx] == ["pbx", "b"]
+
+
+def test_every_problem_listed_with_file_and_path(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        """
+[pbx]
+url = "https://u:p@pbx:9999/cgi-bin"
+username = "admin"
+password = "s3cr3t-do-not-print"
+password_env = "ALSO"
+timezone = "Mars/Olympus"
+max_concurrent_requests = 0
+colour = "blue"
+
+[poll]
+interval_s = 0
+
+[s3]
+bucket = "Bad_Bucket"
+key_template = "{prefix}/{nope}.mp3"
+sse_kms_key_id = "k"
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    problems = caught.value.problems
+    text = "\n".join(problems)
+    for path in (
+        "pbx[0].url",
+        "pbx[0].timezone",
+        "pbx[0].max_concurrent_requests",
+        "pbx[0].colour",
+        "poll.interval_s",
+        "s3.bucket",
+        "s3.key_template",
+    ):
+        assert f"at '{path}'" in text, path
+    assert all(problem.startswith(f"{bad}: at '") for problem in problems)
+    assert "s3cr3t-do-not-print" not in text
+
+
+def test_cross_field_checks() -> None:
+    # Cross-field checks run once the fields themselves are valid, section by section.
+    with pytest.raises(ConfigError, match="pbx names must be unique"):
+        parse_config({"pbx": [MINIMAL["pbx"], MINIMAL["pbx"]], "s3": MINIMAL["s3"]}, "x.toml")
+    with pytest.raises(ConfigError, match="sse_kms_key_id is set but sse is not 'aws:kms'"):
+        parse_config({**MINIMAL, "s3": {"bucket": "recordings", "sse_kms_key_id": "k"}}, "x")
+
+
+def test_exactly_one_password_source() -> None:
+    pbx = {k: v for k, v in MINIMAL["pbx"].items() if k != "password"}
+    with pytest.raises(ConfigError, match="exactly one of password"):
+        parse_config({**MINIMAL, "pbx": pbx}, "x.toml")
+
+
+def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from-file\n", encoding="utf-8")
+    base = {k: v for k, v in MINIMAL["pbx"].items() if k != "password"}
+    cfg = parse_config({**MINIMAL, "pbx": {**base, "password_file": str(secret_file)}}, "x")
+    assert cfg.pbx[0].resolve_password() == "from-file"
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg = parse_config({**MINIMAL, "pbx": {**base, "credential": "pw"}}, "x")
+    assert cfg.pbx[0].resolve_password() == "from-file"
+    cfg = parse_config({**MINIMAL, "pbx": {**base, "password_env": "NOT_SET_ANYWHERE"}}, "x")
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is empty"):
+        cfg.pbx[0].resolve_password()
+
+
+def test_password_never_in_repr() -> None:
+    cfg = parse_config(MINIMAL, "x.toml")
+    assert "hunter2secret" not in repr(cfg)
+    assert "hunter2secret" not in str(cfg.model_dump())
+
+
+def test_invalid_toml_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.toml"
+    bad.write_text("[pbx\nurl=", encoding="utf-8")
+    with pytest.raises(ConfigError, match="broken.toml: invalid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARCHIVER_CONFIG", raising=False)
+    assert config_path(None) == Path("/etc/archiver/archiver.toml")
+    monkeypatch.setenv("ARCHIVER_CONFIG", "/tmp/a.toml")
+    assert config_path(None) == Path("/tmp/a.toml")
+    assert config_path(Path("/tmp/b.toml")) == Path("/tmp/b.toml")
+
+
+def test_example_documents_every_key() -> None:
+    """Every field of every section appears in config.example.toml (commented or not)."""
+    from archiver.config import Config, PbxConfig
+
+    text = (ROOT / "config.example.toml").read_text(encoding="utf-8")
+    sections = {name: info.annotation for name, info in Config.model_fields.items()}
+    sections["pbx"] = PbxConfig
+    for section, model in sections.items():
+        assert f"[{section}]" in text or f"[[{section}]]" in text, section
+        for name in model.model_fields:  # type: ignore[union-attr]
+            assert f"{name} =" in text, f"{section}.{name}"
