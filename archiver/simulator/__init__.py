@@ -1,0 +1,43 @@
+"""A fake PBX (ZYCOO CooVox style) for tests, the demo and benchmarks.
+
+`corpus` decides which recordings exist, `audio` makes their bytes without an encoder, and
+`server` serves them over the PBX's HTTP API with repeatable faults. The daemon never imports
+this package, and this package never imports `archiver.names`: it is that parser's test oracle.
+"""
+
+from archiver.simulator.audio import (
+    AudioStream,
+    gsm_raw_bytes,
+    header_only_wav,
+    wav_gsm_bytes,
+    wav_pcm_bytes,
+)
+from archiver.simulator.corpus import AudioFormat, Corpus, SimRecording, format_name
+from archiver.simulator.server import (
+    CORPUS_KEY,
+    SimulatorOptions,
+    SimulatorThread,
+    add_arguments,
+    build_app,
+    run_from_args,
+    start_simulator,
+)
+
+__all__ = [
+    "CORPUS_KEY",
+    "AudioFormat",
+    "AudioStream",
+    "Corpus",
+    "SimRecording",
+    "SimulatorOptions",
+    "SimulatorThread",
+    "add_arguments",
+    "build_app",
+    "format_name",
+    "gsm_raw_bytes",
+    "header_only_wav",
+    "run_from_args",
+    "start_simulator",
+    "wav_gsm_bytes",
+    "wav_pcm_bytes",
+]

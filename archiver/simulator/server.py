@@ -1,0 +1,591 @@
+"""An aiohttp server that imitates the PBX's HTTP API (pbx-api.md), with repeatable faults.
+
+`system_cmd.cgi` answers only the two documented command shapes and refuses everything else
+with 403, so an archiver that builds any other command fails its tests. Credentials are checked
+on every call and never echoed or logged: the access log drops the query string.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import random
+import re
+import signal
+import socket
+import ssl
+import struct
+import sys
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from archiver.simulator.corpus import DEFAULT_TIMEZONE, RECORDING_DIR, Corpus
+
+LIST_FOLDERS_COMMAND = f"sh /etc/scripts/shell_scripts.sh list_files {RECORDING_DIR}"
+_LIST_FOLDER_RE = re.compile(
+    re.escape(f"{LIST_FOLDERS_COMMAND}/") + r"(?P<folder>[A-Za-z0-9][A-Za-z0-9._+-]*)"
+)
+# The documented shape `-name *PATTERN*`; the pattern may contain `*` but no other glob or shell
+# metacharacter, and nothing may follow it (no `-delete`, no `; rm`).
+_FIND_RE = re.compile(
+    re.escape(f"find {RECORDING_DIR}/ -name ") + r"(?P<glob>\*[A-Za-z0-9._+*-]*\*)"
+)
+
+_TEXT = "text/plain"
+_LOGIN_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>IP PBX - Login</title></head>\n"
+    '<body><form method="post" action="/cgi-bin/login.cgi">\n'
+    '<p>Session expired. Please log in again.</p>\n<input name="username">\n'
+    '<input name="password" type="password">\n</form></body></html>\n'
+)
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatorOptions:
+    """Everything the simulator needs; validated as a whole on construction (ValueError).
+
+    Fault rates are probabilities per request to `system_cmd.cgi` and `fileget.cgi`, drawn from
+    `seed` and the request's sequence number so that a run repeats; they must sum to at most 1.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    username: str = "admin"
+    password: str = field(default="admin", repr=False)
+    seed: int = 0
+    start: date = date(2016, 10, 25)
+    days: int = 1
+    per_day: int = 20
+    max_duration_s: int | None = None
+    timezone: str = DEFAULT_TIMEZONE
+    odd_names: bool = True
+    junk: bool = True
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    fail_rate: float = 0.0
+    truncate_rate: float = 0.0
+    reset_rate: float = 0.0
+    delay_ms: int = 0
+    html_errors: bool = False
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ValueError("invalid simulator options: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        problems = []
+        if not 0 <= self.port <= 65535:
+            problems.append(f"port: {self.port} is not in 0..65535")
+        if not self.username or not self.password:
+            problems.append("username and password must not be empty")
+        if self.days < 0 or self.per_day < 0:
+            problems.append("days and per_day must be >= 0")
+        if self.max_duration_s is not None and self.max_duration_s < 1:
+            problems.append("max_duration_s must be >= 1")
+        rates = {"fail_rate": self.fail_rate, "truncate_rate": self.truncate_rate}
+        rates["reset_rate"] = self.reset_rate
+        problems += [f"{k}: {v} is not in 0..1" for k, v in rates.items() if not 0 <= v <= 1]
+        if sum(rates.values()) > 1:
+            problems.append("fail_rate + truncate_rate + reset_rate must be <= 1")
+        if self.delay_ms < 0:
+            problems.append("delay_ms must be >= 0")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            problems.append("tls_cert and tls_key go together")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            problems.append(f"timezone: unknown zone {self.timezone!r}")
+        return problems
+
+    @property
+    def scheme(self) -> Literal["http", "https"]:
+        """`https` when a certificate is configured."""
+        return "https" if self.tls_cert else "http"
+
+    def url(self, port: int) -> str:
+        """The base URL for `port` (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{port}"
+
+    def build_corpus(self) -> Corpus:
+        """Return the corpus these options describe."""
+        return Corpus(
+            seed=self.seed,
+            start=self.start,
+            days=self.days,
+            per_day=self.per_day,
+            max_duration_s=self.max_duration_s,
+            timezone=self.timezone,
+            odd_names=self.odd_names,
+            junk=self.junk,
+        )
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListFolders:
+    """`list_files` on the recording directory."""
+
+
+@dataclass(frozen=True)
+class ListFolder:
+    """`list_files` on one folder of the recording directory."""
+
+    folder: str
+
+
+@dataclass(frozen=True)
+class Find:
+    """`find` on the recording directory with `-name GLOB`."""
+
+    glob: str
+
+
+Command = ListFolders | ListFolder | Find
+
+
+def parse_command(cmd: str) -> Command | None:
+    """Return the documented command `cmd` is, exactly (no extra spaces or words), or None."""
+    if cmd == LIST_FOLDERS_COMMAND:
+        return ListFolders()
+    if match := _LIST_FOLDER_RE.fullmatch(cmd):
+        return ListFolder(match["folder"])
+    if match := _FIND_RE.fullmatch(cmd):
+        return Find(match["glob"])
+    return None
+
+
+def run_command(corpus: Corpus, command: Command) -> list[str]:
+    """Return the lines the PBX prints for `command`."""
+    if isinstance(command, ListFolders):
+        return corpus.folders()
+    if isinstance(command, ListFolder):
+        return corpus.list_folder(command.folder)
+    return corpus.find(command.glob)
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure: `kind` and its `variant`.
+
+    fail: HTTP `500`/`503` (or a 200 HTML login page for a listing with `html_errors`);
+    truncate: `length` (short body under a full Content-Length) or `chunked` (no final chunk);
+    reset: abort the connection `before` the reply or `during` the body.
+    """
+
+    kind: Literal["fail", "truncate", "reset"]
+    variant: str
+
+
+class FaultPlan:
+    """Decides, for the n-th faultable request, which fault (if any) fires. Repeatable per seed."""
+
+    def __init__(self, options: SimulatorOptions) -> None:
+        self._options = options
+        self._count = 0
+
+    def next(self) -> Fault | None:
+        """Return the fault for the next request; each kind fires with its configured rate."""
+        self._count += 1
+        rng = random.Random(f"archiver-sim:{self._options.seed}:fault:{self._count}")
+        u, coin = rng.random(), rng.random() < 0.5
+        o = self._options
+        if u < o.fail_rate:
+            return Fault("fail", "500" if coin else "503")
+        if u < o.fail_rate + o.truncate_rate:
+            return Fault("truncate", "length" if coin else "chunked")
+        if u < o.fail_rate + o.truncate_rate + o.reset_rate:
+            return Fault("reset", "before" if coin else "during")
+        return None
+
+
+# -- the application -------------------------------------------------------------------------------
+
+CORPUS_KEY = web.AppKey("corpus", Corpus)
+OPTIONS_KEY = web.AppKey("options", SimulatorOptions)
+FAULTS_KEY = web.AppKey("faults", FaultPlan)
+
+
+def build_app(options: SimulatorOptions) -> web.Application:
+    """Return the simulator's application; its corpus (`app[CORPUS_KEY]`) is built here, once."""
+    app = web.Application()
+    app[OPTIONS_KEY] = options
+    app[CORPUS_KEY] = options.build_corpus()
+    app[FAULTS_KEY] = FaultPlan(options)
+    app.router.add_get("/cgi-bin/system_cmd.cgi", _system_cmd)
+    app.router.add_get("/cgi-bin/fileget.cgi", _fileget)
+    app.router.add_get("/_sim/manifest", _manifest)
+    return app
+
+
+def _authorized(request: web.Request) -> bool:
+    options = request.app[OPTIONS_KEY]
+    username = request.query.get("username", "").encode()
+    password = request.query.get("password", "").encode()
+    # Both comparisons always run, in constant time, so timing tells nothing about either.
+    user_ok = hmac.compare_digest(username, options.username.encode())
+    password_ok = hmac.compare_digest(password, options.password.encode())
+    return user_ok and password_ok
+
+
+def _unauthorized() -> web.Response:
+    return web.Response(status=401, text="401: Unauthorized\n", content_type=_TEXT)
+
+
+async def _system_cmd(request: web.Request) -> web.StreamResponse:
+    if not _authorized(request):
+        return _unauthorized()
+    commands = request.query.getall("cmd", [])
+    command = parse_command(commands[0]) if len(commands) == 1 else None
+    if command is None:
+        return web.Response(status=403, text="403: Forbidden\n", content_type=_TEXT)
+    lines = run_command(request.app[CORPUS_KEY], command)
+    body = "".join(f"{line}\n" for line in lines).encode()
+    return await _reply(request, [body], len(body), _TEXT, listing=True)
+
+
+async def _fileget(request: web.Request) -> web.StreamResponse:
+    if not _authorized(request):
+        return _unauthorized()
+    if request.query.get("action") != "rcdownload":
+        return web.Response(status=400, text="400: Bad Request\n", content_type=_TEXT)
+    corpus = request.app[CORPUS_KEY]
+    rec = corpus.by_relative_path(request.query.get("filename", ""))
+    if rec is None:
+        return web.Response(status=404, text="404: Not Found\n", content_type=_TEXT)
+    stream = corpus.audio_stream(rec)
+    return await _reply(request, stream.chunks(), stream.size_bytes, "application/octet-stream")
+
+
+async def _manifest(request: web.Request) -> web.StreamResponse:
+    if not _authorized(request):
+        return _unauthorized()
+    return web.json_response(request.app[CORPUS_KEY].manifest())
+
+
+async def _reply(
+    request: web.Request,
+    chunks: Iterable[bytes],
+    size: int,
+    content_type: str,
+    *,
+    listing: bool = False,
+) -> web.StreamResponse:
+    """Send `size` bytes of `chunks`, after the configured delay and through the next fault."""
+    options = request.app[OPTIONS_KEY]
+    if options.delay_ms:
+        await asyncio.sleep(options.delay_ms / 1000)
+    fault = request.app[FAULTS_KEY].next()
+    if fault is None:
+        return await _stream(request, chunks, size, content_type)
+    _log.info("injecting fault %s/%s on %s", fault.kind, fault.variant, request.path)
+    if fault.kind == "fail":
+        if listing and options.html_errors:
+            return web.Response(text=_LOGIN_PAGE, content_type="text/html")
+        status = int(fault.variant)
+        return web.Response(status=status, text=f"{status}: Server Error\n", content_type=_TEXT)
+    if fault == Fault("reset", "before"):
+        _drop(request, reset=True)
+        return web.Response()  # never sent: aiohttp finds the transport closed and moves on
+    return await _stream(request, chunks, size, content_type, fault=fault)
+
+
+async def _stream(
+    request: web.Request,
+    chunks: Iterable[bytes],
+    size: int,
+    content_type: str,
+    fault: Fault | None = None,
+) -> web.StreamResponse:
+    """Send the body; with a truncate or reset `fault`, stop halfway and drop the connection."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    # A zero-length body cannot be cut short under a Content-Length: go chunked instead.
+    if fault is not None and (fault.variant == "chunked" or size == 0):
+        response.enable_chunked_encoding()
+    else:
+        response.content_length = size
+    try:
+        await response.prepare(request)
+        await _write_body(response, chunks, size if fault is None else size // 2)
+        if fault is None:
+            await response.write_eof()
+    except ConnectionError:
+        return response  # the client went away: nothing to report to it, nothing to log
+    if fault is not None:
+        _drop(request, reset=fault.kind == "reset")
+    return response
+
+
+async def _write_body(response: web.StreamResponse, chunks: Iterable[bytes], limit: int) -> None:
+    """Write the first `limit` bytes of `chunks`."""
+    sent = 0
+    for chunk in chunks:
+        piece = chunk[: limit - sent]
+        if piece:
+            await response.write(piece)
+        sent += len(piece)
+        if sent >= limit:
+            return
+
+
+def _drop(request: web.Request, *, reset: bool) -> None:
+    """Close the connection after what was written: with FIN (truncate) or RST (reset)."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if reset and sock is not None:
+        # Linger 0 makes the close send RST instead of FIN, as a crashed peer or proxy would.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.close()
+
+
+class _AccessLogger(AbstractAccessLogger):
+    """Logs method, path and status only: the query string carries the password."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            "%s %s %s %.1fms", request.method, request.path, response.status, time * 1000
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Log only when someone listens at INFO, to keep the hot path free otherwise."""
+        return self.logger.isEnabledFor(logging.INFO)
+
+
+# -- running ---------------------------------------------------------------------------------------
+
+
+def _ssl_context(options: SimulatorOptions) -> ssl.SSLContext | None:
+    if options.tls_cert is None or options.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(options.tls_cert, options.tls_key)
+    return context
+
+
+async def start_simulator(options: SimulatorOptions) -> tuple[web.AppRunner, int]:
+    """Start serving `options` on the running loop; return the runner and the bound port.
+
+    Port 0 picks a free one. The caller owns the runner: `await runner.cleanup()` stops it.
+    """
+    runner = web.AppRunner(
+        build_app(options),
+        access_log_class=_AccessLogger,
+        access_log=logging.getLogger("archiver.simulator.access"),
+        shutdown_timeout=2.0,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    port: int = runner.addresses[0][1]
+    return runner, port
+
+
+class SimulatorThread:
+    """Runs the simulator on its own event loop in a daemon thread, for `with` blocks.
+
+    Entering starts it (and re-raises a start-up error such as a port in use); leaving stops it.
+    """
+
+    def __init__(self, options: SimulatorOptions) -> None:
+        self.options = options
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="pbx-simulator", daemon=True)
+        self._started = threading.Event()
+        self._runner: web.AppRunner | None = None
+        self._error: Exception | None = None
+        self._port = 0
+
+    @property
+    def port(self) -> int:
+        """The port the simulator listens on."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """`http(s)://host:port`, with no trailing slash."""
+        return self.options.url(self._port)
+
+    @property
+    def corpus(self) -> Corpus:
+        """The served corpus (its `add()` is safe to call from this thread)."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._runner.app[CORPUS_KEY]
+
+    def __enter__(self) -> SimulatorThread:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._runner, self._port = self._loop.run_until_complete(start_simulator(self.options))
+        except Exception as exc:  # handed to the thread that entered the `with`
+            self._error = exc
+            self._started.set()
+            self._loop.close()
+            return
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in 0..1, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `archiver simulate` options to `parser`."""
+    parser.add_argument(
+        "--listen",
+        type=_listen_address,
+        default=("127.0.0.1", 9999),
+        metavar="HOST:PORT",
+        help="address to serve on (default 127.0.0.1:9999)",
+    )
+    parser.add_argument("--username", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--start",
+        type=_iso_date,
+        default=date(2016, 10, 25),
+        metavar="YYYY-MM-DD",
+        help="first day of recordings (default 2016-10-25)",
+    )
+    parser.add_argument("--days", type=int, default=1)
+    parser.add_argument("--per-day", type=int, default=20)
+    parser.add_argument("--max-duration-s", type=int, default=None)
+    parser.add_argument("--timezone", default=DEFAULT_TIMEZONE, help="the PBX's local time zone")
+    parser.add_argument("--no-odd-names", action="store_true", help="omit the odd-but-valid names")
+    parser.add_argument("--no-junk", action="store_true", help="omit the non-recording files")
+    parser.add_argument("--tls-cert", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--tls-key", type=Path, default=None, metavar="FILE")
+    parser.add_argument("--fail-rate", type=_rate, default=0.0, help="share of HTTP 500/503")
+    parser.add_argument("--truncate-rate", type=_rate, default=0.0, help="share of short bodies")
+    parser.add_argument(
+        "--reset-rate", type=_rate, default=0.0, help="share of dropped connections"
+    )
+    parser.add_argument("--delay-ms", type=int, default=0, help="delay before every reply")
+    parser.add_argument(
+        "--html-errors",
+        action="store_true",
+        help="failed listings answer 200 with an HTML login page",
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
+    """Return the options `add_arguments` parsed. Raise ValueError if they are inconsistent."""
+    host, port = args.listen
+    return SimulatorOptions(
+        host=host,
+        port=port,
+        username=args.username,
+        password=args.password,
+        seed=args.seed,
+        start=args.start,
+        days=args.days,
+        per_day=args.per_day,
+        max_duration_s=args.max_duration_s,
+        timezone=args.timezone,
+        odd_names=not args.no_odd_names,
+        junk=not args.no_junk,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        fail_rate=args.fail_rate,
+        truncate_rate=args.truncate_rate,
+        reset_rate=args.reset_rate,
+        delay_ms=args.delay_ms,
+        html_errors=args.html_errors,
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM or SIGINT; return the exit code (2 for bad options, 1 if it can't bind).
+
+    Prints one line with the URL (never the password) to stdout once listening.
+    """
+    try:
+        options = options_from_args(args)
+    except ValueError as exc:
+        print(f"archiver simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve_until_signal(options))
+    except (OSError, ssl.SSLError) as exc:
+        print(f"archiver simulate: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve_until_signal(options: SimulatorOptions) -> None:
+    runner, port = await start_simulator(options)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    files = len(runner.app[CORPUS_KEY].recordings())
+    print(f"PBX simulator listening on {options.url(port)} ({files} files)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
