@@ -75,7 +75,7 @@ def test_cross_field_checks() -> None:
     # Cross-field checks run once the fields themselves are valid, section by section.
     with pytest.raises(ConfigError, match="pbx names must be unique"):
         parse_config({"pbx": [MINIMAL["pbx"], MINIMAL["pbx"]], "s3": MINIMAL["s3"]}, "x.toml")
-    with pytest.raises(ConfigError, match="sse_kms_key_id is set but sse is not 'aws:kms'"):
+    with pytest.raises(ConfigError, match=r"sse_kms_key_id is set but sse is not 'aws:kms'"):
         parse_config({**MINIMAL, "s3": {"bucket": "recordings", "sse_kms_key_id": "k"}}, "x")
 
 
@@ -108,7 +108,7 @@ def test_password_never_in_repr() -> None:
 def test_invalid_toml_is_reported(tmp_path: Path) -> None:
     bad = tmp_path / "broken.toml"
     bad.write_text("[pbx\nurl=", encoding="utf-8")
-    with pytest.raises(ConfigError, match="broken.toml: invalid TOML"):
+    with pytest.raises(ConfigError, match=r"broken\.toml: invalid TOML"):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.toml")

@@ -87,7 +87,7 @@ def test_systemname_uniqueid_epoch() -> None:
         ROOT + "t/20161118-110332-$(id)-200-1479456211.1297-69.wav",
         ROOT + "t/20161118-110332-100-200-1479456211.1297-69.wav\x00",
         ROOT + "t/20161118-110332-100-200-1479456211.1297-69.wav\x1b[2J",
-        ROOT + "t/20161118-110332-１00-200-1479456211.1297-69.wav",  # fullwidth digit
+        ROOT + "t/20161118-110332-\uff1100-200-1479456211.1297-69.wav",  # fullwidth digit
         ROOT + "t/20161118-110332-100-200-1479456211.1297-69.wav/",
         ROOT + "t/20161118 110332-100-200-1479456211.1297-69.wav",
         ROOT + "t/" + "9" * 10_000,
@@ -120,9 +120,7 @@ def test_started_at_follows_the_pbx_zone() -> None:
 
 _UNSAFE = re.compile(r"[/\s\x00-\x1f\x7f;|&$`'\"<>(){}\[\]\\!?*~#%]|\.\.")
 
-name_chars = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80
-)
+name_chars = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
 near_names = st.builds(
     lambda d, t, a, b, u, n, e: f"{d}-{t}-{a}-{b}-{u}-{n}.{e}",
     st.from_regex(r"[0-9]{8}", fullmatch=True),

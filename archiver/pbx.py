@@ -1,0 +1,297 @@
+"""The PBX client: the two documented listing commands and the download, over aiohttp.
+
+`system_cmd.cgi` runs its `cmd` argument as a shell command on the PBX, so this module only ever
+builds the two documented command shapes, with a folder or pattern that passed a strict allow-list
+here. Credentials travel in the query string: no URL is ever logged or put into an exception; errors
+carry a short reason and the endpoint's name instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import re
+import ssl
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Final
+
+import aiofiles
+import aiofiles.os
+import aiohttp
+import structlog
+
+from archiver.config import PbxConfig
+from archiver.names import RECORDING_ROOT, Recording
+
+__all__ = [
+    "Download",
+    "Listing",
+    "PbxAuthError",
+    "PbxClient",
+    "PbxError",
+    "date_pattern",
+    "find_command",
+    "list_files_command",
+    "tls_setting",
+]
+
+log = structlog.get_logger(__name__)
+
+_LIST_FILES: Final = "sh /etc/scripts/shell_scripts.sh list_files "
+_RECORDING_DIR: Final = RECORDING_ROOT.rstrip("/")
+# A find pattern: the characters of a recording name, plus '*' as in the documented examples.
+_PATTERN_RE: Final = re.compile(r"[A-Za-z0-9+*][A-Za-z0-9+*.-]{0,63}")
+_FOLDER_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,63}")
+_CHUNK_BYTES: Final = 256 * 1024
+_MAX_LISTING_BYTES: Final = 64 * 1024 * 1024
+_MAX_RECORDING_BYTES: Final = 2 * 1024 * 1024 * 1024
+_HTML_MARKERS: Final = (b"<!doctype", b"<html", b"<head", b"<body", b"<title", b"<?xml")
+
+
+class PbxError(Exception):
+    """The PBX did not give a usable answer. `reason` is safe to log; `transient` says whether
+    asking again later can help."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+class PbxAuthError(PbxError):
+    """The PBX refused our credentials (the message never contains them)."""
+
+    def __init__(self, pbx: str) -> None:
+        super().__init__(
+            f"PBX {pbx!r} refused the username/password (HTTP 401/403)", transient=False
+        )
+
+
+def find_command(pattern: str) -> str:
+    """Return the documented search command for `pattern`. Raise ValueError if the pattern is not
+    made of name characters and '*' only."""
+    if _PATTERN_RE.fullmatch(pattern) is None:
+        raise ValueError("find pattern must be 1-64 of A-Z a-z 0-9 + * . - (not starting with . -)")
+    return f"find {RECORDING_ROOT} -name *{pattern}*"
+
+
+def list_files_command(folder: str | None = None) -> str:
+    """Return the documented listing command: the folders, or the files of one trunk folder.
+    Raise ValueError if `folder` is not a plain trunk folder name."""
+    if folder is None:
+        return _LIST_FILES + _RECORDING_DIR
+    if _FOLDER_RE.fullmatch(folder) is None:
+        raise ValueError("folder must be a trunk folder name (letters, digits, _ + -)")
+    return f"{_LIST_FILES}{_RECORDING_DIR}/{folder}"
+
+
+def date_pattern(day: date) -> str:
+    """The date prefix the daemon polls by: every recording of `day` (PBX local date)."""
+    return f"{day:%Y%m%d}-"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Lines of a listing, decoded and split; nothing in it is trusted yet."""
+
+    lines: list[str]
+    blank_lines: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    path: Path
+    size_bytes: int
+    sha256: str
+
+
+def tls_setting(cfg: PbxConfig) -> ssl.SSLContext | aiohttp.Fingerprint | bool:
+    """What aiohttp's `ssl=` gets: a CA-file context, a pinned fingerprint, no checks, or the
+    default verification (True)."""
+    if not cfg.url.startswith("https://"):
+        return True
+    if cfg.tls_fingerprint is not None:
+        return aiohttp.Fingerprint(bytes.fromhex(cfg.tls_fingerprint))
+    if not cfg.verify_tls:
+        return False
+    if cfg.ca_file is not None:
+        return ssl.create_default_context(cafile=str(cfg.ca_file))
+    return True
+
+
+def split_listing(body: bytes) -> Listing:
+    """Given a listing body, return its lines. Raise PbxError if it is an HTML page (a login or
+    error page with status 200 must never read as "no recordings")."""
+    head = body[:512].lstrip().lower()
+    if head.startswith(b"<") or any(marker in head for marker in _HTML_MARKERS):
+        raise PbxError("PBX answered with an HTML page instead of a listing", transient=True)
+    text = body.decode("utf-8", errors="replace").removeprefix("\ufeff")
+    lines: list[str] = []
+    blank = 0
+    for raw in text.split("\n"):
+        line = raw.rstrip("\r")
+        if line.strip():
+            lines.append(line)
+        else:
+            blank += 1
+    return Listing(lines=lines, blank_lines=blank)
+
+
+@dataclass
+class PbxClient:
+    """One PBX's HTTP API. Create inside a running loop; `close()` when done."""
+
+    cfg: PbxConfig
+    password: str = field(repr=False)
+    _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._gate = asyncio.Semaphore(self.cfg.max_concurrent_requests)
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=30, sock_read=self.cfg.request_timeout_s
+            )
+            connector = aiohttp.TCPConnector(
+                ssl=tls_setting(self.cfg), limit=self.cfg.max_concurrent_requests
+            )
+            self._session = aiohttp.ClientSession(
+                base_url=self.cfg.url, timeout=timeout, connector=connector, raise_for_status=False
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _params(self, **values: str) -> dict[str, str]:
+        return {**values, "username": self.cfg.username, "password": self.password}
+
+    async def find(self, pattern: str) -> Listing:
+        """Return the paths `find` lists for `pattern` (see `find_command`)."""
+        return await self._listing(find_command(pattern))
+
+    async def list_folders(self) -> Listing:
+        return await self._listing(list_files_command())
+
+    async def list_files(self, folder: str) -> Listing:
+        return await self._listing(list_files_command(folder))
+
+    async def _listing(self, command: str) -> Listing:
+        params = self._params(cmd=command)
+        async with (
+            self._gate,
+            self._guard("listing"),
+            self._client().get("/cgi-bin/system_cmd.cgi", params=params) as response,
+        ):
+            self._check_status(response.status, "listing")
+            body = await _read_bounded(response, _MAX_LISTING_BYTES)
+        return split_listing(body)
+
+    async def download(self, rec: Recording, dest: Path) -> Download:
+        """Stream `rec` into `dest` (via `dest.part`, renamed when complete) and return its size
+        and sha256. A body shorter than its Content-Length, an HTML page or an HTTP error raises
+        PbxError and leaves no file behind."""
+        params = self._params(action="rcdownload", filename=rec.relative_path)
+        partial = dest.with_name(dest.name + ".part")
+        try:
+            async with (
+                self._gate,
+                self._guard("download"),
+                self._client().get("/cgi-bin/fileget.cgi", params=params) as response,
+            ):
+                self._check_status(response.status, "download")
+                size, digest = await _stream_to_file(response, partial)
+            await aiofiles.os.replace(partial, dest)
+        except BaseException:
+            await _remove_quietly(partial)
+            raise
+        return Download(path=dest, size_bytes=size, sha256=digest)
+
+    def _check_status(self, status: int, what: str) -> None:
+        if status in (401, 403):
+            raise PbxAuthError(self.name)
+        if status == 404:
+            raise PbxError(f"{what}: PBX {self.name!r} answered 404 (gone?)", transient=False)
+        if status != 200:
+            raise PbxError(f"{what}: PBX {self.name!r} answered HTTP {status}", transient=True)
+
+    def _guard(self, what: str) -> _ErrorGuard:
+        return _ErrorGuard(self.name, what)
+
+
+class _ErrorGuard:
+    """Turn aiohttp's exceptions, whose text includes the URL (and so the password), into a
+    PbxError that names the PBX only. `from None` drops the original from any traceback."""
+
+    def __init__(self, pbx: str, what: str) -> None:
+        self._pbx = pbx
+        self._what = what
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: object, tb: object) -> None:
+        if kind is None or not issubclass(kind, aiohttp.ClientError | asyncio.TimeoutError):
+            return
+        reason = _describe(error)
+        raise PbxError(f"{self._what}: PBX {self._pbx!r}: {reason}", transient=True) from None
+
+
+def _describe(error: object) -> str:
+    if isinstance(error, aiohttp.ServerFingerprintMismatch):
+        return "TLS certificate does not match the configured tls_fingerprint"
+    if isinstance(error, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate not trusted (set ca_file or tls_fingerprint)"
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return "response body cut short"
+    if isinstance(error, aiohttp.ServerDisconnectedError):
+        return "connection closed by the PBX"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        return f"cannot connect ({error.os_error.strerror or type(error.os_error).__name__})"
+    if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    if isinstance(error, aiohttp.ClientOSError):
+        return f"connection error ({error.strerror or 'reset'})"
+    return type(error).__name__
+
+
+async def _read_bounded(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        body += chunk
+        if len(body) > max_bytes:
+            raise PbxError(f"listing larger than {max_bytes} bytes", transient=False)
+    return bytes(body)
+
+
+async def _stream_to_file(response: aiohttp.ClientResponse, path: Path) -> tuple[int, str]:
+    expected = response.content_length
+    digest = hashlib.sha256()
+    size = 0
+    async with aiofiles.open(path, "wb") as out:
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            if size == 0 and chunk.lstrip()[:1] == b"<":
+                raise PbxError("download: PBX sent an HTML page, not audio", transient=True)
+            size += len(chunk)
+            if size > _MAX_RECORDING_BYTES:
+                raise PbxError("download: recording larger than 2 GiB", transient=False)
+            digest.update(chunk)
+            await out.write(chunk)
+    if expected is not None and size != expected:
+        raise PbxError(f"download: body cut short ({size} of {expected} bytes)", transient=True)
+    return size, digest.hexdigest()
+
+
+async def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        await aiofiles.os.remove(path)
