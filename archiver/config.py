@@ -189,6 +189,13 @@ class S3Config(_Strict):
     checksum: Literal["when_supported", "when_required"] = "when_supported"
     max_concurrent_uploads: Annotated[int, Field(ge=1, le=64)] = 4
 
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_has_no_dot_segments(cls, value: str) -> str:
+        if any(segment in (".", "..") for segment in value.split("/")):
+            raise ValueError("must not contain '.' or '..' segments")
+        return value
+
     @field_validator("key_template")
     @classmethod
     def _template_uses_known_fields(cls, value: str) -> str:
@@ -201,8 +208,10 @@ class S3Config(_Strict):
             raise ValueError(f"unknown placeholder(s) {unknown}; known: {sorted(KEY_FIELDS)}")
         if "uniqueid" not in fields:
             raise ValueError("must contain {uniqueid}, or two calls could share one key")
-        if value.startswith("/") or "//" in value or ".." in value:
-            raise ValueError("must not start with '/' or contain '//' or '..'")
+        if value.startswith("/") or value.endswith("/") or "//" in value or ".." in value:
+            raise ValueError("must not start or end with '/' or contain '//' or '..'")
+        if not value.isascii() or not value.isprintable():
+            raise ValueError("must be printable ASCII")
         return value
 
     @model_validator(mode="after")

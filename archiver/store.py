@@ -1,0 +1,531 @@
+"""The store stage: put one MP3 into S3 exactly once, and prove it arrived intact.
+
+Knows S3, not the PBX. The identity of an archived object is its source: the `source-sha256`
+metadata (SHA-256 of the file downloaded from the PBX). Before uploading, `put_verified` looks at
+the key: the same source already there means a crash came between upload and ledger write, and the
+upload is skipped; a different source there is a conflict and is never overwritten. After
+uploading, it reads the object's size, ETag and `md5` metadata back.
+
+Retries are not made here (the daemon wraps calls with stamina): every S3 failure becomes a
+`StoreError` whose `transient` says whether trying again can help, and whose `reason` is safe to
+log (no credentials, no request signatures).
+
+Metadata and empty fields: SeaweedFS (4.48) drops a user-metadata header whose value is empty,
+while AWS keeps it, so `object_metadata` leaves empty values out and every store returns the same
+thing. A reader treats a missing `caller`/`callee` as empty.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from archiver.config import S3Config
+from archiver.names import Recording
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "CONTENT_TYPE",
+    "EMPTY_SEGMENT",
+    "METADATA_FIELDS",
+    "ConflictError",
+    "ObjectInfo",
+    "S3Store",
+    "StoreError",
+    "StoredObject",
+    "VerifyError",
+    "default_transfer_config",
+    "object_key",
+    "object_metadata",
+]
+
+CONTENT_TYPE = "audio/mpeg"
+# The user metadata of every archived object, in this order (as x-amz-meta-<name>).
+METADATA_FIELDS = (
+    "pbx", "trunk", "caller", "callee", "started-at", "duration-s", "uniqueid", "source-name",
+    "source-sha256", "md5",
+)  # fmt: skip
+# Stands for an empty caller/callee that would otherwise leave an empty key segment ("a//b").
+# Never a real party: parties are [A-Za-z0-9+] only.
+EMPTY_SEGMENT = "-"
+
+_MIB = 1024 * 1024
+_MAX_KEY_BYTES = 1024
+_MAX_METADATA_BYTES = 2048  # AWS's limit for all user metadata keys and values together
+_METADATA_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_MD5_B64_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
+_MD5_HEX_RE = re.compile(r"[0-9a-f]{32}")
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
+
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown", "RequestTimeout", "RequestTimeoutException", "InternalError",
+        "ServiceUnavailable", "Throttling", "ThrottlingException", "ThrottledException",
+        "RequestThrottled", "RequestLimitExceeded", "TooManyRequests", "TooManyRequestsException",
+        "OperationAborted",
+        # The bytes were damaged on the way or the upload was cut short: sending again can work.
+        "BadDigest", "IncompleteBody", "XAmzContentSHA256Mismatch", "InvalidDigest",
+        # A multipart upload aborted under us (e.g. by abort_stale_multipart): start again.
+        "NoSuchUpload",
+    }
+)  # fmt: skip
+_TRANSIENT_STATUS = frozenset({408, 429})
+_MAX_SERVER_MESSAGE_CHARS = 200
+_URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+class StoreError(Exception):
+    """Storing failed. `reason` is safe to log; `transient` says whether a retry can help."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+class VerifyError(StoreError):
+    """The object read back after upload does not match what was sent; a retry re-uploads."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, transient=True)
+
+
+class ConflictError(StoreError):
+    """An object from a different source is at the key; it is never overwritten."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, transient=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    size_bytes: int
+    md5_b64: str
+    etag: str  # without quotes; "<hex>-N" for a multipart upload
+    already_present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What a HEAD says about one object."""
+
+    key: str
+    size_bytes: int
+    etag: str  # without quotes
+    last_modified: datetime
+    content_type: str | None
+    metadata: dict[str, str]  # lower-case names, without the x-amz-meta- prefix
+
+
+def _key_values(rec: Recording, prefix: str) -> dict[str, object]:
+    local = rec.started_at
+    return {
+        "prefix": prefix,
+        "pbx": rec.pbx,
+        "trunk": rec.folder,
+        "yyyy": f"{local.year:04d}",
+        "mm": f"{local.month:02d}",
+        "dd": f"{local.day:02d}",
+        "yyyymmdd": local.strftime("%Y%m%d"),
+        "hhmmss": local.strftime("%H%M%S"),
+        "caller": rec.caller,
+        "callee": rec.callee,
+        "uniqueid": rec.uniqueid,
+        "duration_s": rec.duration_s,  # an int, so "{duration_s:05d}" works
+        "source_name": rec.name,
+    }
+
+
+def object_key(rec: Recording, template: str, prefix: str) -> str:
+    """Given a recording, a key template (see `archiver.config.KEY_FIELDS`) and the prefix, return
+    the object key.
+
+    Dates are the PBX's local time (`rec.started_at`), as in the file name. An empty caller or
+    callee renders as nothing (`..._100__1479456211.1297.mp3`), so the key still reads back; only
+    when that would leave a whole path segment empty does the segment become `-`.
+    Raise `ValueError` if the template has an empty segment or the result would contain `//`,
+    `..`, a `.` segment, a leading `/`, non-printable ASCII, or exceed 1024 bytes.
+    """
+    values = _key_values(rec, prefix)
+    segments: list[str] = []
+    for segment in template.split("/"):
+        if not segment:
+            raise ValueError(f"key template {template!r} has an empty path segment")
+        try:
+            rendered = string.Formatter().vformat(segment, (), values)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ValueError(f"key template {template!r} cannot be filled: {error}") from None
+        segments.append(rendered or EMPTY_SEGMENT)
+    key = "/".join(segments)
+    if (
+        key.startswith("/")
+        or "//" in key
+        or ".." in key
+        or "." in key.split("/")
+        or not key.isascii()
+        or not key.isprintable()
+        or len(key) > _MAX_KEY_BYTES
+    ):
+        raise ValueError(f"object key {key!r} is not a safe S3 key")
+    return key
+
+
+def object_metadata(
+    rec: Recording,
+    *,
+    source_sha256: str,
+    md5_b64: str,
+    extra: Mapping[str, str] = _NO_EXTRA,
+) -> dict[str, str]:
+    """Return the user metadata for `rec`: the names in `METADATA_FIELDS`, then `extra`.
+
+    Empty values are left out (see the module docstring). `started-at` is ISO 8601 with the PBX's
+    UTC offset. Raise `ValueError` for a malformed checksum, an `extra` name that is not
+    lower-case `[a-z0-9-]` or repeats a standard name, a value that is not printable ASCII without
+    surrounding blanks, or more than S3's 2 KB of metadata.
+    """
+    if _SHA256_RE.fullmatch(source_sha256) is None:
+        raise ValueError("source_sha256 must be 64 lower-case hex digits")
+    if _MD5_B64_RE.fullmatch(md5_b64) is None:
+        raise ValueError("md5_b64 must be a base64 MD5 digest (24 characters)")
+    standard = {
+        "pbx": rec.pbx,
+        "trunk": rec.folder,
+        "caller": rec.caller,
+        "callee": rec.callee,
+        "started-at": rec.started_at.isoformat(),
+        "duration-s": str(rec.duration_s),
+        "uniqueid": rec.uniqueid,
+        "source-name": rec.name,
+        "source-sha256": source_sha256,
+        "md5": md5_b64,
+    }
+    for name in extra:
+        if name in standard or _METADATA_NAME_RE.fullmatch(name) is None:
+            raise ValueError(f"extra metadata name {name!r} is reserved or not [a-z0-9-]")
+    metadata = {name: value for name, value in {**standard, **extra}.items() if value}
+    for name, value in metadata.items():
+        if not (value.isascii() and value.isprintable()) or value != value.strip():
+            raise ValueError(f"metadata {name!r} is not printable ASCII without outer blanks")
+    if sum(len(name) + len(value) for name, value in metadata.items()) > _MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is larger than S3's {_MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def default_transfer_config(max_concurrency: int = 4) -> TransferConfig:
+    """Multipart above 16 MiB in 8 MiB parts: a one-hour MP3 at 32 kbit/s (~14 MB) is one PUT."""
+    return TransferConfig(
+        multipart_threshold=16 * _MIB,
+        multipart_chunksize=8 * _MIB,
+        max_concurrency=max_concurrency,
+        use_threads=True,
+        preferred_transfer_client="classic",  # the CRT client, if installed, behaves differently
+    )
+
+
+def _build_client(cfg: S3Config, transfer: TransferConfig) -> S3Client:
+    config = Config(
+        s3={"addressing_style": cfg.addressing_style},
+        request_checksum_calculation=cfg.checksum,
+        response_checksum_validation=cfg.checksum,
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=max(
+            10, cfg.max_concurrent_uploads * (transfer.max_request_concurrency + 1)
+        ),
+    )
+    # Credentials from boto3's default chain: environment, shared files, instance/container role.
+    return boto3.session.Session().client(
+        "s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config
+    )
+
+
+def _clean(text: str) -> str:
+    printable = "".join(ch if ch.isprintable() else " " for ch in text)
+    return _URL_USERINFO_RE.sub("", printable)[:_MAX_SERVER_MESSAGE_CHARS]
+
+
+def _client_error(action: str, where: str, error: ClientError) -> StoreError:
+    details = error.response.get("Error", {})
+    code = _error_code(error)
+    status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    message = _clean(str(details.get("Message", "")))
+    transient = code in _TRANSIENT_CODES or status >= 500 or status in _TRANSIENT_STATUS
+    hint = {
+        "SignatureDoesNotMatch": " (wrong secret key?)",
+        "InvalidAccessKeyId": " (unknown access key)",
+        "AccessDenied": " (check the credentials and the bucket policy)",
+        "403": " (access denied: wrong credentials or bucket policy?)",
+        "NoSuchBucket": " (create it, or fix s3.bucket)",
+        "404": " (no such bucket?)",
+        "301": " (the bucket is in another region: set s3.region)",
+        "PermanentRedirect": " (the bucket is in another region: set s3.region)",
+    }.get(code, "")
+    detail = f": {message}" if message else ""
+    return StoreError(
+        f"{action} {where}: {code} (HTTP {status}){hint}{detail}", transient=transient
+    )
+
+
+def _botocore_error(action: str, where: str, error: Exception) -> StoreError:
+    # SSL failures are nearly always a certificate or configuration problem: not transient.
+    transient = isinstance(
+        error, BotoConnectionError | HTTPClientError | IncompleteReadError
+    ) and not isinstance(error, SSLError)
+    return StoreError(
+        f"{action} {where}: {type(error).__name__}: {_clean(str(error))}", transient=transient
+    )
+
+
+# Everything botocore and boto3 raise for a failed request. Anything else (ParamValidationError,
+# a TypeError...) is a bug of ours and propagates unchanged.
+_S3_FAILURES = (
+    ClientError,
+    S3UploadFailedError,
+    BotoConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", "?"))
+
+
+def _store_error(action: str, where: str, error: Exception) -> StoreError:
+    if isinstance(error, S3UploadFailedError):
+        # boto3 raises it while handling the ClientError of a part or of the completion.
+        error = error.__context__ if isinstance(error.__context__, ClientError) else error
+    if isinstance(error, ClientError):
+        return _client_error(action, where, error)
+    return _botocore_error(action, where, error)
+
+
+@contextmanager
+def _translated(action: str, where: str) -> Iterator[None]:
+    """Turn botocore's exceptions into `StoreError`. The original is dropped, not chained, so
+    that nothing but `reason` can reach a log."""
+    try:
+        yield
+    except _S3_FAILURES as error:
+        raise _store_error(action, where, error) from None
+
+
+class S3Store:
+    """One bucket of one S3-compatible store. Thread-safe: the daemon calls it from threads."""
+
+    def __init__(
+        self,
+        cfg: S3Config,
+        *,
+        client: S3Client | None = None,
+        transfer: TransferConfig | None = None,
+    ) -> None:
+        self._cfg = cfg
+        self._bucket = cfg.bucket
+        self._transfer = transfer or default_transfer_config()
+        self._client = client or _build_client(cfg, self._transfer)
+        encryption: dict[str, Any] = {}
+        if cfg.storage_class is not None:
+            encryption["StorageClass"] = cfg.storage_class
+        if cfg.sse is not None:
+            encryption["ServerSideEncryption"] = cfg.sse
+        if cfg.sse_kms_key_id is not None:
+            encryption["SSEKMSKeyId"] = cfg.sse_kms_key_id
+        self._put_args: Mapping[str, Any] = MappingProxyType(encryption)
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
+
+    @property
+    def multipart_threshold_bytes(self) -> int:
+        return int(self._transfer.multipart_threshold)
+
+    def _where(self, key: str | None = None) -> str:
+        return f"s3://{self._bucket}/{key}" if key is not None else f"bucket {self._bucket!r}"
+
+    def put_verified(
+        self,
+        path: Path,
+        key: str,
+        metadata: Mapping[str, str],
+        *,
+        md5_b64: str,
+        md5_hex: str,
+    ) -> StoredObject:
+        """Upload the file at `path` to `key` unless this source is already there; verify it.
+
+        `metadata` (from `object_metadata`) must carry `source-sha256` and `md5` = `md5_b64`.
+        Return a `StoredObject`; `already_present` is True when an object of the same source with
+        the same size and MD5 was found and nothing was uploaded. An object of the same source but
+        other bytes (an earlier failed attempt) is replaced.
+        Raise `ConflictError` if an object from another source (or of unknown source) is at the
+        key, `VerifyError` if the object read back differs in size, MD5 metadata or (single-part
+        PUT, no SSE-KMS) ETag, `StoreError` for any S3 failure, and `OSError` if the file cannot be
+        read. Blocking: call it in a thread.
+        """
+        source_sha256 = metadata.get("source-sha256", "")
+        if _SHA256_RE.fullmatch(source_sha256) is None:
+            raise ValueError("metadata must carry source-sha256")
+        if metadata.get("md5") != md5_b64 or _MD5_HEX_RE.fullmatch(md5_hex) is None:
+            raise ValueError("metadata md5 must equal md5_b64, and md5_hex be 32 hex digits")
+        size = path.stat().st_size
+
+        existing = self.head(key)
+        if existing is not None:
+            found = existing.metadata.get("source-sha256")
+            if found != source_sha256:
+                raise ConflictError(
+                    f"{self._where(key)} holds another source "
+                    f"(source-sha256 {found or 'missing'}, ours {source_sha256}); not overwritten"
+                )
+            if existing.size_bytes == size and existing.metadata.get("md5") == md5_b64:
+                return StoredObject(key, size, md5_b64, existing.etag, already_present=True)
+
+        multipart = size >= self._transfer.multipart_threshold
+        if multipart:
+            self._upload_multipart(path, key, metadata)
+        else:
+            self._put_single(path, key, metadata, md5_b64)
+
+        stored = self.head(key)
+        if stored is None:
+            raise VerifyError(f"{self._where(key)} is missing right after the upload")
+        problems = []
+        if stored.size_bytes != size:
+            problems.append(f"size {stored.size_bytes} != {size}")
+        if stored.metadata.get("md5") != md5_b64:
+            problems.append("md5 metadata differs")
+        if stored.metadata.get("source-sha256") != source_sha256:
+            problems.append("source-sha256 metadata differs")
+        # SSE-KMS ETags are not the MD5; multipart ETags are "<md5 of part md5s>-N".
+        if not multipart and self._cfg.sse != "aws:kms" and stored.etag != md5_hex:
+            problems.append(f"ETag {stored.etag} != MD5 {md5_hex}")
+        if problems:
+            raise VerifyError(f"{self._where(key)} after upload: {'; '.join(problems)}")
+        return StoredObject(key, size, md5_b64, stored.etag, already_present=False)
+
+    def _put_single(self, path: Path, key: str, metadata: Mapping[str, str], md5: str) -> None:
+        # Content-MD5 makes the server check the bytes it received before it stores them.
+        with path.open("rb") as body, _translated("upload", self._where(key)):
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentMD5=md5,
+                ContentType=CONTENT_TYPE,
+                Metadata=dict(metadata),
+                **self._put_args,
+            )
+
+    def _upload_multipart(self, path: Path, key: str, metadata: Mapping[str, str]) -> None:
+        extra = {"ContentType": CONTENT_TYPE, "Metadata": dict(metadata), **self._put_args}
+        with _translated("multipart upload", self._where(key)):
+            self._client.upload_file(
+                str(path), self._bucket, key, ExtraArgs=extra, Config=self._transfer
+            )
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Return what S3 says about `key`, or None if there is no such object.
+
+        Raise `StoreError` for any other failure. (A HEAD has no error body: a missing bucket
+        also looks like a missing object here.)
+        """
+        try:
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        except _S3_FAILURES as error:
+            if isinstance(error, ClientError) and _error_code(error) in _MISSING_CODES:
+                return None
+            raise _store_error("head", self._where(key), error) from None
+        return ObjectInfo(
+            key=key,
+            size_bytes=response["ContentLength"],
+            etag=response["ETag"].strip('"'),
+            last_modified=response["LastModified"],
+            content_type=response.get("ContentType"),
+            metadata={name.lower(): value for name, value in response["Metadata"].items()},
+        )
+
+    def check_access(self) -> None:
+        """HEAD the bucket. Raise `StoreError` with a clear reason if it cannot be reached."""
+        with _translated("check access to", self._where()):
+            self._client.head_bucket(Bucket=self._bucket)
+
+    def iter_archived(self, prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
+        """Yield (key, metadata) for every object under `prefix`, HEADing each for its metadata.
+
+        Objects deleted between the listing and the HEAD are skipped. Raise `StoreError`.
+        """
+        paginator = self._client.get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=self._bucket, Prefix=prefix)
+        listing = iter(pages)
+        while True:
+            with _translated("list", self._where(prefix)):
+                page = next(listing, None)
+            if page is None:
+                return
+            for item in page.get("Contents", []):
+                key = item.get("Key")
+                if key is None:
+                    continue
+                info = self.head(key)
+                if info is not None:
+                    yield key, info.metadata
+
+    def abort_stale_multipart(self, prefix: str, older_than_s: float) -> int:
+        """Abort incomplete multipart uploads under `prefix` started more than `older_than_s`
+        seconds ago (their parts cost storage). Return how many were aborted. Raise `StoreError`.
+        """
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=prefix))
+        aborted = 0
+        while True:
+            with _translated("list multipart uploads", self._where(prefix)):
+                page = next(pages, None)
+            if page is None:
+                return aborted
+            for upload in page.get("Uploads", []):
+                key, upload_id = upload.get("Key"), upload.get("UploadId")
+                initiated = upload.get("Initiated")
+                if key is None or upload_id is None or initiated is None or initiated >= cutoff:
+                    continue
+                try:
+                    self._client.abort_multipart_upload(
+                        Bucket=self._bucket, Key=key, UploadId=upload_id
+                    )
+                except _S3_FAILURES as error:
+                    if isinstance(error, ClientError) and _error_code(error) == "NoSuchUpload":
+                        continue  # completed or aborted meanwhile
+                    raise _store_error("abort upload", self._where(key), error) from None
+                aborted += 1

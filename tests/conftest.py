@@ -1,0 +1,71 @@
+"""Shared fixtures: one real SeaweedFS S3 server per test session, a fresh bucket per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from archiver.config import S3Config
+from archiver.seaweed import SeaweedS3
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedS3]:
+    """A SeaweedFS S3 server on 127.0.0.1 (free ports, temporary data dir), stopped at the end."""
+    with SeaweedS3() as server:
+        yield server
+
+
+@pytest.fixture
+def bucket(seaweed: SeaweedS3) -> str:
+    """A new, empty, uniquely named bucket on the session's SeaweedFS."""
+    name = f"test-{uuid.uuid4().hex[:16]}"
+    seaweed.create_bucket(name)
+    return name
+
+
+@pytest.fixture
+def s3_env(seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """SeaweedFS's credentials in the environment, for code that uses boto3's default chain.
+
+    Nothing from the host's AWS set-up can leak in, and the chain cannot fall through to the
+    instance-metadata endpoint (no traffic may leave the machine). The endpoint is *not* set:
+    code under test must take it from its configuration.
+    """
+    for name in (
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    env = {
+        "AWS_ACCESS_KEY_ID": seaweed.access_key,
+        "AWS_SECRET_ACCESS_KEY": seaweed.secret_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def s3_config(seaweed: SeaweedS3, bucket: str) -> S3Config:
+    """An `S3Config` for the test's bucket (use with `s3_env` for the credentials)."""
+    return S3Config(
+        bucket=bucket,
+        endpoint_url=seaweed.endpoint_url,
+        region="us-east-1",
+        addressing_style="path",
+    )
