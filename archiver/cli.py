@@ -1,0 +1,358 @@
+"""The `archiver` command: argument parsing and wiring, nothing else.
+
+Exit codes: 0 success; 1 bad configuration or usage; 2 the PBX or S3 could not be reached or
+refused our credentials (one-shot commands); 3 the run finished but some recordings failed
+(`archiver status` lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import asdict
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from archiver import __version__
+from archiver.config import Config, ConfigError, config_path, load_config
+from archiver.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
+from archiver.ledger import Ledger
+from archiver.logs import configure_logging, register_secret
+from archiver.names import InvalidName, parse_path
+from archiver.pbx import PbxClient, PbxError, date_pattern
+from archiver.store import S3Store, StoreError
+from archiver.transcode import FfmpegNotFound, find_ffmpeg
+
+__all__ = ["main"]
+
+log = structlog.get_logger("archiver")
+
+EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_SOME_FAILED = 0, 1, 2, 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    configure_logging(level=args.log_level)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except FfmpegNotFound as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML file (default: $ARCHIVER_CONFIG, then "
+                        "/etc/archiver/archiver.toml)")  # fmt: skip
+    levels = ["debug", "info", "warning", "error"]
+    common.add_argument("--log-level", default="info", choices=levels)
+
+    parser = argparse.ArgumentParser(prog="archiver", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"archiver {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="poll the PBXs and archive until stopped")
+    run.add_argument("--once", action="store_true", help="one poll, drain it, exit")
+    run.set_defaults(handler=_cmd_run)
+
+    backfill = sub.add_parser("backfill", parents=[common], help="archive a range of past days")
+    backfill.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
+    backfill.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
+    backfill.add_argument("--pbx", help="only this PBX (default: all)")
+    backfill.set_defaults(handler=_cmd_backfill)
+
+    ls = sub.add_parser("ls", parents=[common], help="list recordings the PBX has (parsed)")
+    ls.add_argument("--date", type=date.fromisoformat, help="a day (default: today, PBX time)")
+    ls.add_argument("--pattern", help="a find pattern instead, e.g. 100-903123320404")
+    ls.add_argument("--pbx", help="which PBX (default: the first)")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=_cmd_ls)
+
+    status = sub.add_parser("status", parents=[common], help="ledger counts and last failures")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_cmd_status)
+
+    retry = sub.add_parser("retry", parents=[common], help="re-queue failed recordings")
+    retry.add_argument("--failed", action="store_true", help="also those failed for good")
+    retry.set_defaults(handler=_cmd_retry)
+
+    check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
+    check.set_defaults(handler=_cmd_check_config)
+
+    simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
+    simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    from archiver.simulator.server import add_arguments
+
+    add_arguments(simulate)
+    simulate.set_defaults(handler=_cmd_simulate)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    cfg = load_config(path)
+    for pbx in cfg.pbx:
+        register_secret(pbx.resolve_password())
+    find_ffmpeg(cfg.transcode.ffmpeg)
+    print(f"{path}: OK ({len(cfg.pbx)} PBX, bucket {cfg.s3.bucket!r})")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    ledger = Ledger.open(cfg.state.path)
+    try:
+        counts = ledger.counts()
+        failures = ledger.recent_failures(10)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({"counts": counts, "failures": [asdict(f) for f in failures]}, indent=2))
+        return EXIT_OK
+    print("  ".join(f"{state} {count}" for state, count in counts.items()))
+    for entry in failures:
+        print(f"failed  {entry.key}  attempts={entry.attempts}  {entry.last_error}")
+    return EXIT_OK
+
+
+def _cmd_retry(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    ledger = Ledger.open(cfg.state.path)
+    try:
+        requeued = ledger.requeue_failed(only_retryable=not args.failed)
+    finally:
+        ledger.close()
+    print(f"re-queued {requeued} recording(s)")
+    return EXIT_OK
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from archiver.simulator.server import run_from_args
+
+    return run_from_args(args)
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    return asyncio.run(_ls(cfg, args))
+
+
+async def _ls(cfg: Config, args: argparse.Namespace) -> int:
+    pbx = cfg.pbx_named(args.pbx) if args.pbx else cfg.pbx[0]
+    tz = ZoneInfo(pbx.timezone)
+    day = args.date or _today(tz)
+    try:
+        pattern = args.pattern or date_pattern(day)
+        client = PbxClient(pbx, _password(pbx))
+        try:
+            listing = await client.find(pattern)
+        finally:
+            await client.close()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except PbxError as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    rows: list[dict[str, Any]] = []
+    invalid = 0
+    for line in listing.lines:
+        try:
+            rec = parse_path(pbx.name, line, tz)
+        except InvalidName as error:
+            invalid += 1
+            log.warning("invalid_name", line=ascii(line[:200]), reason=error.reason)
+            continue
+        row = asdict(rec)
+        row["day"] = rec.day.isoformat()
+        row["started_at"] = rec.started_at.isoformat()
+        rows.append(row)
+    if args.json:
+        print(json.dumps({"recordings": rows, "invalid": invalid}, indent=2))
+    else:
+        for row in rows:
+            print(f"{row['started_at']}  {row['caller'] or '-':>14} -> {row['callee'] or '-':<14}"
+                  f"  {row['duration_s']:>5}s  {row['folder']}/{row['name']}")  # fmt: skip
+        print(f"{len(rows)} recording(s), {invalid} invalid line(s)")
+    return EXIT_OK
+
+
+def _today(tz: ZoneInfo) -> date:
+    from datetime import datetime
+
+    return datetime.now(tz).date()
+
+
+def _password(pbx: Any) -> str:
+    password: str = pbx.resolve_password()
+    register_secret(password)
+    return password
+
+
+@contextlib.asynccontextmanager
+async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
+    ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
+    clients = {pbx.name: PbxClient(pbx, _password(pbx)) for pbx in cfg.pbx}
+    for pbx in cfg.pbx:
+        if pbx.url.startswith("https://") and not pbx.verify_tls and pbx.tls_fingerprint is None:
+            log.warning("tls_verification_off", pbx=pbx.name)
+    removed = clear_work_dir(cfg.state.work_path)
+    if removed:
+        log.info("work_dir_cleared", removed=removed)
+    ledger = Ledger.open(cfg.state.path)
+    store = S3Store(cfg.s3)
+    archiver = Archiver(cfg=cfg, ledger=ledger, store=store, clients=clients, ffmpeg=ffmpeg)
+    try:
+        yield archiver
+    finally:
+        for client in clients.values():
+            await client.close()
+        await asyncio.to_thread(archiver.close)
+        ledger.close()
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    return asyncio.run(_run(cfg, once=args.once))
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    if args.last < args.first:
+        print("error: --to is before --from", file=sys.stderr)
+        return EXIT_CONFIG
+    days = [args.first + timedelta(days=n) for n in range((args.last - args.first).days + 1)]
+    names = [args.pbx] if args.pbx else [pbx.name for pbx in cfg.pbx]
+    try:
+        plan = {cfg.pbx_named(name).name: days for name in names}
+    except KeyError as error:
+        print(f"error: no PBX named {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    return asyncio.run(_backfill(cfg, plan))
+
+
+async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
+    async with _archiver(cfg) as archiver:
+        if not await _store_reachable(archiver):
+            return EXIT_UNREACHABLE
+        with _progress(archiver):
+            report = await _until_signalled(cfg, lambda stop: archiver.archive_days(plan, stop))
+    return _finish(report)
+
+
+async def _run(cfg: Config, *, once: bool) -> int:
+    async with _archiver(cfg) as archiver:
+        if not await _store_reachable(archiver):
+            return EXIT_UNREACHABLE
+        if once:
+            report = await _until_signalled(cfg, archiver.poll_once)
+            return _finish(report)
+        await _until_signalled(cfg, lambda stop: _loop(archiver, stop))
+    return EXIT_OK
+
+
+async def _loop(archiver: Archiver, stop: asyncio.Event) -> PollReport:
+    report = PollReport()
+    async for tick in poll_ticks(archiver.cfg.poll.interval_s, stop):
+        report = await archiver.poll_once(stop)
+        log.info("poll_done", tick=tick, **_summary(report))
+    return report
+
+
+async def _store_reachable(archiver: Archiver) -> bool:
+    try:
+        await asyncio.to_thread(archiver.store.check_access)
+    except StoreError as error:
+        log.error("s3_unreachable", reason=error.reason)
+        return False
+    return True
+
+
+async def _until_signalled(cfg: Config, work: Callable[[asyncio.Event], Any]) -> PollReport:
+    """Run `work(stop)`. The first SIGTERM/SIGINT sets `stop` (no new recordings start) and
+    gives in-flight ones `shutdown_grace_s` to finish before they are cancelled; a second signal
+    cancels at once. Either way the ledger stays consistent and work files are removed."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    task: asyncio.Task[PollReport] = asyncio.ensure_future(work(stop))
+    grace_s = cfg.daemon.shutdown_grace_s
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second_signal_cancelling")
+            task.cancel()
+            return
+        log.info("stopping", grace_s=grace_s)
+        stop.set()
+        loop.call_later(grace_s, task.cancel)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        log.warning("in_flight_cancelled")
+        return PollReport()
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+@contextlib.contextmanager
+def _progress(archiver: Archiver) -> Any:
+    if not sys.stderr.isatty():
+        yield
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(unit="rec", desc="archiving", file=sys.stderr)
+
+    def planned(total: int) -> None:
+        bar.total = total
+        bar.refresh()
+
+    archiver.on_planned = planned
+
+    def done(outcome: str) -> None:
+        bar.update(1)
+
+    archiver.on_done = done
+    try:
+        yield
+    finally:
+        bar.close()
+
+
+def _summary(report: PollReport) -> dict[str, Any]:
+    summary = asdict(report)
+    summary["listing_errors"] = len(report.listing_errors)
+    return summary
+
+
+def _finish(report: PollReport) -> int:
+    log.info("done", **_summary(report))
+    if report.auth_failed or (report.listing_errors and report.listed == 0):
+        return EXIT_UNREACHABLE
+    return EXIT_SOME_FAILED if report.failed or report.listing_errors else EXIT_OK

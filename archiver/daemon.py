@@ -1,0 +1,411 @@
+"""The daemon: the only place that knows the order of the stages.
+
+One recording goes list → name → settle → download → transcode → store → record. Each stage is a
+small function or client call; this module sequences them, bounds concurrency, retries what is
+transient and records every outcome in the ledger. One recording's failure is logged with its
+reason and never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+import stamina
+import structlog
+
+from archiver.config import Config, PbxConfig
+from archiver.ledger import FINAL_STATES, Ledger, LedgerEntry
+from archiver.names import InvalidName, Recording, parse_path
+from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.store import S3Store, StoredObject, StoreError, object_key, object_metadata
+from archiver.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
+
+__all__ = ["Archiver", "PollReport", "clear_work_dir", "days_to_poll", "poll_ticks"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+_MAX_REMEMBERED_INVALID = 100_000
+# A uniqueid's epoch is the channel's creation in UTC; the name's time is local. More than this
+# apart means the configured time zone is probably not the PBX's.
+_TZ_MISMATCH_S = 900
+
+
+class RecordingFailed(Exception):
+    """One recording could not be archived; `reason` is safe to log."""
+
+    def __init__(self, reason: str, *, transient: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+
+
+@dataclass
+class PollReport:
+    """What one poll (or backfill) did, summed over PBXs and days."""
+
+    listed: int = 0
+    invalid: int = 0
+    due: int = 0
+    unsettled: int = 0
+    archived: int = 0
+    already_present: int = 0
+    failed: int = 0
+    empty: int = 0
+    listing_errors: list[str] = field(default_factory=list)
+    auth_failed: bool = False
+
+    def add_outcome(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+
+def days_to_poll(now: datetime, tz: ZoneInfo, lookback_days: int) -> list[date]:
+    """Today in the PBX's time zone, then the `lookback_days` days before it."""
+    today = now.astimezone(tz).date()
+    return [today - timedelta(days=offset) for offset in range(lookback_days + 1)]
+
+
+async def poll_ticks(interval_s: float, stop: asyncio.Event) -> AsyncIterator[int]:
+    """Yield at once, then every `interval_s` (measured start to start) until `stop` is set."""
+    tick = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        yield tick
+        tick += 1
+        remaining_s = interval_s - (time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(remaining_s, 0))
+
+
+def clear_work_dir(work_dir: Path) -> int:
+    """Remove every file in `work_dir` (all are leftovers of an earlier life); return how many."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    removed = 0
+    for leftover in work_dir.iterdir():
+        if leftover.is_file() or leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def is_due(
+    rec: Recording, entry: LedgerEntry | None, *, now: datetime, settle_s: float, max_attempts: int
+) -> bool | None:
+    """True if `rec` should be archived now; None if not yet settled; False if it never needs to
+    be (already final, or failed for good)."""
+    if entry is not None:
+        if entry.state in FINAL_STATES:
+            return False
+        if entry.state == "failed" and (not entry.retryable or entry.attempts >= max_attempts):
+            return False
+    if rec.ended_at + timedelta(seconds=settle_s) > now:
+        return None
+    return True
+
+
+def id3_tags(rec: Recording) -> dict[str, str]:
+    """The MP3's tags: who called whom, when, how long."""
+    return {
+        "title": f"{rec.caller or '?'} -> {rec.callee or '?'}",
+        "artist": rec.caller,
+        "album": f"{rec.pbx} {rec.folder}",
+        # ID3v2.3's date frame keeps only the year; the full local time goes in its own tag.
+        "date": rec.started_at.date().isoformat(),
+        "recorded_at": rec.started_at.isoformat(),
+        "caller": rec.caller,
+        "callee": rec.callee,
+        "duration": str(rec.duration_s),
+        "uniqueid": rec.uniqueid,
+    }
+
+
+def _work_token(rec: Recording) -> str:
+    return hashlib.sha256(rec.key.encode()).hexdigest()[:24]
+
+
+@dataclass
+class Archiver:
+    """Runs polls and backfills for every configured PBX. Owns its thread pools."""
+
+    cfg: Config
+    ledger: Ledger
+    store: S3Store
+    clients: dict[str, PbxClient]
+    ffmpeg: str
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
+    on_planned: Callable[[int], None] | None = None
+    on_done: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        workers = self.cfg.transcode.worker_count
+        self._transcoders = ThreadPoolExecutor(workers, thread_name_prefix="transcode")
+        self._uploaders = ThreadPoolExecutor(
+            self.cfg.s3.max_concurrent_uploads, thread_name_prefix="upload"
+        )
+        per_pbx = sum(pbx.max_concurrent_requests for pbx in self.cfg.pbx)
+        # Enough recordings in flight to keep every core and connection busy, few enough that
+        # work files stay bounded.
+        uploads = self.cfg.s3.max_concurrent_uploads
+        self._in_flight = asyncio.Semaphore(2 * workers + per_pbx + uploads)
+        self._invalid_seen: set[tuple[str, str]] = set()
+        self._tz_warned: set[str] = set()
+        self.work_dir = self.cfg.state.work_path
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+
+    def close(self) -> None:
+        """Wait for pool threads (so no file appears after) and empty the work folder."""
+        self._transcoders.shutdown(wait=True, cancel_futures=True)
+        self._uploaders.shutdown(wait=True, cancel_futures=True)
+        clear_work_dir(self.work_dir)
+
+    async def poll_once(self, stop: asyncio.Event | None = None) -> PollReport:
+        """One poll of every PBX over today and the look-back days; archive what is due."""
+        now = self.clock()
+        plan = {
+            pbx.name: days_to_poll(now, ZoneInfo(pbx.timezone), self.cfg.poll.lookback_days)
+            for pbx in self.cfg.pbx
+        }
+        return await self.archive_days(plan, stop)
+
+    async def archive_days(
+        self, plan: Mapping[str, Sequence[date]], stop: asyncio.Event | None = None
+    ) -> PollReport:
+        """List the given days of the given PBXs and archive every due recording in them."""
+        report = PollReport()
+        stop = stop or asyncio.Event()
+        due: list[tuple[PbxClient, Recording]] = []
+        for pbx_name, days in plan.items():
+            client = self.clients[pbx_name]
+            for day in days:
+                if stop.is_set():
+                    break
+                due.extend((client, rec) for rec in await self._due_on(client, day, report))
+        report.due = len(due)
+        if self.on_planned is not None:
+            self.on_planned(len(due))
+        await self.archive_many(due, report, stop)
+        return report
+
+    async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
+        try:
+            listing = await self._retry(lambda: client.find(date_pattern(day)), "list", client.name)
+        except RecordingFailed as error:
+            report.listing_errors.append(error.reason)
+            report.auth_failed = report.auth_failed or isinstance(error.__cause__, PbxAuthError)
+            log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
+            return []
+        recordings = self._parse(client.cfg, listing.lines, report)
+        known = self.ledger.states_for_day(client.name, day.isoformat())
+        now = self.clock()
+        due: list[Recording] = []
+        for rec in recordings:
+            if rec.day != day:
+                continue  # the pattern matched elsewhere in the name; its own day lists it
+            verdict = is_due(
+                rec,
+                known.get(rec.name),
+                now=now,
+                settle_s=self.cfg.poll.settle_s,
+                max_attempts=self.cfg.retry.max_recording_attempts,
+            )
+            if verdict is None:
+                report.unsettled += 1
+            elif verdict:
+                due.append(rec)
+        self.ledger.discover(rec for rec in due if rec.name not in known)
+        log.info(
+            "listed",
+            pbx=client.name,
+            day=day.isoformat(),
+            listed=len(listing.lines),
+            valid=len(recordings),
+            due=len(due),
+        )
+        return due
+
+    def _parse(self, pbx: PbxConfig, lines: Iterable[str], report: PollReport) -> list[Recording]:
+        tz = ZoneInfo(pbx.timezone)
+        recordings: list[Recording] = []
+        for line in lines:
+            report.listed += 1
+            try:
+                recordings.append(parse_path(pbx.name, line, tz))
+            except InvalidName as error:
+                report.invalid += 1
+                self._log_invalid_once(pbx.name, line, error.reason)
+        if recordings:
+            self._check_timezone(pbx.name, recordings[0])
+        return recordings
+
+    def _log_invalid_once(self, pbx: str, line: str, reason: str) -> None:
+        marker = (pbx, line[:600])
+        if marker in self._invalid_seen or len(self._invalid_seen) >= _MAX_REMEMBERED_INVALID:
+            return
+        self._invalid_seen.add(marker)
+        # ascii() escapes control and look-alike characters, so the log line shows what was sent.
+        log.warning("invalid_name", pbx=pbx, line=ascii(line[:200]), reason=reason)
+
+    def _check_timezone(self, pbx: str, rec: Recording) -> None:
+        drift_s = rec.uniqueid_epoch_s - rec.started_at.timestamp()
+        if abs(drift_s) > _TZ_MISMATCH_S and pbx not in self._tz_warned:
+            self._tz_warned.add(pbx)
+            log.warning(
+                "timezone_mismatch",
+                pbx=pbx,
+                uniqueid=rec.uniqueid,
+                drift_s=round(drift_s),
+                hint="the uniqueid's UTC time and the name's local time disagree: check timezone",
+            )
+
+    async def archive_many(
+        self,
+        items: Sequence[tuple[PbxClient, Recording]],
+        report: PollReport,
+        stop: asyncio.Event,
+    ) -> None:
+        """Archive `items` concurrently; stop starting new ones once `stop` is set."""
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            for client, rec in items:
+                await self._in_flight.acquire()
+                if stop.is_set():
+                    self._in_flight.release()
+                    break
+                task = asyncio.create_task(self._archive_counted(client, rec, report))
+                task.add_done_callback(lambda _: self._in_flight.release())
+                tasks.add(task)
+            await asyncio.gather(*tasks)
+        finally:
+            # On cancellation (a shutdown past its grace period) the children go too.
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _archive_counted(self, client: PbxClient, rec: Recording, report: PollReport) -> None:
+        outcome = await self.archive_one(client, rec)
+        report.add_outcome(outcome)
+        if self.on_done is not None:
+            self.on_done(outcome)
+
+    async def archive_one(self, client: PbxClient, rec: Recording) -> str:
+        """Archive one recording; return its outcome: archived, already_present, failed or empty.
+        Never raises for a recording's own problems; they end in the ledger with a reason."""
+        bound = log.bind(pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name)
+        token = _work_token(rec)
+        source = self.work_dir / f"{token}.src"
+        mp3 = self.work_dir / f"{token}.mp3"
+        started = time.monotonic()
+        try:
+            stored = await self._stages(client, rec, source, mp3)
+        except BadAudio as error:
+            if not error.empty:
+                self.ledger.fail(rec.key, f"bad audio: {error.reason}", retryable=False)
+                bound.warning("failed", stage="transcode", reason=error.reason)
+                return "failed"
+            self.ledger.mark_empty(rec.key, error.reason)
+            bound.info("empty", reason=error.reason)
+            return "empty"
+        except RecordingFailed as error:
+            self.ledger.fail(rec.key, error.reason, retryable=error.transient)
+            bound.warning("failed", reason=error.reason, retryable=error.transient)
+            return "failed"
+        except Exception as error:  # a bug or a local fault (disk full): this recording only
+            reason = f"unexpected {type(error).__name__}: {error}"
+            self.ledger.fail(rec.key, reason, retryable=True)
+            bound.exception("failed", reason=reason)
+            return "failed"
+        finally:
+            source.unlink(missing_ok=True)
+            mp3.unlink(missing_ok=True)
+        outcome = "already_present" if stored.already_present else "archived"
+        bound.info(outcome, key=stored.key, seconds=round(time.monotonic() - started, 3))
+        return outcome
+
+    async def _stages(
+        self, client: PbxClient, rec: Recording, source: Path, mp3: Path
+    ) -> StoredObject:
+        download = await self._retry(lambda: client.download(rec, source), "download", rec.pbx)
+        self.ledger.advance(
+            rec.key, "downloaded", source_sha256=download.sha256, source_bytes=download.size_bytes
+        )
+        result = await self._transcode(rec, source, mp3)
+        self.ledger.advance(
+            rec.key,
+            "transcoded",
+            mp3_bytes=result.mp3_bytes,
+            mp3_md5=result.md5_b64,
+            audio_s=result.mp3_duration_s,
+        )
+        stored = await self._retry(
+            lambda: self._upload(rec, result, download.sha256), "upload", rec.pbx
+        )
+        self.ledger.advance(rec.key, "verified", object_key=stored.key)
+        return stored
+
+    async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
+        loop = asyncio.get_running_loop()
+        job = _TranscodeJob(source, mp3, self.ffmpeg, self.cfg.transcode.bitrate, id3_tags(rec))
+        try:
+            return await loop.run_in_executor(self._transcoders, job)
+        except TranscodeError as error:
+            raise RecordingFailed(f"transcode: {error.reason}", transient=False) from None
+
+    async def _upload(self, rec: Recording, result: TranscodeResult, sha256: str) -> StoredObject:
+        key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
+        metadata = object_metadata(rec, source_sha256=sha256, md5_b64=result.md5_b64)
+
+        def put() -> StoredObject:
+            return self.store.put_verified(
+                result.mp3_path, key, metadata, md5_b64=result.md5_b64, md5_hex=result.md5_hex
+            )
+
+        return await asyncio.get_running_loop().run_in_executor(self._uploaders, put)
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], stage: str, pbx: str) -> T:
+        """Run `call`, retrying transient PBX/S3 errors with backoff, jitter and both an attempt
+        and a time cap. Raise RecordingFailed with the last reason when they run out."""
+        retry = self.cfg.retry
+        try:
+            async for attempt in stamina.retry_context(
+                on=_is_transient,
+                attempts=retry.attempts,
+                timeout=retry.timeout_s,
+                wait_initial=retry.wait_initial_s,
+                wait_max=retry.wait_max_s,
+            ):
+                with attempt:
+                    return await call()
+        except (PbxError, StoreError) as error:
+            raise RecordingFailed(f"{stage}: {error.reason}", transient=error.transient) from error
+        raise AssertionError("unreachable: retry_context either returns or raises")
+
+
+def _is_transient(error: Exception) -> bool:
+    return isinstance(error, PbxError | StoreError) and error.transient
+
+
+@dataclass(frozen=True)
+class _TranscodeJob:
+    """A picklable, thread-safe unit of transcoding work."""
+
+    source: Path
+    mp3: Path
+    ffmpeg: str
+    bitrate: str
+    tags: dict[str, str]
+
+    def __call__(self) -> TranscodeResult:
+        return transcode_to_mp3(
+            self.source, self.mp3, ffmpeg=self.ffmpeg, bitrate=self.bitrate, tags=self.tags
+        )
