@@ -45,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
-    configure_logging(level=args.log_level)
+    # The daemon's logs go to stdout (journald); commands whose stdout is their answer log to
+    # stderr so the answer stays parseable.
+    configure_logging(
+        level=args.log_level, stream=sys.stdout if args.logs_to_stdout else sys.stderr
+    )
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -67,17 +71,18 @@ def _parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="archiver", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"archiver {__version__}")
+    parser.set_defaults(logs_to_stdout=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="poll the PBXs and archive until stopped")
     run.add_argument("--once", action="store_true", help="one poll, drain it, exit")
-    run.set_defaults(handler=_cmd_run)
+    run.set_defaults(handler=_cmd_run, logs_to_stdout=True)
 
     backfill = sub.add_parser("backfill", parents=[common], help="archive a range of past days")
     backfill.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
     backfill.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
     backfill.add_argument("--pbx", help="only this PBX (default: all)")
-    backfill.set_defaults(handler=_cmd_backfill)
+    backfill.set_defaults(handler=_cmd_backfill, logs_to_stdout=True)
 
     ls = sub.add_parser("ls", parents=[common], help="list recordings the PBX has (parsed)")
     ls.add_argument("--date", type=date.fromisoformat, help="a day (default: today, PBX time)")

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from archiver.seaweed import SeaweedS3
@@ -77,30 +77,35 @@ def main(argv: list[str] | None = None) -> int:
             sys.executable, "-m", "archiver", "backfill", "--config", str(config),
             "--from", FIRST_DAY.isoformat(), "--to", last_day.isoformat(), "--log-level", "warning",
         ]  # fmt: skip
+        run_started = datetime.now(UTC).replace(microsecond=0)
         started = time.monotonic()
         result = subprocess.run(command, env=env, check=False)
         wall_s = time.monotonic() - started
-        keys = _print_bucket(s3)
+        keys, uploaded = _print_bucket(s3, since=run_started)
     print(
         f"demo: backfill exit {result.returncode}; {len(keys)} of {expected} recordings in the "
-        f"bucket; wall {wall_s:.1f} s, {expected / wall_s:.1f} recordings/s"
+        f"bucket, {uploaded} uploaded by this run; wall {wall_s:.1f} s"
+        + (f", {uploaded / wall_s:.1f} recordings/s" if uploaded else "")
     )
     print("demo: run it again: every recording is already archived, nothing is uploaded twice")
     return 0 if result.returncode == 0 and len(keys) == expected else 1
 
 
-def _print_bucket(s3: SeaweedS3) -> list[str]:
+def _print_bucket(s3: SeaweedS3, since: datetime) -> tuple[list[str], int]:
+    """Print every object with its call; return the keys and how many were written `since`."""
     client = s3.client()
     keys: list[str] = []
+    uploaded = 0
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
         for item in page.get("Contents", []):
             keys.append(item["Key"])
     for key in sorted(keys):
         head = client.head_object(Bucket=BUCKET, Key=key)
         meta = head["Metadata"]
+        uploaded += head["LastModified"] >= since
         who = f"{meta.get('caller', '')} -> {meta.get('callee', '')}"
         print(f"  {head['ContentLength']:>8} B  {key}  [{who}, {meta.get('duration-s')} s]")
-    return keys
+    return keys, uploaded
 
 
 if __name__ == "__main__":
