@@ -25,6 +25,7 @@ import structlog
 from archiver import __version__
 from archiver.config import Config, ConfigError, config_path, load_config
 from archiver.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
+from archiver.http import Health, build_http_app, start_http
 from archiver.ledger import Ledger
 from archiver.logs import configure_logging, register_secret
 from archiver.names import InvalidName, parse_path
@@ -274,14 +275,31 @@ async def _run(cfg: Config, *, once: bool) -> int:
         if once:
             report = await _until_signalled(cfg, archiver.poll_once)
             return _finish(report)
-        await _until_signalled(cfg, lambda stop: _loop(archiver, stop))
+        health = Health(stale_after_s=max(300.0, 3 * cfg.poll.interval_s))
+        async with _http_server(cfg, health):
+            await _until_signalled(cfg, lambda stop: _loop(archiver, health, stop))
     return EXIT_OK
 
 
-async def _loop(archiver: Archiver, stop: asyncio.Event) -> PollReport:
+@contextlib.asynccontextmanager
+async def _http_server(cfg: Config, health: Health) -> AsyncIterator[None]:
+    if cfg.http.listen is None:
+        yield
+        return
+    runner, port = await start_http(build_http_app(health), cfg.http.listen)
+    log.info("http_listening", listen=cfg.http.listen, port=port)
+    try:
+        yield
+    finally:
+        await runner.cleanup()
+
+
+async def _loop(archiver: Archiver, health: Health, stop: asyncio.Event) -> PollReport:
     report = PollReport()
     async for tick in poll_ticks(archiver.cfg.poll.interval_s, stop):
+        health.beat()
         report = await archiver.poll_once(stop)
+        health.beat()
         log.info("poll_done", tick=tick, **_summary(report))
     return report
 

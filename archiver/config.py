@@ -246,6 +246,15 @@ class DaemonConfig(_Strict):
 class HttpConfig(_Strict):
     listen: str | None = None
 
+    @field_validator("listen")
+    @classmethod
+    def _host_and_port(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, sep, port = value.rpartition(":")
+            if not sep or not host or not port.isdigit() or int(port) > 65535:
+                raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:9780")
+        return value
+
 
 class Config(_Strict):
     pbx: Annotated[list[PbxConfig], Field(min_length=1)]

@@ -168,3 +168,37 @@ def test_sigterm_stops_cleanly(
     status = _archiver("status", "--config", str(config), "--json", env=env)
     counts = json.loads(status.stdout)["counts"]
     assert 0 < counts["verified"] < 60 + 9
+
+
+def test_daemon_serves_healthz(
+    tmp_path: Path, env: dict[str, str], sim: SimulatorThread, seaweed: SeaweedS3, bucket: str
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "a.toml"
+    config.write_text(
+        _toml(sim.base_url, seaweed, bucket, tmp_path, http=f'listen = "127.0.0.1:{port}"'),
+        "utf-8",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "run", "--config", str(config)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200 and r.read() == b"ok\n"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "healthz never answered"
+                time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    assert process.returncode == 0
