@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from archiver import __version__
+from archiver.callbacks import add_callback_routes
+from archiver.calls import CallLog
 from archiver.config import Config, ConfigError, config_path, load_config
 from archiver.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
 from archiver.http import Health, build_http_app, start_http
@@ -102,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     check.set_defaults(handler=_cmd_check_config)
+
+    from archiver.dialing import add_call_parsers
+
+    add_call_parsers(sub, common)
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
@@ -229,7 +235,9 @@ async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
         log.info("work_dir_cleared", removed=removed)
     ledger = Ledger.open(cfg.state.path)
     store = S3Store(cfg.s3)
+    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
     archiver = Archiver(cfg=cfg, ledger=ledger, store=store, clients=clients, ffmpeg=ffmpeg)
+    archiver.extra_metadata = calls.recording_metadata
     try:
         yield archiver
     finally:
@@ -237,6 +245,7 @@ async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
             await client.close()
         await asyncio.to_thread(archiver.close)
         ledger.close()
+        calls.close()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -286,12 +295,18 @@ async def _http_server(cfg: Config, health: Health) -> AsyncIterator[None]:
     if cfg.http.listen is None:
         yield
         return
-    runner, port = await start_http(build_http_app(health), cfg.http.listen)
+    app = build_http_app(health)
+    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+    add_callback_routes(app, cfg.callbacks, calls)
+    if cfg.callbacks.token is not None:
+        register_secret(cfg.callbacks.token.get_secret_value())
+    runner, port = await start_http(app, cfg.http.listen)
     log.info("http_listening", listen=cfg.http.listen, port=port)
     try:
         yield
     finally:
         await runner.cleanup()
+        calls.close()
 
 
 async def _loop(archiver: Archiver, health: Health, stop: asyncio.Event) -> PollReport:

@@ -28,9 +28,13 @@ from pydantic import (
 )
 
 __all__ = [
+    "DEFAULT_CALLBACK_PATH",
     "DEFAULT_CONFIG_PATH",
     "DEFAULT_KEY_TEMPLATE",
+    "DETAIL_PATTERN",
     "KEY_FIELDS",
+    "AutocallConfig",
+    "CallbacksConfig",
     "Config",
     "ConfigError",
     "DaemonConfig",
@@ -47,6 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/archiver/archiver.toml")
+DEFAULT_CALLBACK_PATH = "/pbx/call-result"
 DEFAULT_KEY_TEMPLATE = (
     "{prefix}/{pbx}/{yyyy}/{mm}/{dd}/{yyyymmdd}-{hhmmss}_{caller}_{callee}_{uniqueid}.mp3"
 )
@@ -256,6 +261,43 @@ class HttpConfig(_Strict):
         return value
 
 
+# `detail` is undocumented free text that ends up in a URL: a conservative allow-list.
+DETAIL_PATTERN = r"^[A-Za-z0-9 _.,:@+-]{0,64}$"
+
+
+class AutocallConfig(_Strict):
+    """Defaults for `archiver call` (autocalls.cgi, pbx-api.md section 5)."""
+
+    pbx: Annotated[str, Field(pattern=rf"^{_NAME_RE.pattern}$")] | None = None
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 2
+    retry_interval_s: Annotated[int, Field(ge=1, le=86400)] = 10
+    dp: Annotated[int, Field(ge=0, le=9999)] = 1
+    dest: Annotated[int, Field(ge=0, le=9999)] = 1
+    detail: Annotated[str, Field(pattern=DETAIL_PATTERN)] = ""
+    match_window_s: Annotated[float, Field(ge=60, le=7 * 86400)] = 3600.0
+
+
+class CallbacksConfig(_Strict):
+    """The call-result receiver on the daemon's HTTP server (pbx-api.md section 6)."""
+
+    enabled: bool = False
+    path: Annotated[str, Field(pattern=r"^(/[A-Za-z0-9_.-]+)+$", max_length=128)] = (
+        DEFAULT_CALLBACK_PATH
+    )
+    token: Annotated[SecretStr, Field(min_length=16, max_length=128)] | None = None
+    per_source_rate_per_s: Annotated[float, Field(gt=0, le=10000)] = 5.0
+    per_source_burst: Annotated[int, Field(ge=1, le=100000)] = 30
+    global_rate_per_s: Annotated[float, Field(gt=0, le=100000)] = 50.0
+    global_burst: Annotated[int, Field(ge=1, le=1000000)] = 300
+
+    @field_validator("token")
+    @classmethod
+    def _token_is_url_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", value.get_secret_value()):
+            raise ValueError("must be URL-safe: A-Z a-z 0-9 _ - (e.g. `openssl rand -hex 24`)")
+        return value
+
+
 class Config(_Strict):
     pbx: Annotated[list[PbxConfig], Field(min_length=1)]
     s3: S3Config
@@ -265,6 +307,8 @@ class Config(_Strict):
     retry: RetryConfig = RetryConfig()
     daemon: DaemonConfig = DaemonConfig()
     http: HttpConfig = HttpConfig()
+    autocall: AutocallConfig = AutocallConfig()
+    callbacks: CallbacksConfig = CallbacksConfig()
 
     @field_validator("pbx", mode="before")
     @classmethod
@@ -278,6 +322,14 @@ class Config(_Strict):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"pbx names must be unique; repeated: {duplicates}")
+        return self
+
+    @model_validator(mode="after")
+    def _callbacks_need_http_and_token(self) -> Config:
+        if self.callbacks.enabled and (self.http.listen is None or self.callbacks.token is None):
+            raise ValueError("callbacks.enabled needs http.listen and callbacks.token")
+        if self.autocall.pbx is not None and self.autocall.pbx not in [p.name for p in self.pbx]:
+            raise ValueError(f"autocall.pbx {self.autocall.pbx!r} is not a configured pbx name")
         return self
 
     def pbx_named(self, name: str) -> PbxConfig:

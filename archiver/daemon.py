@@ -145,6 +145,8 @@ class Archiver:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
     on_planned: Callable[[int], None] | None = None
     on_done: Callable[[str], None] | None = None
+    # Extra S3 metadata for a recording (the dial status of a call placed through archiver).
+    extra_metadata: Callable[[Recording], Mapping[str, str]] | None = None
 
     def __post_init__(self) -> None:
         workers = self.cfg.transcode.worker_count
@@ -363,7 +365,8 @@ class Archiver:
 
     async def _upload(self, rec: Recording, result: TranscodeResult, sha256: str) -> StoredObject:
         key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
-        metadata = object_metadata(rec, source_sha256=sha256, md5_b64=result.md5_b64)
+        extra = self.extra_metadata(rec) if self.extra_metadata is not None else {}
+        metadata = object_metadata(rec, source_sha256=sha256, md5_b64=result.md5_b64, extra=extra)
 
         def put() -> StoredObject:
             return self.store.put_verified(

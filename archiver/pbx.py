@@ -23,6 +23,7 @@ import aiofiles.os
 import aiohttp
 import structlog
 
+from archiver.autocall import AutocallRequest
 from archiver.config import PbxConfig
 from archiver.names import RECORDING_ROOT, Recording
 
@@ -48,6 +49,7 @@ _FOLDER_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,63}")
 _CHUNK_BYTES: Final = 256 * 1024
 _MAX_LISTING_BYTES: Final = 64 * 1024 * 1024
 _MAX_RECORDING_BYTES: Final = 2 * 1024 * 1024 * 1024
+_MAX_AUTOCALL_REPLY_BYTES: Final = 64 * 1024
 _HTML_MARKERS: Final = (b"<!doctype", b"<html", b"<head", b"<body", b"<title", b"<?xml")
 
 
@@ -185,6 +187,23 @@ class PbxClient:
 
     async def list_files(self, folder: str) -> Listing:
         return await self._listing(list_files_command(folder))
+
+    async def place_call(self, call: AutocallRequest) -> str:
+        """Ask the PBX to dial `call` (autocalls.cgi) and return its reply, made printable and
+        cut to 200 characters (the reply's format is undocumented). Raise PbxError or
+        PbxAuthError; an HTML page is taken as a refusal (a login or error page)."""
+        params = self._params(**call.params())
+        async with (
+            self._gate,
+            self._guard("autocall"),
+            self._client().get("/cgi-bin/autocalls.cgi", params=params) as response,
+        ):
+            self._check_status(response.status, "autocall")
+            body = await _read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
+        if body[:512].lstrip().lower().startswith(_HTML_MARKERS):
+            raise PbxError("autocall: PBX answered with an HTML page", transient=False)
+        text = body.decode("utf-8", errors="replace").strip()
+        return ascii(text[:200])[1:-1]
 
     async def _listing(self, command: str) -> Listing:
         params = self._params(cmd=command)

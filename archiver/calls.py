@@ -1,0 +1,291 @@
+"""The call log: calls placed through `archiver call` and the PBX's call-result callbacks.
+
+Two tables in the ledger's SQLite file (one file to back up), kept by this module so the
+recordings' ledger stays as it is. A callback names only the dialled number, so each event is
+tied, when it arrives, to the latest call placed to that number within `window_s`; events that
+match no call are kept too (autocall_id NULL): nothing the PBX sends is dropped.
+
+Writers: `archiver call` (another process) and the daemon's callback receiver. WAL mode and a
+busy timeout let them share the file; every write is one short statement.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from archiver.autocall import AutocallRequest, InvalidNumber, normalise_number
+from archiver.names import Recording
+
+__all__ = ["CallEvent", "CallLog", "CallSummary", "EventKind", "PlacedState"]
+
+EventKind = Literal["progress", "final", "unknown"]
+PlacedState = Literal["placing", "placed", "refused"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS autocalls (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    pbx       TEXT NOT NULL,
+    number    TEXT NOT NULL,
+    placed_at REAL NOT NULL,
+    dial_at   REAL NOT NULL,
+    params    TEXT NOT NULL,
+    state     TEXT NOT NULL CHECK (state IN ('placing', 'placed', 'refused')),
+    reply     TEXT
+);
+CREATE INDEX IF NOT EXISTS autocalls_by_number ON autocalls (number, dial_at);
+CREATE TABLE IF NOT EXISTS call_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    autocall_id INTEGER REFERENCES autocalls (id),
+    number      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('progress', 'final', 'unknown')),
+    ended       INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    source      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events (autocall_id, id);
+CREATE INDEX IF NOT EXISTS call_events_by_number ON call_events (number, received_at);
+"""
+# A callback or a recording may carry a time a little before the call we logged: the PBX's
+# clock and ours are not the same clock.
+CLOCK_SLACK_S: Final = 300.0
+_MAX_LISTED: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """One call-result callback as received."""
+
+    id: int
+    autocall_id: int | None
+    number: str
+    status: str
+    kind: EventKind
+    ended: bool
+    received_at: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallSummary:
+    """One placed call and where it got to. `status` is the status of the event that ended the
+    call, else the latest final status, else the latest progress code, else None (no callback
+    yet); `ended` says whether the PBX said the call is over."""
+
+    id: int
+    pbx: str
+    number: str
+    placed_at: float
+    dial_at: float
+    state: PlacedState
+    reply: str | None
+    params: dict[str, str]
+    status: str | None
+    ended: bool
+    events: int
+
+
+class CallLog:
+    """Placed calls and callback events in the ledger's SQLite file."""
+
+    def __init__(self, connection: sqlite3.Connection, *, window_s: float) -> None:
+        self._db = connection
+        self.window_s = window_s
+
+    @classmethod
+    def open(cls, path: Path, *, window_s: float = 3600.0) -> CallLog:
+        """Open (creating the tables if needed) the call log in the SQLite file at `path`.
+        `window_s`: how long after a call was dialled its callbacks and recording belong to it."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute("PRAGMA busy_timeout=5000")
+        connection.executescript(_SCHEMA)
+        return cls(connection, window_s=window_s)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- placed calls ------------------------------------------------------------------------------
+
+    def begin(self, pbx: str, call: AutocallRequest, *, dial_at: float | None = None) -> int:
+        """Log a call about to be placed (before the request, so no early callback can miss it);
+        return its id. `dial_at` (epoch s) defaults to now."""
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO autocalls (pbx, number, placed_at, dial_at, params, state)"
+            " VALUES (?, ?, ?, ?, ?, 'placing')",
+            (pbx, call.number, now, now if dial_at is None else dial_at, json.dumps(call.params())),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def finish_placing(self, call_id: int, *, accepted: bool, reply: str) -> None:
+        """Record the PBX's answer to the request: `placed`, or `refused` with the reason."""
+        self._db.execute(
+            "UPDATE autocalls SET state = ?, reply = ? WHERE id = ?",
+            ("placed" if accepted else "refused", reply[:500], call_id),
+        )
+
+    def calls(
+        self, *, number: str | None = None, since: float | None = None, limit: int = _MAX_LISTED
+    ) -> list[CallSummary]:
+        """The placed calls, newest first, optionally to one number and dialled since `since`."""
+        clauses: list[str] = ["1 = 1"]
+        values: list[str | float] = []
+        if number is not None:
+            clauses.append("number = ?")
+            values.append(number)
+        if since is not None:
+            clauses.append("dial_at >= ?")
+            values.append(since)
+        rows = self._db.execute(
+            "SELECT id, pbx, number, placed_at, dial_at, state, reply, params FROM autocalls"
+            f" WHERE {' AND '.join(clauses)} ORDER BY dial_at DESC, id DESC LIMIT ?",
+            (*values, limit),
+        ).fetchall()
+        return [self._summary(row) for row in rows]
+
+    def get(self, call_id: int) -> CallSummary | None:
+        row = self._db.execute(
+            "SELECT id, pbx, number, placed_at, dial_at, state, reply, params FROM autocalls"
+            " WHERE id = ?",
+            (call_id,),
+        ).fetchone()
+        return None if row is None else self._summary(row)
+
+    def _summary(self, row: tuple[object, ...]) -> CallSummary:
+        call_id, pbx, number, placed_at, dial_at, state, reply, params = row
+        events = self.events(autocall_id=int(call_id))  # type: ignore[call-overload]
+        return CallSummary(
+            id=int(call_id),  # type: ignore[call-overload]
+            pbx=str(pbx),
+            number=str(number),
+            placed_at=float(placed_at),  # type: ignore[arg-type]
+            dial_at=float(dial_at),  # type: ignore[arg-type]
+            state=state,  # type: ignore[arg-type]  # CHECKed on write
+            reply=None if reply is None else str(reply),
+            params=json.loads(str(params)),
+            status=_status_of(events),
+            ended=any(event.ended for event in events),
+            events=len(events),
+        )
+
+    # -- callbacks ---------------------------------------------------------------------------------
+
+    def record_event(
+        self,
+        *,
+        number: str,
+        status: str,
+        kind: EventKind,
+        ended: bool,
+        source: str,
+        received_at: float | None = None,
+    ) -> CallEvent:
+        """Store one callback, tied to the latest call to `number` dialled within the window
+        (or to none); return it as stored."""
+        now = time.time() if received_at is None else received_at
+        autocall_id = self._call_for(number, now)
+        cursor = self._db.execute(
+            "INSERT INTO call_events (autocall_id, number, status, kind, ended, received_at,"
+            " source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (autocall_id, number, status, kind, int(ended), now, source),
+        )
+        return CallEvent(
+            id=int(cursor.lastrowid or 0),
+            autocall_id=autocall_id,
+            number=number,
+            status=status,
+            kind=kind,
+            ended=ended,
+            received_at=now,
+            source=source,
+        )
+
+    def _call_for(self, number: str, at: float) -> int | None:
+        row = self._db.execute(
+            "SELECT id FROM autocalls WHERE number = ? AND state != 'refused'"
+            " AND dial_at BETWEEN ? AND ? ORDER BY dial_at DESC, id DESC LIMIT 1",
+            (number, at - self.window_s, at + CLOCK_SLACK_S),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def events(
+        self, *, autocall_id: int | None = None, number: str | None = None
+    ) -> list[CallEvent]:
+        """Callback events in arrival order, for one call or one number (or all)."""
+        clauses: list[str] = ["1 = 1"]
+        values: list[str | int] = []
+        if autocall_id is not None:
+            clauses.append("autocall_id = ?")
+            values.append(autocall_id)
+        if number is not None:
+            clauses.append("number = ?")
+            values.append(number)
+        rows = self._db.execute(
+            "SELECT id, autocall_id, number, status, kind, ended, received_at, source"
+            f" FROM call_events WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            (*values, _MAX_LISTED),
+        )
+        return [
+            CallEvent(
+                id=int(r[0]),
+                autocall_id=None if r[1] is None else int(r[1]),
+                number=str(r[2]),
+                status=str(r[3]),
+                kind=r[4],
+                ended=bool(r[5]),
+                received_at=float(r[6]),
+                source=str(r[7]),
+            )
+            for r in rows
+        ]
+
+    # -- recordings --------------------------------------------------------------------------------
+
+    def call_for_recording(self, rec: Recording) -> CallSummary | None:
+        """The placed call a recording belongs to: its caller or callee is the dialled number
+        and it started within the window after the call was dialled (the latest such call)."""
+        numbers = sorted({n for n in map(_lenient_number, (rec.caller, rec.callee)) if n})
+        if not numbers:
+            return None
+        started_s = rec.started_at.timestamp()
+        marks = ", ".join("?" for _ in numbers)
+        row = self._db.execute(
+            f"SELECT id FROM autocalls WHERE number IN ({marks}) AND state != 'refused'"
+            " AND dial_at BETWEEN ? AND ? ORDER BY dial_at DESC, id DESC LIMIT 1",
+            (*numbers, started_s - self.window_s, started_s + CLOCK_SLACK_S),
+        ).fetchone()
+        return None if row is None else self.get(int(row[0]))
+
+    def recording_metadata(self, rec: Recording) -> dict[str, str]:
+        """Extra S3 metadata for `rec`: `autocall-id` and `dial-status` (`pending` until a
+        callback said more) when it belongs to a call placed through archiver, else nothing."""
+        call = self.call_for_recording(rec)
+        if call is None:
+            return {}
+        return {"autocall-id": str(call.id), "dial-status": call.status or "pending"}
+
+
+def _status_of(events: list[CallEvent]) -> str | None:
+    for event in reversed(events):
+        if event.ended:
+            return event.status
+    for event in reversed(events):
+        if event.kind == "final":
+            return event.status
+    return events[-1].status if events else None
+
+
+def _lenient_number(party: str) -> str | None:
+    """A recording's party as a dialled number, or None (an extension, `anonymous`, ...)."""
+    try:
+        return normalise_number(party)
+    except InvalidNumber:
+        return None

@@ -1,0 +1,165 @@
+"""The `archiver call` and `archiver calls` commands: place an automatic call through the PBX,
+and list the calls placed with the status their callbacks reported.
+
+`call` logs the call before sending the request (so a callback that beats the reply still finds
+it), then records whether the PBX accepted it. Exit codes as for every command: 0 done, 1 bad
+input or configuration, 2 the PBX could not be reached or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from archiver.autocall import AutocallRequest, InvalidNumber, build_request, normalise_number
+from archiver.autocall import pbx_datetime as to_pbx_datetime
+from archiver.calls import CallLog, CallSummary
+from archiver.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
+from archiver.config import Config, PbxConfig, config_path, load_config
+from archiver.logs import register_secret
+from archiver.pbx import PbxClient, PbxError
+
+__all__ = ["add_call_parsers"]
+
+
+def _bounded(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _when(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected ISO 8601, e.g. 2026-11-26T14:30, got {text!r}"
+        ) from None
+
+
+def add_call_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `call` and `calls` to the `archiver` subcommands."""
+    call = sub.add_parser("call", parents=[common], help="place an automatic call (autocalls.cgi)")
+    call.add_argument("number", help="e.g. 903123320404, +903123320404 or 03123320404")
+    call.add_argument("--pbx", help="which PBX (default: autocall.pbx, then the first)")
+    call.add_argument("--max-retries", type=_bounded(0, 10), metavar="N", help="mr")
+    call.add_argument("--retry-interval", type=_bounded(1, 86400), metavar="S", help="rt")
+    call.add_argument("--dp", type=_bounded(0, 9999), metavar="N")
+    call.add_argument("--dest", type=_bounded(0, 9999), metavar="N")
+    call.add_argument("--detail", metavar="TEXT", help="passed through (A-Z a-z 0-9 _.,:@+- space)")
+    call.add_argument("--at", type=_when, metavar="DATETIME", help="PBX local time (default: now)")
+    call.add_argument("--json", action="store_true")
+    call.set_defaults(handler=_cmd_call)
+
+    calls = sub.add_parser("calls", parents=[common], help="calls placed and their final status")
+    calls.add_argument("--number", help="only calls to this number")
+    calls.add_argument("--since", type=_when, metavar="D", help="dialled at or after (ISO 8601)")
+    calls.add_argument("--json", action="store_true")
+    calls.set_defaults(handler=_cmd_calls)
+
+
+def _cmd_call(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config))
+    name = args.pbx or cfg.autocall.pbx or cfg.pbx[0].name
+    try:
+        pbx = cfg.pbx_named(name)
+    except KeyError:
+        print(f"error: no PBX named {name!r}", file=sys.stderr)
+        return EXIT_CONFIG
+    tz = ZoneInfo(pbx.timezone)
+    now = datetime.now(tz)
+    try:
+        request = build_request(
+            args.number,
+            cfg.autocall,
+            max_retries=args.max_retries,
+            retry_interval_s=args.retry_interval,
+            dp=args.dp,
+            dest=args.dest,
+            detail=args.detail,
+            datetime_param=to_pbx_datetime(args.at, tz, now=now),
+        )
+    except InvalidNumber as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    at: datetime | None = args.at
+    dial_at = now if at is None else (at if at.tzinfo else at.replace(tzinfo=tz))
+    return asyncio.run(_place(cfg, pbx, request, dial_at.timestamp(), as_json=args.json))
+
+
+async def _place(
+    cfg: Config, pbx: PbxConfig, request: AutocallRequest, dial_at: float, *, as_json: bool
+) -> int:
+    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+    try:
+        call_id = calls.begin(pbx.name, request, dial_at=dial_at)
+        password = pbx.resolve_password()
+        register_secret(password)
+        client = PbxClient(pbx, password)
+        try:
+            reply = await client.place_call(request)
+        except PbxError as error:
+            calls.finish_placing(call_id, accepted=False, reply=error.reason)
+            print(f"error: {error.reason}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+        finally:
+            await client.close()
+        calls.finish_placing(call_id, accepted=True, reply=reply)
+        summary = calls.get(call_id)
+    finally:
+        calls.close()
+    if as_json and summary is not None:
+        print(json.dumps(_row(summary), indent=2))
+    else:
+        print(f"call {call_id}: {request.number} via {pbx.name} placed (PBX said: {reply or '-'})")
+    return EXIT_OK
+
+
+def _cmd_calls(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config))
+    number = None
+    if args.number is not None:
+        try:
+            number = normalise_number(args.number)
+        except InvalidNumber as error:
+            print(f"error: {error.reason}", file=sys.stderr)
+            return EXIT_CONFIG
+    since = None if args.since is None else args.since.astimezone().timestamp()
+    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+    try:
+        found = calls.calls(number=number, since=since)
+    finally:
+        calls.close()
+    if args.json:
+        print(json.dumps({"calls": [_row(call) for call in found]}, indent=2))
+        return EXIT_OK
+    for call in found:
+        row = _row(call)
+        print(f"{call.id:>6}  {row['dial_at']}  {call.number}  {call.pbx}  {call.state:<8}"
+              f"  {call.status or '-':<12} {'ended' if call.ended else 'open':<5}"
+              f"  {call.events} event(s)")  # fmt: skip
+    print(f"{len(found)} call(s)")
+    return EXIT_OK
+
+
+def _row(call: CallSummary) -> dict[str, Any]:
+    row = asdict(call)
+    for name in ("placed_at", "dial_at"):
+        row[name] = datetime.fromtimestamp(row[name]).astimezone().isoformat(timespec="seconds")
+    return row
