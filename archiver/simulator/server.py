@@ -31,6 +31,13 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from archiver.simulator.corpus import DEFAULT_TIMEZONE, RECORDING_DIR, Corpus
+from archiver.simulator.dialer import (
+    DEFAULT_OUTCOMES,
+    SON_STYLES,
+    Dialer,
+    parse_outcomes,
+    validate_autocall,
+)
 
 LIST_FOLDERS_COMMAND = f"sh /etc/scripts/shell_scripts.sh list_files {RECORDING_DIR}"
 _LIST_FOLDER_RE = re.compile(
@@ -79,6 +86,13 @@ class SimulatorOptions:
     reset_rate: float = 0.0
     delay_ms: int = 0
     html_errors: bool = False
+    # The auto-dialer (autocalls.cgi): where call results go, and how calls turn out.
+    callback_url: str | None = None
+    dial_outcomes: str = DEFAULT_OUTCOMES
+    dial_step_ms: int = 200
+    dial_time_scale: float = 1.0
+    answer_duration_s: int = 3
+    son_style: str = "1"
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -108,6 +122,20 @@ class SimulatorOptions:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"timezone: unknown zone {self.timezone!r}")
+        return problems + self._dial_problems()
+
+    def _dial_problems(self) -> list[str]:
+        problems = []
+        try:
+            parse_outcomes(self.dial_outcomes)
+        except ValueError as exc:
+            problems.append(str(exc))
+        if self.callback_url is not None and not re.match(r"https?://", self.callback_url):
+            problems.append("callback_url must be an http(s) URL")
+        if self.dial_step_ms < 0 or self.dial_time_scale < 0 or self.answer_duration_s < 1:
+            problems.append("dial_step_ms, dial_time_scale >= 0 and answer_duration_s >= 1")
+        if self.son_style not in SON_STYLES:
+            problems.append(f"son_style must be one of {sorted(SON_STYLES)}")
         return problems
 
     @property
@@ -222,6 +250,7 @@ class FaultPlan:
 CORPUS_KEY = web.AppKey("corpus", Corpus)
 OPTIONS_KEY = web.AppKey("options", SimulatorOptions)
 FAULTS_KEY = web.AppKey("faults", FaultPlan)
+DIALER_KEY = web.AppKey("dialer", Dialer)
 
 
 def build_app(options: SimulatorOptions) -> web.Application:
@@ -233,7 +262,38 @@ def build_app(options: SimulatorOptions) -> web.Application:
     app.router.add_get("/cgi-bin/system_cmd.cgi", _system_cmd)
     app.router.add_get("/cgi-bin/fileget.cgi", _fileget)
     app.router.add_get("/_sim/manifest", _manifest)
+    app[DIALER_KEY] = Dialer(
+        corpus=app[CORPUS_KEY],
+        seed=options.seed,
+        callback_url=options.callback_url,
+        outcomes=parse_outcomes(options.dial_outcomes),
+        step_ms=options.dial_step_ms,
+        time_scale=options.dial_time_scale,
+        answer_duration_s=options.answer_duration_s,
+        son_style=options.son_style,
+    )
+    app.router.add_get("/cgi-bin/autocalls.cgi", _autocalls)
+    app.on_cleanup.append(_close_dialer)
     return app
+
+
+async def _close_dialer(app: web.Application) -> None:
+    await app[DIALER_KEY].close()
+
+
+async def _autocalls(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return _unauthorized()
+    query = {
+        name: request.query.getall(name)
+        for name in set(request.query.keys()) - {"username", "password"}
+    }
+    reason = validate_autocall(query)
+    if reason is not None:
+        return web.Response(status=400, text=f"400: Bad Request: {reason}\n", content_type=_TEXT)
+    one = {name: values[0] for name, values in query.items()}
+    request.app[DIALER_KEY].start(one["number"], int(one["mr"]), int(one["rt"]), one["datetime"])
+    return web.Response(text="OK\n", content_type=_TEXT)
 
 
 def _authorized(request: web.Request) -> bool:
@@ -431,6 +491,13 @@ class SimulatorThread:
         return self.options.url(self._port)
 
     @property
+    def dialer(self) -> Dialer:
+        """The auto-dialer (its `calls` say what each autocall did)."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._runner.app[DIALER_KEY]
+
+    @property
     def corpus(self) -> Corpus:
         """The served corpus (its `add()` is safe to call from this thread)."""
         if self._runner is None:
@@ -531,6 +598,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="failed listings answer 200 with an HTML login page",
     )
+    parser.add_argument("--callback-url", metavar="URL", help="where autocall results are sent")
+    parser.add_argument("--dial-outcomes", default=DEFAULT_OUTCOMES, metavar="STATUS=W,...",
+                        help=f"mix of dial results (default {DEFAULT_OUTCOMES})")  # fmt: skip
+    parser.add_argument("--dial-step-ms", type=int, default=200, help="between callbacks")
+    parser.add_argument("--dial-time-scale", type=float, default=1.0,
+                        help="scales rt and answered calls' length (0.01: 100x)")  # fmt: skip
+    parser.add_argument("--answer-duration-s", type=int, default=3, help="answered calls' length")
+    parser.add_argument("--son-style", choices=sorted(SON_STYLES), default="1")
 
 
 def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
@@ -556,6 +631,12 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         reset_rate=args.reset_rate,
         delay_ms=args.delay_ms,
         html_errors=args.html_errors,
+        callback_url=args.callback_url,
+        dial_outcomes=args.dial_outcomes,
+        dial_step_ms=args.dial_step_ms,
+        dial_time_scale=args.dial_time_scale,
+        answer_duration_s=args.answer_duration_s,
+        son_style=args.son_style,
     )
 
 

@@ -1,0 +1,239 @@
+"""The call-result receiver over real HTTP, into a real SQLite call log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from archiver.autocall import build_request
+from archiver.callbacks import (
+    CALLBACK_STATS_KEY,
+    FINAL_STATUSES,
+    RateLimiter,
+    add_callback_routes,
+    classify_status,
+)
+from archiver.calls import CallLog
+from archiver.config import AutocallConfig, CallbacksConfig
+from archiver.http import Health, build_http_app, start_http
+
+TOKEN = "cb-token-0123456789abcdef"
+NUMBER = "903123320404"
+DOCUMENTED = [
+    "ANSWER", "BUSY", "NOANSWER", "CANCEL", "CONGESTION", "CHANUNAVAIL", "DONTCALL", "TORTURE",
+    "INVALIDARGS", "FAILED",
+]  # fmt: skip
+
+
+@dataclass
+class Receiver:
+    url: str
+    calls: CallLog
+    app: web.Application
+    session: aiohttp.ClientSession
+
+    async def get(self, query: str = "", *, token: str = TOKEN, **kwargs: Any) -> tuple[int, str]:
+        async with self.session.get(f"{self.url}/{token}{query}", **kwargs) as response:
+            return response.status, await response.text()
+
+
+async def _receiver(tmp_path: Path, **settings: Any) -> AsyncIterator[Receiver]:
+    cfg = CallbacksConfig(enabled=True, token=TOKEN, **settings)  # type: ignore[arg-type]
+    calls = CallLog.open(tmp_path / "ledger.sqlite3")
+    app = build_http_app(Health())
+    add_callback_routes(app, cfg, calls)
+    runner, port = await start_http(app, "127.0.0.1:0")
+    session = aiohttp.ClientSession()
+    try:
+        yield Receiver(f"http://127.0.0.1:{port}/pbx/call-result", calls, app, session)
+    finally:
+        await session.close()
+        await runner.cleanup()
+        calls.close()
+
+
+@pytest.fixture
+async def receiver(tmp_path: Path) -> AsyncIterator[Receiver]:
+    async for made in _receiver(tmp_path, per_source_burst=1000, global_burst=1000):
+        yield made
+
+
+async def test_every_documented_status_is_final(receiver: Receiver) -> None:
+    assert set(DOCUMENTED) == FINAL_STATUSES
+    for status in DOCUMENTED:
+        assert await receiver.get(f"?sonuc={status}&telefon={NUMBER}&son=1") == (200, "ok\n")
+    events = receiver.calls.events(number=NUMBER)
+    assert [(e.status, e.kind, e.ended) for e in events] == [(s, "final", True) for s in DOCUMENTED]
+    assert all(e.source == "127.0.0.1" and e.received_at > 0 for e in events)
+    stats = receiver.app[CALLBACK_STATS_KEY]
+    assert stats.events == {("final", status): 1 for status in DOCUMENTED}
+
+
+async def test_progress_codes_and_son_encodings(receiver: Receiver) -> None:
+    encodings = ["1", "0", "true", "false", "EVET", "hayir", "hay%C4%B1r", "True"]
+    expected = [True, False, True, False, True, False, False, True]
+    for code, son in zip("123456789", encodings, strict=False):
+        assert (await receiver.get(f"?sonuc={code}&telefon={NUMBER}&son={son}"))[0] == 200
+    events = receiver.calls.events(number=NUMBER)
+    assert [e.kind for e in events] == ["progress"] * len(encodings)
+    assert [e.status for e in events] == list("12345678")
+    assert [e.ended for e in events] == expected
+
+
+async def test_unknown_statuses_are_stored_flagged_never_dropped(receiver: Receiver) -> None:
+    weird = ["RINGING", "0", "10", "ANSWER;DROP", "%C3%A7a%C4%9Fr%C4%B1", "x" * 200]
+    for status in weird:
+        assert (await receiver.get(f"?sonuc={status}&telefon={NUMBER}&son=0"))[0] == 200
+    events = receiver.calls.events(number=NUMBER)
+    assert [e.kind for e in events] == ["unknown"] * len(weird)
+    stored = [e.status for e in events]
+    assert stored[:4] == ["RINGING", "0", "10", "ANSWER;DROP"]
+    assert stored[4] == "\\xe7a\\u011fr\\u0131"  # escaped, printable ASCII
+    assert stored[5] == "x" * 64
+    assert receiver.app[CALLBACK_STATS_KEY].events == {("unknown", "unknown"): len(weird)}
+    # Lower case documented words are the same status.
+    assert classify_status("answer") == ("ANSWER", "final")
+
+
+async def test_missing_or_malformed_parameters_get_400_with_reason(receiver: Receiver) -> None:
+    cases = {
+        f"?telefon={NUMBER}&son=1": "sonuc is missing",
+        f"?sonuc=&telefon={NUMBER}&son=1": "sonuc is empty",
+        "?sonuc=BUSY&son=1": "telefon is missing",
+        "?sonuc=BUSY&telefon=90312abc&son=1": "telefon must be 1-20 digits",
+        "?sonuc=BUSY&telefon=9031233204041234567890&son=1": "telefon must be 1-20 digits",
+        f"?sonuc=BUSY&telefon={NUMBER}": "son is missing",
+        f"?sonuc=BUSY&telefon={NUMBER}&son=maybe": "son must be 1/0",
+        f"?sonuc=BUSY&sonuc=ANSWER&telefon={NUMBER}&son=1": "sonuc is given more than once",
+    }
+    for query, reason in cases.items():
+        status, text = await receiver.get(query)
+        assert status == 400 and reason in text, (query, text)
+    assert receiver.calls.events() == []
+    assert receiver.app[CALLBACK_STATS_KEY].refused == {400: len(cases)}
+
+
+async def test_wrong_token_is_403_and_stores_nothing(receiver: Receiver) -> None:
+    query = f"?sonuc=ANSWER&telefon={NUMBER}&son=1"
+    for token in ["wrong-token-0123456789abcdef", TOKEN[:-1], TOKEN + "x", "a"]:
+        assert (await receiver.get(query, token=token))[0] == 403
+    async with receiver.session.get(receiver.url + query) as response:
+        assert response.status == 404  # no token segment at all: not our route
+    assert receiver.calls.events() == []
+
+
+async def test_size_limits(receiver: Receiver) -> None:
+    long_query = f"?sonuc=ANSWER&telefon={NUMBER}&son=1&pad=" + "a" * 600
+    assert (await receiver.get(long_query))[0] == 414
+    status, _ = await receiver.get(f"?sonuc=ANSWER&telefon={NUMBER}&son=1", data=b"x" * 10)
+    assert status == 413
+    assert receiver.calls.events() == []
+
+
+async def test_rate_limit_per_source_answers_429(tmp_path: Path) -> None:
+    async for receiver in _receiver(tmp_path, per_source_burst=5, per_source_rate_per_s=0.01):
+        statuses = [(await receiver.get(f"?sonuc=1&telefon={NUMBER}&son=0"))[0] for _ in range(8)]
+        assert statuses == [200] * 5 + [429] * 3
+        async with receiver.session.get(f"{receiver.url}/{TOKEN}?sonuc=1") as response:
+            assert int(response.headers["Retry-After"]) >= 1
+        # Wrong tokens spend the same budget: guessing the token is throttled too.
+        assert (await receiver.get("?x=1", token="guess-guess-guess-guess"))[0] == 429
+        assert len(receiver.calls.events()) == 5
+
+
+def test_rate_limiter_buckets_refill_and_global_cap() -> None:
+    now = [0.0]
+    limiter = RateLimiter(
+        per_source_rate_per_s=1.0, per_source_burst=2, global_rate_per_s=2.0, global_burst=3,
+        max_sources=2, clock=lambda: now[0],
+    )  # fmt: skip
+    assert [limiter.acquire("a") for _ in range(3)] == [0, 0, 1.0]
+    assert limiter.acquire("b") == 0  # b's own bucket is full; the global one has 1 left
+    assert limiter.acquire("c") == pytest.approx(0.5)  # global bucket empty: 0.5 s at 2/s
+    now[0] = 1.0
+    assert limiter.acquire("a") == 0  # refilled
+    for source in ("d", "e", "f"):  # more sources than max_sources: oldest forgotten
+        now[0] += 10
+        limiter.acquire(source)
+    assert len(limiter._sources) == 2
+
+
+async def test_events_tie_to_the_latest_call_to_that_number(receiver: Receiver) -> None:
+    defaults = AutocallConfig()
+    first = receiver.calls.begin("pbx", build_request(NUMBER, defaults), dial_at=1000.0)
+    second = receiver.calls.begin("pbx", build_request("03123320404", defaults))
+    receiver.calls.finish_placing(second, accepted=True, reply="OK")
+    other = receiver.calls.begin("pbx", build_request("905412535962", defaults))
+    receiver.calls.finish_placing(other, accepted=False, reply="refused")
+    for query in ["?sonuc=1&telefon=903123320404&son=0", "?sonuc=BUSY&telefon=3123320404&son=1",
+                  "?sonuc=ANSWER&telefon=905412535962&son=1"]:  # fmt: skip
+        assert (await receiver.get(query))[0] == 200
+    events = receiver.calls.events()
+    # The 10-digit form is normalised; a refused call gets no events (they are kept, unmatched).
+    assert [(e.autocall_id, e.number) for e in events] == [
+        (second, NUMBER), (second, NUMBER), (None, "905412535962"),
+    ]  # fmt: skip
+    summary = receiver.calls.get(second)
+    assert summary is not None and (summary.status, summary.ended, summary.events) == (
+        "BUSY", True, 2,
+    )  # fmt: skip
+    assert receiver.calls.get(first) is not None
+    assert [c.id for c in receiver.calls.calls(number=NUMBER)] == [second, first]
+
+
+def test_recordings_match_a_call_by_number_and_window(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from archiver.names import parse_name
+
+    ist = ZoneInfo("Europe/Istanbul")
+    calls = CallLog.open(tmp_path / "ledger.sqlite3", window_s=600)
+    dialled = datetime(2026, 11, 26, 10, 0, 0, tzinfo=ist)
+    call_id = calls.begin(
+        "pbx", build_request(NUMBER, AutocallConfig()), dial_at=dialled.timestamp()
+    )
+    calls.record_event(number=NUMBER, status="2", kind="progress", ended=False, source="t",
+                       received_at=dialled.timestamp() + 5)  # fmt: skip
+
+    def rec(offset_s: int, caller: str, callee: str) -> Any:
+        at = dialled + timedelta(seconds=offset_s)
+        name = f"{at:%Y%m%d-%H%M%S}-{caller}-{callee}-{int(at.timestamp())}.7-30.wav"
+        return parse_name("pbx", "trunk-sip-908502591905", name, ist)
+
+    assert calls.recording_metadata(rec(20, "100", "03123320404")) == {
+        "autocall-id": str(call_id), "dial-status": "2",
+    }  # fmt: skip
+    assert calls.recording_metadata(rec(20, "+903123320404", "100"))["autocall-id"] == str(call_id)
+    assert calls.recording_metadata(rec(601, "100", NUMBER)) == {}  # after the window
+    assert calls.recording_metadata(rec(-301, "100", NUMBER)) == {}  # before it (beyond slack)
+    assert calls.recording_metadata(rec(20, "100", "101")) == {}  # another number
+    calls.record_event(number=NUMBER, status="BUSY", kind="final", ended=True, source="t",
+                       received_at=dialled.timestamp() + 9)  # fmt: skip
+    assert calls.recording_metadata(rec(20, "100", NUMBER))["dial-status"] == "BUSY"
+    calls.close()
+
+
+def test_callbacks_config_needs_listen_and_token() -> None:
+    from archiver.config import ConfigError, parse_config
+
+    base = {"pbx": {"url": "https://pbx:9999", "username": "u", "password": "p"},
+            "s3": {"bucket": "recordings"}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"callbacks.enabled needs http.listen and callbacks"):
+        parse_config({**base, "callbacks": {"enabled": True, "token": TOKEN}}, "x")
+    with pytest.raises(ConfigError, match=r"at 'callbacks\.token'"):
+        parse_config({**base, "callbacks": {"token": "short"}}, "x")
+    with pytest.raises(ConfigError, match="URL-safe") as caught:
+        parse_config({**base, "callbacks": {"token": "has/slash/and-is-long-enough"}}, "x")
+    assert "has/slash" not in str(caught.value)
+    with pytest.raises(ConfigError, match=r"autocall\.pbx 'other'"):
+        parse_config({**base, "autocall": {"pbx": "other"}}, "x")
+    cfg = parse_config({**base, "http": {"listen": "127.0.0.1:9780"},
+                        "callbacks": {"enabled": True, "token": TOKEN}}, "x")  # fmt: skip
+    assert TOKEN not in repr(cfg)
