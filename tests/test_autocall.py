@@ -194,3 +194,24 @@ async def test_simulator_refuses_bad_autocall_requests() -> None:
     finally:
         await client.close()
         await runner.cleanup()
+
+
+async def test_scheduled_call_waits_for_its_time(receiver: tuple[str, CallLog]) -> None:
+    url, calls = receiver
+    runner, client = await _simulator(callback_url=url, dial_outcomes="BUSY=1")
+    try:
+        at = datetime.now(IST) + timedelta(seconds=30)  # 0.3 s at the test's time scale
+        when = pbx_datetime(at, IST, now=datetime.now(IST))
+        request = build_request("903123320404", AutocallConfig(max_retries=0), datetime_param=when)
+        started = asyncio.get_running_loop().time()
+        await client.place_call(request)
+        played = runner.app[DIALER_KEY].calls[-1]
+        await asyncio.sleep(0.1)
+        assert played.sent == []
+        await _wait(played.done)
+        assert asyncio.get_running_loop().time() - started >= 0.2
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert played.sent[-1] == ("BUSY", "1")
+    assert [e.status for e in calls.events()][-1] == "BUSY"

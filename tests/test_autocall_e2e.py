@@ -143,9 +143,14 @@ def test_call_refuses_bad_numbers_and_reports_unreachable_pbx(
     assert bad.returncode == 1 and "digits only" in bad.stderr
     down = _archiver("call", "--config", str(config), "903123320404", env=env)
     assert down.returncode == 2 and "cannot connect" in down.stderr
-    listed = _archiver("calls", "--config", str(config), "--json", env=env)
+    listed = _archiver("calls", "--config", str(config), "--json", "--since", "2020-01-01", env=env)
     (refused,) = json.loads(listed.stdout)["calls"]
     assert refused["state"] == "refused" and "cannot connect" in refused["reply"]
+    later = _archiver("calls", "--config", str(config), "--since", "2099-01-01T00:00", env=env)
+    assert later.returncode == 0 and later.stdout.strip() == "0 call(s)"
+    past = _archiver("call", "--config", str(config), "903123320404", "--at", "2020-01-01 10:00",
+                     env=env)  # fmt: skip
+    assert past.returncode == 1 and "in the past" in past.stderr
 
 
 def _wait_for_port(port: int) -> None:
