@@ -191,7 +191,9 @@ class PbxClient:
     async def place_call(self, call: AutocallRequest) -> str:
         """Ask the PBX to dial `call` (autocalls.cgi) and return its reply, made printable and
         cut to 200 characters (the reply's format is undocumented). Raise PbxError or
-        PbxAuthError; an HTML page is taken as a refusal (a login or error page)."""
+        PbxAuthError. An HTML login page (a session that expired, answered with 200) is a
+        refusal; any other HTML page is returned as `(HTML page)`: it may well be the PBX's
+        way of saying yes, and calling a placed call refused would lose its callbacks."""
         params = self._params(**call.params())
         async with (
             self._gate,
@@ -200,8 +202,11 @@ class PbxClient:
         ):
             self._check_status(response.status, "autocall")
             body = await _read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
-        if body[:512].lstrip().lower().startswith(_HTML_MARKERS):
-            raise PbxError("autocall: PBX answered with an HTML page", transient=False)
+        head = body[:4096].lower()
+        if head.lstrip().startswith(_HTML_MARKERS):
+            if b'type="password"' in head or b"login" in head:
+                raise PbxError("autocall: PBX answered with its login page", transient=False)
+            return "(HTML page)"
         text = body.decode("utf-8", errors="replace").strip()
         return ascii(text[:200])[1:-1]
 

@@ -26,7 +26,7 @@ from archiver.callbacks import add_callback_routes
 from archiver.calls import CallLog
 from archiver.config import AutocallConfig, CallbacksConfig, PbxConfig
 from archiver.http import Health, build_http_app, start_http
-from archiver.pbx import PbxAuthError, PbxClient
+from archiver.pbx import PbxAuthError, PbxClient, PbxError
 from archiver.simulator import SimulatorOptions, start_simulator
 from archiver.simulator.server import DIALER_KEY
 
@@ -215,3 +215,33 @@ async def test_scheduled_call_waits_for_its_time(receiver: tuple[str, CallLog]) 
         await runner.cleanup()
     assert played.sent[-1] == ("BUSY", "1")
     assert [e.status for e in calls.events()][-1] == "BUSY"
+
+
+async def test_html_replies_login_page_refused_other_pages_accepted() -> None:
+    # The simulator answers autocalls with text; what a real PBX sends is undocumented, so two
+    # HTML answers come from a stand-in endpoint here.
+    pages = {"login": "<!DOCTYPE html><form><input name=password type=\"password\"></form>",
+             "other": "<html><body>Call queued</body></html>"}  # fmt: skip
+    current = {"page": "login"}
+
+    async def autocalls(request: web.Request) -> web.Response:
+        return web.Response(text=pages[current["page"]], content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/cgi-bin/autocalls.cgi", autocalls)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    pbx = PbxConfig(url=f"http://127.0.0.1:{port}", username="admin", password=PASSWORD)  # type: ignore[arg-type]
+    client = PbxClient(pbx, PASSWORD)
+    request = build_request("903123320404", AutocallConfig())
+    try:
+        with pytest.raises(PbxError, match="login page"):
+            await client.place_call(request)
+        current["page"] = "other"
+        assert await client.place_call(request) == "(HTML page)"
+    finally:
+        await client.close()
+        await runner.cleanup()
