@@ -145,6 +145,18 @@ class CallbackStats:
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused: Counter[int] = field(default_factory=Counter)
 
+    def samples(self) -> list[tuple[str, dict[str, str], int]]:
+        """Every count as (metric name, labels, value), for a metrics exporter to render."""
+        found = [
+            ("archiver_call_results_total", {"kind": kind, "status": status}, count)
+            for (kind, status), count in sorted(self.events.items())
+        ]
+        found += [
+            ("archiver_call_results_refused_total", {"http_status": str(code)}, count)
+            for code, count in sorted(self.refused.items())
+        ]
+        return found
+
 
 CALLBACK_STATS_KEY = web.AppKey("callback_stats", CallbackStats)
 

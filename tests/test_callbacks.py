@@ -73,6 +73,13 @@ async def test_every_documented_status_is_final(receiver: Receiver) -> None:
     assert all(e.source == "127.0.0.1" and e.received_at > 0 for e in events)
     stats = receiver.app[CALLBACK_STATS_KEY]
     assert stats.events == {("final", status): 1 for status in DOCUMENTED}
+    assert await receiver.get("?sonuc=BUSY", token="not-the-token-at-all") == (403, "forbidden\n")
+    assert (
+        "archiver_call_results_total",
+        {"kind": "final", "status": "BUSY"},
+        1,
+    ) in stats.samples()
+    assert ("archiver_call_results_refused_total", {"http_status": "403"}, 1) in stats.samples()
 
 
 async def test_progress_codes_and_son_encodings(receiver: Receiver) -> None:
