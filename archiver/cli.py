@@ -25,13 +25,16 @@ import structlog
 from archiver import __version__
 from archiver.callbacks import add_callback_routes
 from archiver.calls import CallLog
-from archiver.config import Config, ConfigError, config_path, load_config
+from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
 from archiver.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
-from archiver.http import Health, build_http_app, start_http
+from archiver.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.ledger import Ledger
 from archiver.logs import configure_logging, register_secret
+from archiver.metrics import Metrics
 from archiver.names import InvalidName, parse_path
+from archiver.notify import Notifier
 from archiver.pbx import PbxClient, PbxError, date_pattern
+from archiver.service import Service, check_pbxs
 from archiver.store import S3Store, StoreError
 from archiver.transcode import FfmpegNotFound, find_ffmpeg
 
@@ -127,6 +130,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(path)
     for pbx in cfg.pbx:
         register_secret(pbx.resolve_password())
+    for warning in _security_warnings(path, cfg):
+        print(f"warning: {warning}", file=sys.stderr)
     find_ffmpeg(cfg.transcode.ffmpeg)
     print(f"{path}: OK ({len(cfg.pbx)} PBX, bucket {cfg.s3.bucket!r})")
     return EXIT_OK
@@ -230,6 +235,7 @@ async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
     for pbx in cfg.pbx:
         if pbx.url.startswith("https://") and not pbx.verify_tls and pbx.tls_fingerprint is None:
             log.warning("tls_verification_off", pbx=pbx.name)
+    register_secret(await asyncio.to_thread(_s3_secret_key))
     removed = clear_work_dir(cfg.state.work_path)
     if removed:
         log.info("work_dir_cleared", removed=removed)
@@ -248,9 +254,35 @@ async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
         calls.close()
 
 
+def _s3_secret_key() -> str:
+    """The S3 secret key boto3's chain finds (or ""), so the log scrubber knows it too."""
+    import boto3
+
+    credentials = boto3.session.Session().get_credentials()
+    return "" if credentials is None else credentials.get_frozen_credentials().secret_key or ""
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args)
+    path = config_path(args.config)
+    cfg = load_config(path)
+    for warning in _security_warnings(path, cfg):
+        log.warning("insecure_config", problem=warning)
     return asyncio.run(_run(cfg, once=args.once))
+
+
+def _security_warnings(path: Path, cfg: Config) -> list[str]:
+    warnings = [
+        f"{where} holds a PBX password and is readable by other users: chmod 600 it, or move "
+        "the password to a systemd credential"
+        for where in readable_password_files(path, cfg)
+    ]
+    warnings += [
+        f"pbx {pbx.name!r}: verify_tls = false: the PBX's certificate is not checked "
+        "(set ca_file or tls_fingerprint instead)"
+        for pbx in cfg.pbx
+        if pbx.url.startswith("https://") and not pbx.verify_tls and pbx.tls_fingerprint is None
+    ]
+    return warnings
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
@@ -284,14 +316,24 @@ async def _run(cfg: Config, *, once: bool) -> int:
         if once:
             report = await _until_signalled(cfg, archiver.poll_once)
             return _finish(report)
-        health = Health(stale_after_s=max(300.0, 3 * cfg.poll.interval_s))
-        async with _http_server(cfg, health):
-            await _until_signalled(cfg, lambda stop: _loop(archiver, health, stop))
+        # Stale when neither a poll nor any stage of any recording ended for this long; a stage
+        # may legitimately take its whole retry budget.
+        stale_s = max(300.0, 3 * cfg.poll.interval_s, 2 * cfg.retry.timeout_s)
+        health = Health(stale_after_s=stale_s)
+        metrics = Metrics([pbx.name for pbx in cfg.pbx], on_event=health.beat)
+        archiver.observer = metrics
+        service = Service(Notifier.from_environment(), health, metrics)
+        refused = await check_pbxs(archiver.clients)
+        if refused:
+            return EXIT_UNREACHABLE
+        async with _http_server(cfg, health, metrics):
+            service.ready()
+            await _until_signalled(cfg, lambda stop: _loop(archiver, service, stop))
     return EXIT_OK
 
 
 @contextlib.asynccontextmanager
-async def _http_server(cfg: Config, health: Health) -> AsyncIterator[None]:
+async def _http_server(cfg: Config, health: Health, metrics: Metrics) -> AsyncIterator[None]:
     if cfg.http.listen is None:
         yield
         return
@@ -300,6 +342,9 @@ async def _http_server(cfg: Config, health: Health) -> AsyncIterator[None]:
     add_callback_routes(app, cfg.callbacks, calls)
     if cfg.callbacks.token is not None:
         register_secret(cfg.callbacks.token.get_secret_value())
+    # Ready while every PBX answered within three polls plus one listing's retry budget.
+    window_s = 3 * cfg.poll.interval_s + cfg.retry.timeout_s
+    add_metrics_routes(app, metrics, ready_window_s=window_s)
     runner, port = await start_http(app, cfg.http.listen)
     log.info("http_listening", listen=cfg.http.listen, port=port)
     try:
@@ -309,13 +354,14 @@ async def _http_server(cfg: Config, health: Health) -> AsyncIterator[None]:
         calls.close()
 
 
-async def _loop(archiver: Archiver, health: Health, stop: asyncio.Event) -> PollReport:
+async def _loop(archiver: Archiver, service: Service, stop: asyncio.Event) -> PollReport:
     report = PollReport()
-    async for tick in poll_ticks(archiver.cfg.poll.interval_s, stop):
-        health.beat()
-        report = await archiver.poll_once(stop)
-        health.beat()
-        log.info("poll_done", tick=tick, **_summary(report))
+    async with service.running(stop):
+        async for tick in poll_ticks(archiver.cfg.poll.interval_s, stop):
+            service.health.beat()
+            report = await archiver.poll_once(stop)
+            service.health.beat()
+            log.info("poll_done", tick=tick, **_summary(report))
     return report
 
 

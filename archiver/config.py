@@ -48,6 +48,7 @@ __all__ = [
     "config_path",
     "load_config",
     "parse_config",
+    "readable_password_files",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/archiver/archiver.toml")
@@ -376,6 +377,22 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"{path}: invalid TOML: {error}"]) from None
     return parse_config(document, str(path))
+
+
+def readable_password_files(path: Path, cfg: Config) -> list[Path]:
+    """The files holding a PBX password that users other than the owner can read: the config
+    file itself if a `password` is in it, and every `password_file`."""
+    candidates = [path] if any(pbx.password is not None for pbx in cfg.pbx) else []
+    candidates += [pbx.password_file for pbx in cfg.pbx if pbx.password_file is not None]
+    exposed = []
+    for candidate in candidates:
+        try:
+            mode = candidate.stat().st_mode
+        except OSError:
+            continue  # unreadable or missing: resolve_password reports it
+        if mode & 0o044:  # group or others may read it
+            exposed.append(candidate)
+    return exposed
 
 
 def config_path(explicit: Path | None) -> Path:

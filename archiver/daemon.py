@@ -26,6 +26,7 @@ import structlog
 from archiver.config import Config, PbxConfig
 from archiver.ledger import FINAL_STATES, Ledger, LedgerEntry
 from archiver.names import InvalidName, Recording, parse_path
+from archiver.observe import NullObserver, Observer, retry_reason
 from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.store import S3Store, StoredObject, StoreError, object_key, object_metadata
 from archiver.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
@@ -147,6 +148,7 @@ class Archiver:
     on_done: Callable[[str], None] | None = None
     # Extra S3 metadata for a recording (the dial status of a call placed through archiver).
     extra_metadata: Callable[[Recording], Mapping[str, str]] | None = None
+    observer: Observer = field(default_factory=NullObserver)
 
     def __post_init__(self) -> None:
         workers = self.cfg.transcode.worker_count
@@ -205,6 +207,7 @@ class Archiver:
             report.listing_errors.append(error.reason)
             report.auth_failed = report.auth_failed or isinstance(error.__cause__, PbxAuthError)
             log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
+            self.observer.listed(client.name, ok=False, discovered=0, due=0)
             return []
         recordings = self._parse(client.cfg, listing.lines, report)
         known = self.ledger.states_for_day(client.name, day.isoformat())
@@ -224,7 +227,9 @@ class Archiver:
                 report.unsettled += 1
             elif verdict:
                 due.append(rec)
-        self.ledger.discover(rec for rec in due if rec.name not in known)
+        discovered = [rec for rec in due if rec.name not in known]
+        self.ledger.discover(discovered)
+        self.observer.listed(client.name, ok=True, discovered=len(discovered), due=len(due))
         log.info(
             "listed",
             pbx=client.name,
@@ -295,8 +300,12 @@ class Archiver:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _archive_counted(self, client: PbxClient, rec: Recording, report: PollReport) -> None:
-        outcome = await self.archive_one(client, rec)
+        # Bound in this task's own context, so every event about the recording (stamina's retry
+        # events, the PBX client's) carries its pbx and uniqueid.
+        with structlog.contextvars.bound_contextvars(pbx=rec.pbx, uniqueid=rec.uniqueid):
+            outcome = await self.archive_one(client, rec)
         report.add_outcome(outcome)
+        self.observer.finished(rec.pbx, outcome)
         if self.on_done is not None:
             self.on_done(outcome)
 
@@ -338,6 +347,7 @@ class Archiver:
         self, client: PbxClient, rec: Recording, source: Path, mp3: Path
     ) -> StoredObject:
         download = await self._retry(lambda: client.download(rec, source), "download", rec.pbx)
+        self.observer.downloaded(rec.pbx, download.size_bytes)
         self.ledger.advance(
             rec.key, "downloaded", source_sha256=download.sha256, source_bytes=download.size_bytes
         )
@@ -353,15 +363,27 @@ class Archiver:
             lambda: self._upload(rec, result, download.sha256), "upload", rec.pbx
         )
         self.ledger.advance(rec.key, "verified", object_key=stored.key)
+        self.observer.stored(
+            rec.pbx,
+            mp3_bytes=result.mp3_bytes,
+            audio_s=result.mp3_duration_s,
+            uploaded=not stored.already_present,
+        )
         return stored
 
     async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
         loop = asyncio.get_running_loop()
         job = _TranscodeJob(source, mp3, self.ffmpeg, self.cfg.transcode.bitrate, id3_tags(rec))
+        started = time.monotonic()
+        ok = False
         try:
-            return await loop.run_in_executor(self._transcoders, job)
+            result = await loop.run_in_executor(self._transcoders, job)
+            ok = True
+            return result
         except TranscodeError as error:
             raise RecordingFailed(f"transcode: {error.reason}", transient=False) from None
+        finally:
+            self.observer.stage_done("transcode", rec.pbx, time.monotonic() - started, ok=ok)
 
     async def _upload(self, rec: Recording, result: TranscodeResult, sha256: str) -> StoredObject:
         key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
@@ -379,18 +401,35 @@ class Archiver:
         """Run `call`, retrying transient PBX/S3 errors with backoff, jitter and both an attempt
         and a time cap. Raise RecordingFailed with the last reason when they run out."""
         retry = self.cfg.retry
+        started = time.monotonic()
+        ok = False
+        last_reason = "other"
+
+        def transient(error: Exception) -> bool:
+            nonlocal last_reason
+            if _is_transient(error):
+                last_reason = retry_reason(getattr(error, "reason", ""))
+                return True
+            return False
+
         try:
             async for attempt in stamina.retry_context(
-                on=_is_transient,
+                on=transient,
                 attempts=retry.attempts,
                 timeout=retry.timeout_s,
                 wait_initial=retry.wait_initial_s,
                 wait_max=retry.wait_max_s,
             ):
+                if attempt.num > 1:
+                    self.observer.retrying(stage, pbx, last_reason)
                 with attempt:
-                    return await call()
+                    value = await call()
+                    ok = True
+                    return value
         except (PbxError, StoreError) as error:
             raise RecordingFailed(f"{stage}: {error.reason}", transient=error.transient) from error
+        finally:
+            self.observer.stage_done(stage, pbx, time.monotonic() - started, ok=ok)
         raise AssertionError("unreachable: retry_context either returns or raises")
 
 

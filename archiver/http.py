@@ -10,8 +10,19 @@ import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
-__all__ = ["HEALTH_KEY", "Health", "build_http_app", "parse_listen", "start_http"]
+from archiver.metrics import Metrics
+
+__all__ = [
+    "HEALTH_KEY",
+    "METRICS_KEY",
+    "Health",
+    "add_metrics_routes",
+    "build_http_app",
+    "parse_listen",
+    "start_http",
+]
 
 
 @dataclass
@@ -45,6 +56,34 @@ def build_http_app(health: Health) -> web.Application:
     app[HEALTH_KEY] = health
     app.router.add_get("/healthz", _healthz)
     return app
+
+
+METRICS_KEY = web.AppKey("metrics", Metrics)
+READY_WINDOW_KEY = web.AppKey("ready_window_s", float)
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS_KEY].render()
+    # CONTENT_TYPE_LATEST carries a charset parameter, which aiohttp wants given apart.
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    problems = request.app[METRICS_KEY].not_ready(request.app[READY_WINDOW_KEY])
+    if not request.app[HEALTH_KEY].alive():
+        problems.insert(0, "main loop stalled")
+    if problems:
+        return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
+    return web.Response(text="ready\n")
+
+
+def add_metrics_routes(app: web.Application, metrics: Metrics, *, ready_window_s: float) -> None:
+    """Add GET /metrics (Prometheus text format) and GET /readyz: 200 when every PBX's last
+    listing succeeded and it answered within `ready_window_s`, else 503 with the reasons."""
+    app[METRICS_KEY] = metrics
+    app[READY_WINDOW_KEY] = ready_window_s
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/readyz", _readyz)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:

@@ -1,0 +1,170 @@
+"""Prometheus metrics (prometheus-client) and the readiness they imply.
+
+`Metrics` is the daemon's `Observer`: it counts what the daemon reports into its own
+`CollectorRegistry` (not the process-global one, so tests and several instances never collide),
+which /metrics serves. Labels are PBX names (allow-listed in config), stage names, outcomes and
+fixed reason words only: never a URL, a path or anything a secret could hide in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from archiver.observe import STAGES
+
+__all__ = ["OUTCOMES", "Metrics", "PbxProgress"]
+
+OUTCOMES = ("archived", "already_present", "failed", "empty")
+# Seconds: a listing or a short call takes well under a second; a long download or a retried
+# stage can take minutes.
+_LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass
+class PbxProgress:
+    """What the service status and /readyz need per PBX (monotonic seconds)."""
+
+    last_poll_ok: bool | None = None  # None: no listing finished yet
+    last_success_s: float | None = None
+    last_contact_s: float | None = None  # a successful listing or download
+    last_listing_at: datetime | None = None  # wall clock, for the status line
+
+
+@dataclass
+class _Today:
+    day: date = field(default_factory=lambda: datetime.now().astimezone().date())
+    archived: int = 0
+
+    def add(self) -> None:
+        today = datetime.now().astimezone().date()
+        if today != self.day:
+            self.day, self.archived = today, 0
+        self.archived += 1
+
+
+class Metrics:
+    """Counts the daemon's events (an `archiver.observe.Observer`) and renders them."""
+
+    def __init__(self, pbx_names: Sequence[str], on_event: Callable[[], None] | None = None):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._on_event = on_event
+        self.progress = {name: PbxProgress() for name in pbx_names}
+        self.backlog = dict.fromkeys(pbx_names, 0)
+        self.today = _Today()
+        r = self.registry
+        self._discovered = Counter(
+            "archiver_recordings_discovered", "Recordings seen for the first time.", ["pbx"],
+            registry=r,
+        )  # fmt: skip
+        self._recordings = Counter(
+            "archiver_recordings", "Recordings that ended, by outcome.", ["pbx", "outcome"],
+            registry=r,
+        )  # fmt: skip
+        self._bytes_in = Counter(
+            "archiver_source_bytes", "Bytes downloaded from the PBX.", ["pbx"], registry=r
+        )
+        self._bytes_out = Counter(
+            "archiver_uploaded_bytes", "MP3 bytes uploaded to S3.", ["pbx"], registry=r
+        )
+        self._audio = Counter(
+            "archiver_audio_seconds", "Seconds of audio archived.", ["pbx"], registry=r
+        )
+        self._latency = Histogram(
+            "archiver_stage_duration_seconds", "Time per stage, retries included.",
+            ["stage", "pbx"], buckets=_LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self._retries = Counter(
+            "archiver_retries", "Retries of transient errors.", ["stage", "reason"], registry=r
+        )
+        self._polls = Counter(
+            "archiver_listings", "Listings of one day, by result.", ["pbx", "result"], registry=r
+        )
+        self._backlog = Gauge(
+            "archiver_backlog_recordings", "Recordings due and not yet done.", ["pbx"], registry=r
+        )
+        self._last_poll = Gauge(
+            "archiver_last_successful_poll_timestamp_seconds",
+            "Unix time of the last listing that succeeded.", ["pbx"], registry=r,
+        )  # fmt: skip
+        for name in pbx_names:  # every series exists from the start, at zero
+            self._discovered.labels(name)
+            for outcome in OUTCOMES:
+                self._recordings.labels(name, outcome)
+            for counter in (self._bytes_in, self._bytes_out, self._audio, self._backlog):
+                counter.labels(name)
+            for stage in STAGES:
+                self._latency.labels(stage, name)
+            for result in ("ok", "failed"):
+                self._polls.labels(name, result)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)
+
+    def _event(self) -> None:
+        if self._on_event is not None:
+            self._on_event()
+
+    # -- Observer ---------------------------------------------------------------------------
+
+    def listed(self, pbx: str, *, ok: bool, discovered: int, due: int) -> None:
+        now_s = time.monotonic()
+        progress = self.progress.setdefault(pbx, PbxProgress())
+        progress.last_poll_ok = ok
+        progress.last_listing_at = datetime.now().astimezone()
+        self._polls.labels(pbx, "ok" if ok else "failed").inc()
+        if ok:
+            progress.last_success_s = progress.last_contact_s = now_s
+            self._last_poll.labels(pbx).set(time.time())
+            self._discovered.labels(pbx).inc(discovered)
+            self._set_backlog(pbx, self.backlog.get(pbx, 0) + due)
+        self._event()
+
+    def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:
+        self._latency.labels(stage, pbx).observe(seconds)
+        self._event()
+
+    def retrying(self, stage: str, pbx: str, reason: str) -> None:
+        self._retries.labels(stage, reason).inc()
+        self._event()
+
+    def downloaded(self, pbx: str, size_bytes: int) -> None:
+        self._bytes_in.labels(pbx).inc(size_bytes)
+        self.progress.setdefault(pbx, PbxProgress()).last_contact_s = time.monotonic()
+
+    def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
+        if uploaded:
+            self._bytes_out.labels(pbx).inc(mp3_bytes)
+            self._audio.labels(pbx).inc(audio_s)
+
+    def finished(self, pbx: str, outcome: str) -> None:
+        self._recordings.labels(pbx, outcome).inc()
+        if outcome == "archived":
+            self.today.add()
+        self._set_backlog(pbx, self.backlog.get(pbx, 0) - 1)
+        self._event()
+
+    def _set_backlog(self, pbx: str, count: int) -> None:
+        self.backlog[pbx] = max(count, 0)
+        self._backlog.labels(pbx).set(self.backlog[pbx])
+
+    # -- readiness --------------------------------------------------------------------------
+
+    def not_ready(self, window_s: float) -> list[str]:
+        """Why the daemon is not ready (empty: ready). Ready means every PBX's last listing
+        succeeded and the PBX answered (a listing or a download) within `window_s`."""
+        now_s = time.monotonic()
+        problems = []
+        for name, progress in self.progress.items():
+            if progress.last_poll_ok is None:
+                problems.append(f"{name}: no listing yet")
+            elif not progress.last_poll_ok:
+                problems.append(f"{name}: last listing failed")
+            elif progress.last_contact_s is None or now_s - progress.last_contact_s > window_s:
+                problems.append(f"{name}: no successful contact for over {window_s:.0f} s")
+        return problems

@@ -1,0 +1,84 @@
+"""What the daemon reports at its stage boundaries, for metrics and service status to consume.
+
+The daemon calls an `Observer` and knows nothing of Prometheus or systemd; `NullObserver` is the
+default so a daemon without an HTTP endpoint (backfill, tests) pays nothing. Every argument is a
+PBX name, a stage name, a fixed reason word or a number: nothing that can hold a URL or secret.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["STAGES", "NullObserver", "Observer", "retry_reason"]
+
+# The stages timed by `stage_done` (labels of the latency histogram).
+STAGES = ("list", "download", "transcode", "upload")
+
+
+class Observer(Protocol):
+    """Receives one call per event; implementations must be fast and never raise."""
+
+    def listed(self, pbx: str, *, ok: bool, discovered: int, due: int) -> None:
+        """One day's listing of `pbx` ended (`ok` False: it failed after its retries)."""
+
+    def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:
+        """A stage of one recording (or a listing) took `seconds`, retries included."""
+
+    def retrying(self, stage: str, pbx: str, reason: str) -> None:
+        """A transient error of `stage` is about to be retried; `reason` is from `retry_reason`."""
+
+    def downloaded(self, pbx: str, size_bytes: int) -> None:
+        """A source file of `size_bytes` came in from `pbx`."""
+
+    def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
+        """An MP3 is verified in S3 (`uploaded` False: it was already there, nothing sent)."""
+
+    def finished(self, pbx: str, outcome: str) -> None:
+        """A recording ended: archived, already_present, failed or empty."""
+
+
+class NullObserver:
+    """Ignores everything."""
+
+    def listed(self, pbx: str, *, ok: bool, discovered: int, due: int) -> None:
+        return None
+
+    def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:
+        return None
+
+    def retrying(self, stage: str, pbx: str, reason: str) -> None:
+        return None
+
+    def downloaded(self, pbx: str, size_bytes: int) -> None:
+        return None
+
+    def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
+        return None
+
+    def finished(self, pbx: str, outcome: str) -> None:
+        return None
+
+
+# Reason words for retries, matched against the sanitised `reason` texts pbx.py and store.py
+# build. A fixed vocabulary keeps the metric's label set small and free of anything variable.
+_REASON_WORDS = (
+    ("timed out", "timeout"),
+    ("timeout", "timeout"),
+    ("cut short", "truncated"),
+    ("html page", "html_page"),
+    ("closed by", "disconnected"),
+    ("cannot connect", "connect"),
+    ("connection", "connection"),
+    ("slowdown", "throttled"),
+    ("http 5", "http_5xx"),
+    ("http ", "http_status"),
+)
+
+
+def retry_reason(reason: str) -> str:
+    """Map a sanitised error reason to one of a few fixed words (else "other")."""
+    lowered = reason.lower()
+    for needle, word in _REASON_WORDS:
+        if needle in lowered:
+            return word
+    return "other"
