@@ -202,7 +202,10 @@ class Archiver:
 
     async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
         try:
-            listing = await self._retry(lambda: client.find(date_pattern(day)), "list", client.name)
+            with structlog.contextvars.bound_contextvars(pbx=client.name):
+                listing = await self._retry(
+                    lambda: client.find(date_pattern(day)), "list", client.name
+                )
         except RecordingFailed as error:
             report.listing_errors.append(error.reason)
             report.auth_failed = report.auth_failed or isinstance(error.__cause__, PbxAuthError)

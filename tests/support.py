@@ -1,0 +1,110 @@
+"""Helpers for tests that run `archiver` as an administrator would: a TOML file and a process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from archiver.seaweed import SeaweedS3
+
+
+def daemon_toml(
+    pbx_url: str, s3: SeaweedS3, bucket: str, state: Path, *, pbx_extra: str = "", **sections: str
+) -> str:
+    """A config for the simulator at `pbx_url` and the test's bucket; password from
+    $TEST_PBX_PASSWORD; fast polls and retries. `sections` adds whole tables."""
+    text = f"""
+[pbx]
+url = "{pbx_url}"
+username = "admin"
+password_env = "TEST_PBX_PASSWORD"
+{pbx_extra}
+
+[poll]
+settle_s = 0
+lookback_days = 1
+interval_s = 1
+
+[s3]
+bucket = "{bucket}"
+endpoint_url = "{s3.endpoint_url}"
+region = "us-east-1"
+addressing_style = "path"
+
+[state]
+path = "{state / "ledger.sqlite3"}"
+
+[retry]
+attempts = 3
+wait_initial_s = 0
+wait_max_s = 0
+"""
+    return text + "".join(f"\n[{name}]\n{body}\n" for name, body in sections.items())
+
+
+def run_archiver(
+    *args: str, env: dict[str, str], timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m archiver ARGS` to completion, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "archiver", *args],
+        env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def http_get(url: str, *, timeout_s: float = 5) -> tuple[int, str]:
+    """GET `url`; return (status, body text), for error statuses too."""
+    try:
+        # Only ever the test daemon on 127.0.0.1.
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310
+            return response.status, response.read().decode("utf-8")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode("utf-8")
+
+
+def wait_for(url: str, *, status: int = 200, timeout_s: float = 30) -> str:
+    """Poll `url` until it answers `status`; return the body. Fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            code, body = http_get(url)
+        except OSError as error:
+            last = error
+        else:
+            if code == status:
+                return body
+            last = (code, body)
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never answered {status}; last: {last!r}")
+
+
+def json_events(text: str) -> list[dict[str, Any]]:
+    """The JSON log events among `text`'s lines."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def metric_value(body: str, name: str, **labels: str) -> float:
+    """The value of sample `name{labels}` in a Prometheus text body. Fail if absent."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name}{labels}")
