@@ -15,12 +15,14 @@ MINIMAL = {
 }
 
 
-def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     cfg = load_config(ROOT / "config.example.toml")
     assert cfg.pbx[0].timezone == "Europe/Istanbul"
     assert cfg.s3.key_template.endswith("_{uniqueid}.mp3")
-    monkeypatch.setenv("ARCHIVER_PBX_PASSWORD", "from-env")
-    assert cfg.pbx[0].resolve_password() == "from-env"
+    # The sample is the service's config: the password is the unit's LoadCredential=.
+    (tmp_path / "pbx-password").write_text("from-credential\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert cfg.pbx[0].resolve_password() == "from-credential"
 
 
 def test_single_table_and_array_forms() -> None:
