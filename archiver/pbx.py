@@ -268,7 +268,12 @@ class _ErrorGuard:
         if kind is None or not issubclass(kind, aiohttp.ClientError | asyncio.TimeoutError):
             return
         reason = _describe(error)
-        raise PbxError(f"{self._what}: PBX {self._pbx!r}: {reason}", transient=True) from None
+        # A certificate that fails its check fails the same way next time: no retries.
+        transient = not isinstance(error, _CERTIFICATE_ERRORS)
+        raise PbxError(f"{self._what}: PBX {self._pbx!r}: {reason}", transient=transient) from None
+
+
+_CERTIFICATE_ERRORS = (aiohttp.ServerFingerprintMismatch, aiohttp.ClientConnectorCertificateError)
 
 
 def _describe(error: object) -> str:
