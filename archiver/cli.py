@@ -265,15 +265,18 @@ def _s3_secret_key() -> str:
 def _cmd_run(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     cfg = load_config(path)
-    for warning in _security_warnings(path, cfg):
-        log.warning("insecure_config", problem=warning)
+    for where in readable_password_files(path, cfg):
+        # (verify_tls = false gets its own warning when the PBX clients are made.)
+        log.warning("password_file_readable_by_others", path=str(where), hint=_CHMOD_HINT)
     return asyncio.run(_run(cfg, once=args.once))
+
+
+_CHMOD_HINT = "chmod 600 it, or move the password to a systemd credential"
 
 
 def _security_warnings(path: Path, cfg: Config) -> list[str]:
     warnings = [
-        f"{where} holds a PBX password and is readable by other users: chmod 600 it, or move "
-        "the password to a systemd credential"
+        f"{where} holds a PBX password and is readable by other users: {_CHMOD_HINT}"
         for where in readable_password_files(path, cfg)
     ]
     warnings += [

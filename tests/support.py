@@ -53,10 +53,13 @@ def run_archiver(
     *args: str, env: dict[str, str], timeout_s: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m archiver ARGS` to completion, capturing its output."""
-    return subprocess.run(
+    started = time.monotonic()
+    result = subprocess.run(
         [sys.executable, "-m", "archiver", *args],
         env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
     )  # fmt: skip
+    print(f"archiver {args[0]}: {time.monotonic() - started:.1f} s")
+    return result
 
 
 def free_port() -> int:
