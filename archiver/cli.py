@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from archiver import __version__
-from archiver.callbacks import add_callback_routes
+from archiver.callbacks import CALLBACK_STATS_KEY, add_callback_routes
 from archiver.calls import CallLog
 from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
 from archiver.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
@@ -271,12 +271,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(cfg, once=args.once))
 
 
-_CHMOD_HINT = "chmod 600 it, or move the password to a systemd credential"
+_CHMOD_HINT = "chmod 600 it, or give the PBX password as a systemd credential"
 
 
 def _security_warnings(path: Path, cfg: Config) -> list[str]:
     warnings = [
-        f"{where} holds a PBX password and is readable by other users: {_CHMOD_HINT}"
+        f"{where} holds a secret (PBX password or callbacks token) and is readable by other "
+        f"users: {_CHMOD_HINT}"
         for where in readable_password_files(path, cfg)
     ]
     warnings += [
@@ -348,6 +349,8 @@ async def _http_server(cfg: Config, health: Health, metrics: Metrics) -> AsyncIt
     # Ready while every PBX answered within three polls plus one listing's retry budget.
     window_s = 3 * cfg.poll.interval_s + cfg.retry.timeout_s
     add_metrics_routes(app, metrics, ready_window_s=window_s)
+    if CALLBACK_STATS_KEY in app:
+        metrics.add_counters(app[CALLBACK_STATS_KEY].samples, "Call results received.")
     runner, port = await start_http(app, cfg.http.listen)
     log.info("http_listening", listen=cfg.http.listen, port=port)
     try:

@@ -380,9 +380,10 @@ def load_config(path: Path) -> Config:
 
 
 def readable_password_files(path: Path, cfg: Config) -> list[Path]:
-    """The files holding a PBX password that users other than the owner can read: the config
-    file itself if a `password` is in it, and every `password_file`."""
-    candidates = [path] if any(pbx.password is not None for pbx in cfg.pbx) else []
+    """The files holding a secret that users other than the owner can read: the config file
+    itself if a PBX `password` or the callbacks `token` is in it, and every `password_file`."""
+    inline = any(pbx.password is not None for pbx in cfg.pbx) or cfg.callbacks.token is not None
+    candidates = [path] if inline else []
     candidates += [pbx.password_file for pbx in cfg.pbx if pbx.password_file is not None]
     exposed = []
     for candidate in candidates:

@@ -9,15 +9,21 @@ fixed reason words only: never a URL, a path or anything a secret could hide in.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from archiver.observe import STAGES
 
-__all__ = ["OUTCOMES", "Metrics", "PbxProgress"]
+__all__ = ["OUTCOMES", "Metrics", "PbxProgress", "Sample"]
+
+# (metric name ending in _total, labels, value): how other modules (callbacks) hand counts over
+# without depending on prometheus-client.
+Sample = tuple[str, dict[str, str], float]
 
 OUTCOMES = ("archived", "already_present", "failed", "empty")
 # Seconds: a listing or a short call takes well under a second; a long download or a retried
@@ -102,6 +108,10 @@ class Metrics:
             for result in ("ok", "failed"):
                 self._polls.labels(name, result)
 
+    def add_counters(self, source: Callable[[], Iterable[Sample]], doc: str) -> None:
+        """Render the counters `source()` returns at every scrape, described by `doc`."""
+        self.registry.register(_SampleCollector(source, doc))
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
@@ -168,3 +178,26 @@ class Metrics:
             elif progress.last_contact_s is None or now_s - progress.last_contact_s > window_s:
                 problems.append(f"{name}: no successful contact for over {window_s:.0f} s")
         return problems
+
+
+class _SampleCollector(Collector):
+    """Counters read from a `Sample` source at scrape time."""
+
+    def __init__(self, source: Callable[[], Iterable[Sample]], doc: str) -> None:
+        self._source = source
+        self._doc = doc
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        families: dict[str, CounterMetricFamily] = {}
+        for name, labels, value in self._source():
+            family = families.get(name)
+            if family is None:
+                family = CounterMetricFamily(
+                    name.removesuffix("_total"), self._doc, labels=list(labels)
+                )
+                families[name] = family
+            family.add_metric(list(labels.values()), value)
+        yield from families.values()
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return iter(())  # the names are known only at scrape time

@@ -140,7 +140,7 @@ def test_no_secret_in_any_output(
         "check-config inline", "check-config", "--config", str(inline), env=env
     )
     assert checked.returncode == 0, checked.stderr
-    assert "holds a PBX password and is readable by other users" in checked.stderr
+    assert "is readable by other users" in checked.stderr
     started = transcript.run("run inline", "run", "--once", "--config", str(inline), env=env)
     warned = [e for e in json_events(started.stdout) if e["level"] == "warning"]
     assert warned[0]["event"] == "password_file_readable_by_others", warned

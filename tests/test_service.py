@@ -167,6 +167,13 @@ async def test_metrics_and_readyz_over_http() -> None:
             body, "archiver_stage_duration_seconds_bucket", stage="download", pbx="a", le="0.5"
         ) == 1  # fmt: skip
         assert metric_value(body, "archiver_listings_total", pbx="b", result="failed") == 1
+        # Counters another module hands over as samples (the call-result receiver's).
+        samples = [("archiver_call_results_total", {"kind": "final", "status": "answered"}, 2.0)]
+        metrics.add_counters(lambda: samples, "Call results received.")
+        _, body = await asyncio.to_thread(http_get, f"{base}/metrics")
+        assert (
+            metric_value(body, "archiver_call_results_total", kind="final", status="answered") == 2
+        )
         assert abs(
             metric_value(body, "archiver_last_successful_poll_timestamp_seconds", pbx="a")
             - time.time()
