@@ -18,13 +18,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from support import daemon_toml, free_port, http_get, metric_value, wait_for
 
+from archiver.config import PbxConfig
 from archiver.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.metrics import Metrics
 from archiver.notify import Notifier, watchdog_interval_s
 from archiver.observe import retry_reason
+from archiver.pbx import PbxClient
 from archiver.seaweed import SeaweedS3
-from archiver.service import Service
-from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.service import Service, check_pbxs
+from archiver.simulator import SimulatorOptions, SimulatorThread, start_simulator
 
 PASSWORD = "Service-Secret-41177"
 
@@ -97,6 +99,37 @@ def test_notifier_outside_systemd_and_abstract_socket() -> None:
         assert receiver.recv(100) == b"STATUS=abstract"
     # A socket nobody listens on: the daemon logs it and carries on.
     assert not Notifier("/nonexistent/notify.sock").watchdog()
+
+
+def test_notifier_takes_the_socket_out_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")
+    notifier = Notifier.from_environment()
+    assert notifier.address == "/run/systemd/notify"
+    assert "NOTIFY_SOCKET" not in os.environ  # children (ffmpeg) cannot speak for the daemon
+
+
+async def test_startup_check_fails_only_on_refused_credentials(tmp_path: Path) -> None:
+    runner, port = await start_simulator(SimulatorOptions(username="admin", password=PASSWORD))
+    url = f"http://127.0.0.1:{port}"
+    dead = f"http://127.0.0.1:{free_port()}"
+
+    def client(name: str, base: str, password: str) -> PbxClient:
+        cfg = PbxConfig(name=name, url=base, username="admin", password=password)  # type: ignore[arg-type]
+        return PbxClient(cfg, password)
+
+    clients = {
+        "good": client("good", url, PASSWORD),
+        "wrong": client("wrong", url, "not-the-password"),
+        "down": client("down", dead, PASSWORD),  # unreachable: the poll loop will retry it
+    }
+    try:
+        assert await check_pbxs(clients) == ["wrong"]
+    finally:
+        for each in clients.values():
+            await each.close()
+        await runner.cleanup()
 
 
 def test_watchdog_interval_from_environment() -> None:
