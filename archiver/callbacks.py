@@ -235,12 +235,13 @@ def _parse(request: web.Request) -> tuple[str, str, EventKind, bool]:
 def add_callback_routes(app: web.Application, cfg: CallbacksConfig, calls: CallLog) -> None:
     """Register `GET {cfg.path}/{token}` on `app` (nothing if callbacks are disabled).
     Statistics are in `app[CALLBACK_STATS_KEY]`."""
-    if not cfg.enabled or cfg.token is None:
+    token = cfg.resolve_token()
+    if not cfg.enabled or token is None:
         return
     stats = CallbackStats()
     app[CALLBACK_STATS_KEY] = stats
     receiver = _Receiver(
-        token=cfg.token.get_secret_value().encode(),
+        token=token.encode(),
         calls=calls,
         limiter=RateLimiter(
             per_source_rate_per_s=cfg.per_source_rate_per_s,

@@ -343,9 +343,10 @@ async def _http_server(cfg: Config, health: Health, metrics: Metrics) -> AsyncIt
         return
     app = build_http_app(health)
     calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+    token = cfg.callbacks.resolve_token()
+    if token is not None:
+        register_secret(token)
     add_callback_routes(app, cfg.callbacks, calls)
-    if cfg.callbacks.token is not None:
-        register_secret(cfg.callbacks.token.get_secret_value())
     # Ready while every PBX answered within three polls plus one listing's retry budget.
     window_s = 3 * cfg.poll.interval_s + cfg.retry.timeout_s
     add_metrics_routes(app, metrics, ready_window_s=window_s)

@@ -150,20 +150,27 @@ class PbxConfig(_Strict):
             if not value:
                 raise ConfigError([f"{where}: environment variable {self.password_env} is empty"])
             return value
-        path = self.password_file
         if self.credential is not None:
-            directory = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not directory:
-                raise ConfigError([f"{where}: credential set but $CREDENTIALS_DIRECTORY is not"])
-            path = Path(directory) / self.credential
-        if path is None:  # unreachable: _one_password_source guarantees a source
+            return read_credential(self.credential, where)
+        if self.password_file is None:  # unreachable: _one_password_source guarantees a source
             raise ConfigError([f"{where}: no password source"])
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as error:
-            raise ConfigError(
-                [f"{where}: cannot read password file {path}: {error.strerror}"]
-            ) from None
+        return _read_secret_file(self.password_file, where)
+
+
+def _read_secret_file(path: Path, where: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError([f"{where}: cannot read secret file {path}: {error.strerror}"]) from None
+
+
+def read_credential(name: str, where: str) -> str:
+    """Return the systemd credential `name` ($CREDENTIALS_DIRECTORY/name, from LoadCredential=).
+    Raise `ConfigError` if it is not there."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        raise ConfigError([f"{where}: credential {name!r} set but $CREDENTIALS_DIRECTORY is not"])
+    return _read_secret_file(Path(directory) / name, where)
 
 
 class PollConfig(_Strict):
@@ -286,6 +293,9 @@ class CallbacksConfig(_Strict):
         DEFAULT_CALLBACK_PATH
     )
     token: Annotated[SecretStr, Field(min_length=16, max_length=128)] | None = None
+    # Under the shipped unit the TOML is readable by the service's dynamic user and so by
+    # others: the token then comes from a systemd credential instead.
+    token_credential: str | None = None
     per_source_rate_per_s: Annotated[float, Field(gt=0, le=10000)] = 5.0
     per_source_burst: Annotated[int, Field(ge=1, le=100000)] = 30
     global_rate_per_s: Annotated[float, Field(gt=0, le=100000)] = 50.0
@@ -297,6 +307,28 @@ class CallbacksConfig(_Strict):
         if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", value.get_secret_value()):
             raise ValueError("must be URL-safe: A-Z a-z 0-9 _ - (e.g. `openssl rand -hex 24`)")
         return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> CallbacksConfig:
+        if self.token is not None and self.token_credential is not None:
+            raise ValueError("give token or token_credential, not both")
+        return self
+
+    @property
+    def has_token(self) -> bool:
+        return self.token is not None or self.token_credential is not None
+
+    def resolve_token(self) -> str | None:
+        """Return the token from its source (None if none). Raise `ConfigError` if the
+        credential is missing or not 16-128 URL-safe characters."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_credential is None:
+            return None
+        token = read_credential(self.token_credential, "callbacks")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token):
+            raise ConfigError(["callbacks: the token credential must be 16-128 of A-Z a-z 0-9 _ -"])
+        return token
 
 
 class Config(_Strict):
@@ -327,8 +359,10 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _callbacks_need_http_and_token(self) -> Config:
-        if self.callbacks.enabled and (self.http.listen is None or self.callbacks.token is None):
-            raise ValueError("callbacks.enabled needs http.listen and callbacks.token")
+        if self.callbacks.enabled and (self.http.listen is None or not self.callbacks.has_token):
+            raise ValueError(
+                "callbacks.enabled needs http.listen and callbacks.token (or token_credential)"
+            )
         if self.autocall.pbx is not None and self.autocall.pbx not in [p.name for p in self.pbx]:
             raise ValueError(f"autocall.pbx {self.autocall.pbx!r} is not a configured pbx name")
         return self

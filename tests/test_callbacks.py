@@ -244,3 +244,43 @@ def test_callbacks_config_needs_listen_and_token() -> None:
     cfg = parse_config({**base, "http": {"listen": "127.0.0.1:9780"},
                         "callbacks": {"enabled": True, "token": TOKEN}}, "x")  # fmt: skip
     assert TOKEN not in repr(cfg)
+
+
+async def test_token_from_a_systemd_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shipped unit's config is readable by others, so the token comes from LoadCredential=.
+    (tmp_path / "callbacks-token").write_text(TOKEN + "\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    cfg = CallbacksConfig(enabled=True, token_credential="callbacks-token")
+    calls = CallLog.open(tmp_path / "ledger.sqlite3")
+    app = build_http_app(Health())
+    add_callback_routes(app, cfg, calls)
+    runner, port = await start_http(app, "127.0.0.1:0")
+    try:
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{port}/pbx/call-result"
+            query = f"?sonuc=BUSY&telefon={NUMBER}&son=1"
+            async with session.get(f"{base}/{TOKEN}{query}") as right:
+                assert right.status == 200
+            async with session.get(f"{base}/{'x' * 32}{query}") as wrong:
+                assert wrong.status == 403
+    finally:
+        await runner.cleanup()
+        calls.close()
+    assert [e.status for e in CallLog.open(tmp_path / "ledger.sqlite3").events(number=NUMBER)] == [
+        "BUSY"
+    ]
+
+
+def test_token_credential_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archiver.config import ConfigError
+
+    with pytest.raises(ValueError, match="not both"):
+        CallbacksConfig(enabled=True, token=TOKEN, token_credential="x")  # type: ignore[arg-type]
+    (tmp_path / "short").write_text("abc", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    with pytest.raises(ConfigError, match="16-128"):
+        CallbacksConfig(enabled=True, token_credential="short").resolve_token()
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        CallbacksConfig(enabled=True, token_credential="absent").resolve_token()
