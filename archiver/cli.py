@@ -105,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("--failed", action="store_true", help="also those failed for good")
     retry.set_defaults(handler=_cmd_retry)
 
+    reconcile = sub.add_parser(
+        "reconcile", parents=[common], help="rebuild the ledger from the bucket (daemon stopped)"
+    )
+    reconcile.add_argument("--json", action="store_true")
+    reconcile.set_defaults(handler=_cmd_reconcile)
+
     check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     check.set_defaults(handler=_cmd_check_config)
 
@@ -162,6 +168,32 @@ def _cmd_retry(args: argparse.Namespace) -> int:
     finally:
         ledger.close()
     print(f"re-queued {requeued} recording(s)")
+    return EXIT_OK
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from archiver.reconcile import reconcile
+
+    cfg = _load(args)
+    ledger = Ledger.open(cfg.state.path)
+    try:
+        store = S3Store(cfg.s3)
+        store.check_access()
+        report = reconcile(cfg, store, ledger)
+    except StoreError as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+        return EXIT_OK
+    print(
+        f"{report.objects} object(s): {report.verified} verified, {report.empty} empty, "
+        f"{report.unchanged} already known, {len(report.unmapped)} not mapped"
+    )
+    for key, reason in report.unmapped:
+        print(f"not mapped  {key!a}  {reason}")
     return EXIT_OK
 
 
@@ -378,7 +410,23 @@ async def _store_reachable(archiver: Archiver) -> bool:
     except StoreError as error:
         log.error("s3_unreachable", reason=error.reason)
         return False
+    await _abort_stale_multipart(archiver)
     return True
+
+
+async def _abort_stale_multipart(archiver: Archiver) -> None:
+    """Abort multipart uploads a crash left incomplete under our prefix (their parts cost
+    storage and a listing shows them). A failure here is logged; it never stops the run."""
+    s3 = archiver.cfg.s3
+    try:
+        aborted = await asyncio.to_thread(
+            archiver.store.abort_stale_multipart, f"{s3.prefix}/", s3.stale_multipart_s
+        )
+    except StoreError as error:
+        log.warning("stale_multipart_not_aborted", reason=error.reason)
+        return
+    if aborted:
+        log.info("stale_multipart_aborted", aborted=aborted, older_than_s=s3.stale_multipart_s)
 
 
 async def _until_signalled(cfg: Config, work: Callable[[asyncio.Event], Any]) -> PollReport:

@@ -183,6 +183,9 @@ class TranscodeConfig(_Strict):
     bitrate: Annotated[str, Field(pattern=rf"^{_BITRATE_RE.pattern}$")] = "32k"
     ffmpeg: str | None = None
     workers: Annotated[int, Field(ge=1, le=256)] | None = None
+    # What to do with a header-only or zero-length source (an unanswered call): "skip" records
+    # it as `empty`; "quarantine" also stores the original bytes under {prefix}/quarantine/.
+    on_empty: Literal["skip", "quarantine"] = "skip"
 
     @property
     def worker_count(self) -> int:
@@ -201,6 +204,8 @@ class S3Config(_Strict):
     sse_kms_key_id: str | None = None
     checksum: Literal["when_supported", "when_required"] = "when_supported"
     max_concurrent_uploads: Annotated[int, Field(ge=1, le=64)] = 4
+    # At start, incomplete multipart uploads under the prefix older than this are aborted.
+    stale_multipart_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
 
     @field_validator("prefix")
     @classmethod
@@ -254,6 +259,8 @@ class RetryConfig(_Strict):
 
 class DaemonConfig(_Strict):
     shutdown_grace_s: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # A PBX that refuses our credentials is asked again after a doubling pause, up to this.
+    auth_backoff_max_s: Annotated[float, Field(ge=1, le=86400)] = 3600.0
 
 
 class HttpConfig(_Strict):

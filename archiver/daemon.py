@@ -23,11 +23,18 @@ from zoneinfo import ZoneInfo
 import stamina
 import structlog
 
+from archiver.backoff import CredentialBackoff
 from archiver.config import Config, PbxConfig
 from archiver.ledger import FINAL_STATES, Ledger, LedgerEntry
 from archiver.names import InvalidName, Recording, parse_path
 from archiver.observe import NullObserver, Observer, retry_reason
 from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.quarantine import (
+    QUARANTINE_CONTENT_TYPE,
+    digests,
+    quarantine_key,
+    quarantine_metadata,
+)
 from archiver.store import S3Store, StoredObject, StoreError, object_key, object_metadata
 from archiver.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
 
@@ -65,6 +72,8 @@ class PollReport:
     empty: int = 0
     listing_errors: list[str] = field(default_factory=list)
     auth_failed: bool = False
+    auth_refused: list[str] = field(default_factory=list)  # PBX names that refused us
+    backing_off: list[str] = field(default_factory=list)  # PBX names skipped this poll
 
     def add_outcome(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -165,6 +174,9 @@ class Archiver:
         self._tz_warned: set[str] = set()
         self.work_dir = self.cfg.state.work_path
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.auth_backoff = CredentialBackoff(
+            base_s=self.cfg.poll.interval_s, max_s=self.cfg.daemon.auth_backoff_max_s
+        )
 
     def close(self) -> None:
         """Wait for pool threads (so no file appears after) and empty the work folder."""
@@ -173,13 +185,33 @@ class Archiver:
         clear_work_dir(self.work_dir)
 
     async def poll_once(self, stop: asyncio.Event | None = None) -> PollReport:
-        """One poll of every PBX over today and the look-back days; archive what is due."""
+        """One poll of every PBX over today and the look-back days; archive what is due.
+
+        A PBX that refused our credentials is skipped until its back-off pause is over (see
+        `archiver.backoff`); each refusal logs `pbx_credentials_refused` with the pause.
+        """
         now = self.clock()
+        now_s = time.monotonic()
         plan = {
             pbx.name: days_to_poll(now, ZoneInfo(pbx.timezone), self.cfg.poll.lookback_days)
             for pbx in self.cfg.pbx
+            if self.auth_backoff.allowed(pbx.name, now_s)
         }
-        return await self.archive_days(plan, stop)
+        report = await self.archive_days(plan, stop)
+        report.backing_off = [pbx.name for pbx in self.cfg.pbx if pbx.name not in plan]
+        for pbx_name in plan:
+            if pbx_name in report.auth_refused:
+                pause_s = self.auth_backoff.refused(pbx_name, time.monotonic())
+                log.error(
+                    "pbx_credentials_refused",
+                    pbx=pbx_name,
+                    refusals=self.auth_backoff.refusals(pbx_name),
+                    retry_in_s=round(pause_s, 1),
+                    hint="fix the username/password; asking again after the pause",
+                )
+            else:
+                self.auth_backoff.accepted(pbx_name)
+        return report
 
     async def archive_days(
         self, plan: Mapping[str, Sequence[date]], stop: asyncio.Event | None = None
@@ -208,7 +240,10 @@ class Archiver:
                 )
         except RecordingFailed as error:
             report.listing_errors.append(error.reason)
-            report.auth_failed = report.auth_failed or isinstance(error.__cause__, PbxAuthError)
+            refused = isinstance(error.__cause__, PbxAuthError)
+            report.auth_failed = report.auth_failed or refused
+            if refused and client.name not in report.auth_refused:
+                report.auth_refused.append(client.name)
             log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
             self.observer.listed(client.name, ok=False, discovered=0, due=0)
             return []
@@ -327,9 +362,7 @@ class Archiver:
                 self.ledger.fail(rec.key, f"bad audio: {error.reason}", retryable=False)
                 bound.warning("failed", stage="transcode", reason=error.reason)
                 return "failed"
-            self.ledger.mark_empty(rec.key, error.reason)
-            bound.info("empty", reason=error.reason)
-            return "empty"
+            return await self._empty(client, rec, source, error.reason)
         except RecordingFailed as error:
             self.ledger.fail(rec.key, error.reason, retryable=error.transient)
             bound.warning("failed", reason=error.reason, retryable=error.transient)
@@ -345,6 +378,45 @@ class Archiver:
         outcome = "already_present" if stored.already_present else "archived"
         bound.info(outcome, key=stored.key, seconds=round(time.monotonic() - started, 3))
         return outcome
+
+    async def _empty(self, client: PbxClient, rec: Recording, source: Path, reason: str) -> str:
+        """Record a header-only/zero-length source as `empty`; with `on_empty = "quarantine"`
+        store its original bytes first. Return the outcome (`empty`, or `failed` if the
+        quarantine upload ran out of retries: retryable, so the next poll tries again)."""
+        bound = log.bind(pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name)
+        if self.cfg.transcode.on_empty == "quarantine":
+            try:
+                stored = await self._retry(
+                    lambda: self._quarantine(rec, source, reason), "quarantine", rec.pbx
+                )
+            except RecordingFailed as failure:
+                self.ledger.fail(rec.key, failure.reason, retryable=True)
+                bound.warning("failed", stage="quarantine", reason=failure.reason)
+                return "failed"
+            except Exception as error:  # a local fault (unreadable file): this recording only
+                failed = f"quarantine: unexpected {type(error).__name__}: {error}"
+                self.ledger.fail(rec.key, failed, retryable=True)
+                bound.exception("failed", reason=failed)
+                return "failed"
+            self.ledger.advance(rec.key, "empty", object_key=stored.key)
+            reason = f"{reason} (original kept at {stored.key})"
+        self.ledger.mark_empty(rec.key, reason)
+        bound.info("empty", reason=reason)
+        return "empty"
+
+    async def _quarantine(self, rec: Recording, source: Path, reason: str) -> StoredObject:
+        def put() -> StoredObject:
+            found = digests(source)
+            return self.store.put_verified(
+                source,
+                quarantine_key(rec, self.cfg.s3.prefix),
+                quarantine_metadata(rec, found, reason),
+                md5_b64=found.md5_b64,
+                md5_hex=found.md5_hex,
+                content_type=QUARANTINE_CONTENT_TYPE,
+            )
+
+        return await asyncio.get_running_loop().run_in_executor(self._uploaders, put)
 
     async def _stages(
         self, client: PbxClient, rec: Recording, source: Path, mp3: Path

@@ -147,6 +147,39 @@ class Ledger:
             (reason[:500], time.time(), key),
         )
 
+    def restore(
+        self,
+        rec: Recording,
+        state: State,
+        *,
+        object_key: str,
+        source_sha256: str | None,
+        mp3_md5: str | None,
+        mp3_bytes: int | None,
+        note: str | None = None,
+    ) -> bool:
+        """Record `rec` as `state` from what the bucket holds (`archiver reconcile`).
+
+        A recording the ledger does not know is inserted; one it knows is moved to `state` unless
+        it is already `verified`. Return True if a row was written.
+        """
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT INTO recordings (key, pbx, folder, name, day, state, last_error, object_key,"
+            " source_sha256, source_bytes, mp3_bytes, mp3_md5, discovered_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)"
+            " ON CONFLICT(key) DO UPDATE SET state = excluded.state,"
+            " last_error = excluded.last_error, object_key = excluded.object_key,"
+            " source_sha256 = excluded.source_sha256, mp3_bytes = excluded.mp3_bytes,"
+            " mp3_md5 = excluded.mp3_md5, updated_at = excluded.updated_at"
+            " WHERE recordings.state != 'verified' AND recordings.state != excluded.state",
+            (
+                rec.key, rec.pbx, rec.folder, rec.name, rec.day.isoformat(), state, note,
+                object_key, source_sha256, mp3_bytes, mp3_md5, now, now,
+            ),
+        )  # fmt: skip
+        return cursor.rowcount > 0
+
     def requeue_failed(self, *, only_retryable: bool = False) -> int:
         """Give failed recordings a fresh start (attempts reset); return how many."""
         condition = "state = 'failed'" + (" AND retryable = 1" if only_retryable else "")

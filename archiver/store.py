@@ -382,6 +382,7 @@ class S3Store:
         *,
         md5_b64: str,
         md5_hex: str,
+        content_type: str = CONTENT_TYPE,
     ) -> StoredObject:
         """Upload the file at `path` to `key` unless this source is already there; verify it.
 
@@ -414,9 +415,9 @@ class S3Store:
 
         multipart = size >= self._transfer.multipart_threshold
         if multipart:
-            self._upload_multipart(path, key, metadata)
+            self._upload_multipart(path, key, metadata, content_type)
         else:
-            self._put_single(path, key, metadata, md5_b64)
+            self._put_single(path, key, metadata, md5_b64, content_type)
 
         stored = self.head(key)
         if stored is None:
@@ -435,7 +436,14 @@ class S3Store:
             raise VerifyError(f"{self._where(key)} after upload: {'; '.join(problems)}")
         return StoredObject(key, size, md5_b64, stored.etag, already_present=False)
 
-    def _put_single(self, path: Path, key: str, metadata: Mapping[str, str], md5: str) -> None:
+    def _put_single(
+        self,
+        path: Path,
+        key: str,
+        metadata: Mapping[str, str],
+        md5: str,
+        content_type: str = CONTENT_TYPE,
+    ) -> None:
         # Content-MD5 makes the server check the bytes it received before it stores them.
         with path.open("rb") as body, _translated("upload", self._where(key)):
             self._client.put_object(
@@ -443,13 +451,15 @@ class S3Store:
                 Key=key,
                 Body=body,
                 ContentMD5=md5,
-                ContentType=CONTENT_TYPE,
+                ContentType=content_type,
                 Metadata=dict(metadata),
                 **self._put_args,
             )
 
-    def _upload_multipart(self, path: Path, key: str, metadata: Mapping[str, str]) -> None:
-        extra = {"ContentType": CONTENT_TYPE, "Metadata": dict(metadata), **self._put_args}
+    def _upload_multipart(
+        self, path: Path, key: str, metadata: Mapping[str, str], content_type: str = CONTENT_TYPE
+    ) -> None:
+        extra = {"ContentType": content_type, "Metadata": dict(metadata), **self._put_args}
         with _translated("multipart upload", self._where(key)):
             self._client.upload_file(
                 str(path), self._bucket, key, ExtraArgs=extra, Config=self._transfer
@@ -486,6 +496,14 @@ class S3Store:
 
         Objects deleted between the listing and the HEAD are skipped. Raise `StoreError`.
         """
+        for info in self.iter_objects(prefix):
+            yield info.key, info.metadata
+
+    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Yield what a HEAD says about every object under `prefix` (size, ETag, metadata).
+
+        Objects deleted between the listing and the HEAD are skipped. Raise `StoreError`.
+        """
         paginator = self._client.get_paginator("list_objects_v2")
         pages = paginator.paginate(Bucket=self._bucket, Prefix=prefix)
         listing = iter(pages)
@@ -500,7 +518,7 @@ class S3Store:
                     continue
                 info = self.head(key)
                 if info is not None:
-                    yield key, info.metadata
+                    yield info
 
     def abort_stale_multipart(self, prefix: str, older_than_s: float) -> int:
         """Abort incomplete multipart uploads under `prefix` started more than `older_than_s`

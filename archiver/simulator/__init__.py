@@ -15,6 +15,7 @@ from archiver.simulator.audio import (
 from archiver.simulator.corpus import AudioFormat, Corpus, SimRecording, format_name
 from archiver.simulator.server import (
     CORPUS_KEY,
+    REQUESTED_KEY,
     SimulatorOptions,
     SimulatorThread,
     add_arguments,
@@ -25,6 +26,7 @@ from archiver.simulator.server import (
 
 __all__ = [
     "CORPUS_KEY",
+    "REQUESTED_KEY",
     "AudioFormat",
     "AudioStream",
     "Corpus",

@@ -109,6 +109,13 @@ def header_only_wav_stream() -> AudioStream:
     return AudioStream(_pcm_wav_header(0), b"", 0)
 
 
+def lying_wav_stream(duration_s: float) -> AudioStream:
+    """A PCM WAV whose header claims `duration_s` of audio but holds only half of it (a file
+    cut short while the PBX wrote it, or a header that lies)."""
+    data_bytes = _units(duration_s, 1) * 2
+    return AudioStream(_pcm_wav_header(data_bytes), speech_like_pcm(), data_bytes // 2)
+
+
 def gsm_raw_bytes(duration_s: float) -> bytes:
     """The whole of `gsm_raw_stream(duration_s)`: 1,650 bytes per second of audio."""
     return gsm_raw_stream(duration_s).read_all()

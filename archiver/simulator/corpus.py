@@ -22,8 +22,9 @@ MONITOR_DIR = "/var/spool/asterisk/monitor"
 RECORDING_DIR = f"{MONITOR_DIR}/recording"
 DEFAULT_TIMEZONE = "Europe/Istanbul"
 
-AudioFormat = Literal["gsm", "wav_pcm", "wav_gsm", "wav_empty", "other"]
-"""`wav_empty` is a header-only WAV (unanswered call); `other` is a non-audio junk file."""
+AudioFormat = Literal["gsm", "wav_pcm", "wav_gsm", "wav_empty", "other", "wav_lying"]
+"""`wav_empty` is a header-only WAV (unanswered call); `other` is a non-audio junk file;
+`wav_lying` is a WAV whose header claims twice the audio it holds."""
 
 _DEFAULT_EXTENSION: dict[AudioFormat, str] = {
     "gsm": "gsm",
@@ -31,6 +32,7 @@ _DEFAULT_EXTENSION: dict[AudioFormat, str] = {
     "wav_gsm": "WAV",
     "wav_empty": "wav",
     "other": "bin",
+    "wav_lying": "wav",
 }
 _WORKDAY_START_S = 8 * 3600 + 30 * 60
 _WORKDAY_END_S = 18 * 3600 + 30 * 60
@@ -109,6 +111,8 @@ def audio_stream_for(fmt: AudioFormat, duration_s: int, name: str = "") -> audio
         return audio.wav_gsm_stream(duration_s)
     if fmt == "wav_empty":
         return audio.header_only_wav_stream()
+    if fmt == "wav_lying":
+        return audio.lying_wav_stream(duration_s)
     return audio.AudioStream(_junk_content(name), b"", 0)
 
 

@@ -38,6 +38,7 @@ from archiver.simulator.dialer import (
     parse_outcomes,
     validate_autocall,
 )
+from archiver.simulator.hostile import hostile_body
 
 LIST_FOLDERS_COMMAND = f"sh /etc/scripts/shell_scripts.sh list_files {RECORDING_DIR}"
 _LIST_FOLDER_RE = re.compile(
@@ -93,6 +94,9 @@ class SimulatorOptions:
     dial_time_scale: float = 1.0
     answer_duration_s: int = 3
     son_style: str = "1"
+    # Hostile lines (traversal, shell, control, look-alike, 10 kB, blank) mixed into every
+    # listing, which then also starts with a BOM and has CRLF line ends (simulator/hostile.py).
+    hostile_lines: int = 0
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -116,6 +120,8 @@ class SimulatorOptions:
             problems.append("fail_rate + truncate_rate + reset_rate must be <= 1")
         if self.delay_ms < 0:
             problems.append("delay_ms must be >= 0")
+        if self.hostile_lines < 0:
+            problems.append("hostile_lines must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
             problems.append("tls_cert and tls_key go together")
         try:
@@ -251,6 +257,9 @@ CORPUS_KEY = web.AppKey("corpus", Corpus)
 OPTIONS_KEY = web.AppKey("options", SimulatorOptions)
 FAULTS_KEY = web.AppKey("faults", FaultPlan)
 DIALER_KEY = web.AppKey("dialer", Dialer)
+# Every `filename=` that fileget.cgi was asked for (authorised requests only), in order: tests
+# check that nothing but listed, valid recordings is ever requested.
+REQUESTED_KEY: web.AppKey[list[str]] = web.AppKey("requested")
 
 
 def build_app(options: SimulatorOptions) -> web.Application:
@@ -259,6 +268,7 @@ def build_app(options: SimulatorOptions) -> web.Application:
     app[OPTIONS_KEY] = options
     app[CORPUS_KEY] = options.build_corpus()
     app[FAULTS_KEY] = FaultPlan(options)
+    app[REQUESTED_KEY] = []
     app.router.add_get("/cgi-bin/system_cmd.cgi", _system_cmd)
     app.router.add_get("/cgi-bin/fileget.cgi", _fileget)
     app.router.add_get("/_sim/manifest", _manifest)
@@ -318,7 +328,11 @@ async def _system_cmd(request: web.Request) -> web.StreamResponse:
     if command is None:
         return web.Response(status=403, text="403: Forbidden\n", content_type=_TEXT)
     lines = run_command(request.app[CORPUS_KEY], command)
-    body = "".join(f"{line}\n" for line in lines).encode()
+    options = request.app[OPTIONS_KEY]
+    if options.hostile_lines:
+        body = hostile_body(lines, options.hostile_lines, options.seed)
+    else:
+        body = "".join(f"{line}\n" for line in lines).encode()
     return await _reply(request, [body], len(body), _TEXT, listing=True)
 
 
@@ -328,6 +342,7 @@ async def _fileget(request: web.Request) -> web.StreamResponse:
     if request.query.get("action") != "rcdownload":
         return web.Response(status=400, text="400: Bad Request\n", content_type=_TEXT)
     corpus = request.app[CORPUS_KEY]
+    request.app[REQUESTED_KEY].append(request.query.get("filename", ""))
     rec = corpus.by_relative_path(request.query.get("filename", ""))
     if rec is None:
         return web.Response(status=404, text="404: Not Found\n", content_type=_TEXT)
@@ -498,6 +513,13 @@ class SimulatorThread:
         return self._runner.app[DIALER_KEY]
 
     @property
+    def requested(self) -> list[str]:
+        """A copy of every `filename=` fileget.cgi was asked for so far."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._runner.app[REQUESTED_KEY].copy()
+
+    @property
     def corpus(self) -> Corpus:
         """The served corpus (its `add()` is safe to call from this thread)."""
         if self._runner is None:
@@ -594,6 +616,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--delay-ms", type=int, default=0, help="delay before every reply")
     parser.add_argument(
+        "--hostile-lines",
+        type=int,
+        default=0,
+        metavar="N",
+        help="mix N hostile lines (traversal, shell, control, look-alike, 10 kB, blank) into "
+        "every listing, with a BOM and CRLF line ends",
+    )
+    parser.add_argument(
         "--html-errors",
         action="store_true",
         help="failed listings answer 200 with an HTML login page",
@@ -637,6 +667,7 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         dial_time_scale=args.dial_time_scale,
         answer_duration_s=args.answer_duration_s,
         son_style=args.son_style,
+        hostile_lines=args.hostile_lines,
     )
 
 

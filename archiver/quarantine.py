@@ -1,0 +1,70 @@
+"""Quarantine: where the original bytes of an `empty` recording go when `on_empty = "quarantine"`.
+
+Asterisk leaves a header-only WAV (a few hundred bytes) for every unanswered call. Some operators
+want to keep even those, so the original file is stored as it came from the PBX, under
+`{prefix}/quarantine/{pbx}/{trunk}/{name}`, with the usual metadata plus `outcome` and `reason`.
+This module builds the key and the metadata; the daemon decides when, `S3Store` does the upload.
+Knows names and S3 metadata rules, not the PBX or the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.names import Recording
+from archiver.store import object_metadata
+
+__all__ = [
+    "QUARANTINE_CONTENT_TYPE",
+    "QUARANTINE_SEGMENT",
+    "FileDigests",
+    "digests",
+    "quarantine_key",
+    "quarantine_metadata",
+]
+
+QUARANTINE_SEGMENT = "quarantine"
+QUARANTINE_CONTENT_TYPE = "application/octet-stream"
+_MAX_REASON_CHARS = 200
+_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigests:
+    sha256_hex: str
+    md5_b64: str
+    md5_hex: str
+
+
+def digests(path: Path) -> FileDigests:
+    """Return the SHA-256 and MD5 (base64 and hex) of the file at `path`. Raise `OSError`."""
+    sha256 = hashlib.sha256()
+    md5 = hashlib.md5()  # noqa: S324 -- S3's Content-MD5 and the rclone `md5` convention, not security
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            sha256.update(chunk)
+            md5.update(chunk)
+    return FileDigests(
+        sha256_hex=sha256.hexdigest(),
+        md5_b64=base64.b64encode(md5.digest()).decode("ascii"),
+        md5_hex=md5.hexdigest(),
+    )
+
+
+def quarantine_key(rec: Recording, prefix: str) -> str:
+    """`{prefix}/quarantine/{pbx}/{trunk}/{name}`: the PBX's own name, so nothing is lost.
+
+    Every part is allow-listed (`archiver.names`), so the key is a safe S3 key.
+    """
+    return f"{prefix}/{QUARANTINE_SEGMENT}/{rec.pbx}/{rec.folder}/{rec.name}"
+
+
+def quarantine_metadata(rec: Recording, found: FileDigests, reason: str) -> dict[str, str]:
+    """The standard metadata of `rec` (with the original's checksums), plus `outcome: empty` and
+    `reason` reduced to printable ASCII of at most 200 characters."""
+    printable = "".join(ch if ch.isascii() and ch.isprintable() else "?" for ch in reason)
+    extra = {"outcome": "empty", "reason": printable.strip()[:_MAX_REASON_CHARS] or "empty"}
+    return object_metadata(rec, source_sha256=found.sha256_hex, md5_b64=found.md5_b64, extra=extra)
