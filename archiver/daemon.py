@@ -487,20 +487,23 @@ class Archiver:
                 return True
             return False
 
+        # stamina logs each retry as one `stamina.retry_scheduled` event; `retry_stage` says
+        # which stage it was (contextvars are per task, so concurrent ones don't mix).
         try:
-            async for attempt in stamina.retry_context(
-                on=transient,
-                attempts=retry.attempts,
-                timeout=retry.timeout_s,
-                wait_initial=retry.wait_initial_s,
-                wait_max=retry.wait_max_s,
-            ):
-                if attempt.num > 1:
-                    self.observer.retrying(stage, pbx, last_reason)
-                with attempt:
-                    value = await call()
-                    ok = True
-                    return value
+            with structlog.contextvars.bound_contextvars(retry_stage=stage):
+                async for attempt in stamina.retry_context(
+                    on=transient,
+                    attempts=retry.attempts,
+                    timeout=retry.timeout_s,
+                    wait_initial=retry.wait_initial_s,
+                    wait_max=retry.wait_max_s,
+                ):
+                    if attempt.num > 1:
+                        self.observer.retrying(stage, pbx, last_reason)
+                    with attempt:
+                        value = await call()
+                        ok = True
+                        return value
         except (PbxError, StoreError) as error:
             raise RecordingFailed(f"{stage}: {error.reason}", transient=error.transient) from error
         finally:
