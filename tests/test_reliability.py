@@ -6,6 +6,7 @@ outages and the daemon's credential back-off are in test_crash.py (they need sub
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import logging
@@ -23,16 +24,18 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from archiver import cli
+from archiver.backoff import CredentialBackoff
 from archiver.config import Config, S3Config, parse_config
 from archiver.daemon import Archiver, PollReport
 from archiver.ledger import Ledger
 from archiver.names import InvalidName, parse_path
 from archiver.pbx import PbxClient
-from archiver.reconcile import reconcile
+from archiver.reconcile import Unmappable, map_object, reconcile
 from archiver.seaweed import SeaweedS3
 from archiver.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions, start_simulator
 from archiver.simulator.hostile import hostile_body, hostile_lines
-from archiver.store import S3Store
+from archiver.simulator.server import add_arguments, options_from_args
+from archiver.store import ObjectInfo, S3Store
 from archiver.transcode import find_ffmpeg
 
 PASSWORD = "Reliable-Secret-5150"
@@ -155,7 +158,8 @@ async def test_faulty_pbx_every_recording_once_and_each_retry_logged(make_rig: A
     rig: Rig = await make_rig(
         fail_rate=0.15, truncate_rate=0.15, reset_rate=0.1, html_errors=True, seed=3
     )
-    with capture_logs() as events:
+    # capture_logs replaces the processors, so merge the context variables the daemon binds.
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
         (report,) = await rig.run()
     assert report.failed == 0 and report.archived == len(rig.valid()), report
     _assert_exactly_once(rig, rig.objects())
@@ -164,16 +168,8 @@ async def test_faulty_pbx_every_recording_once_and_each_retry_logged(make_rig: A
     assert len(retries) >= 3
     for event in retries:
         assert event["retry_num"] >= 1 and "wait_for" in event
+        assert event["retry_stage"] in {"list", "download"} and event["pbx"] == "pbx"
         assert "PbxError" in event["caused_by"] and PASSWORD not in event["caused_by"]
-
-
-async def test_retry_events_name_the_stage(make_rig: Any) -> None:
-    rig: Rig = await make_rig(fail_rate=0.3, seed=4)
-    # capture_logs replaces the processors, so merge the context variables the daemon binds.
-    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
-        await rig.run()
-    stages = {e.get("retry_stage") for e in events if e["event"] == "stamina.retry_scheduled"}
-    assert stages and stages <= {"list", "download"}
 
 
 async def test_a_failed_listing_is_an_error_never_no_recordings(make_rig: Any) -> None:
@@ -336,3 +332,52 @@ async def test_lost_ledger_is_rebuilt_from_the_bucket(make_rig: Any) -> None:
     assert len(rig.requested) == downloads  # not even downloaded again
     now = {key: head["LastModified"] for key, head in rig.objects().items()}
     assert {k: v for k, v in now.items() if k in before} == before
+
+
+def test_credential_backoff_doubles_to_its_cap_per_pbx() -> None:
+    backoff = CredentialBackoff(base_s=60, max_s=300)
+    assert backoff.allowed("a", 0)
+    assert [backoff.refused("a", 0) for _ in range(4)] == [120, 240, 300, 300]
+    assert not backoff.allowed("a", 299) and backoff.allowed("a", 300)
+    assert backoff.allowed("b", 0)  # one PBX's bad password never slows another
+    backoff.accepted("a")
+    assert backoff.allowed("a", 0) and backoff.refusals("a") == 0
+
+
+def test_reconcile_refuses_objects_it_cannot_trust() -> None:
+    md5 = hashlib.md5(b"mp3").digest()  # noqa: S324 -- S3's convention
+    meta = {
+        "pbx": "pbx",
+        "trunk": "trunk-sip-1",
+        "source-name": "20161118-110332-100-200-1479456211.1-6.wav",
+        "source-sha256": "ab" * 32,
+        "md5": base64.b64encode(md5).decode(),
+    }
+    when = datetime(2016, 11, 18, tzinfo=IST)
+
+    def info(key: str = "recordings/pbx/x.mp3", etag: str = md5.hex(), **changes: str) -> Any:
+        return ObjectInfo(key, 3, etag, when, "audio/mpeg", {**meta, **changes})
+
+    zones = {"pbx": IST}
+    rec, state = map_object(info(), zones, "recordings")
+    assert (rec.key, state) == ("pbx/trunk-sip-1/" + meta["source-name"], "verified")
+    assert map_object(info(etag="0" * 32 + "-2"), zones, "recordings")[1] == "verified"
+    for bad, words in (
+        (info(etag="0" * 32), "ETag"),
+        (info(pbx="other"), "not configured"),
+        (info(**{"source-name": "../../etc/passwd"}), "source-name"),
+        (info(**{"source-sha256": "x"}), "source-sha256"),
+        (info(md5="not base64!"), "md5"),
+        (info(key="recordings/quarantine/pbx/x.wav"), "outcome=empty"),
+    ):
+        with pytest.raises(Unmappable, match=words):
+            map_object(bad, zones, "recordings")
+
+
+def test_simulator_command_line_takes_hostile_lines() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--username", "u", "--password", "p", "--hostile-lines", "1000"])
+    assert options_from_args(args).hostile_lines == 1000
+    with pytest.raises(ValueError, match="hostile_lines"):
+        SimulatorOptions(hostile_lines=-1)

@@ -1,0 +1,321 @@
+"""The chaos run behind `scripts/chaos`: exactly-once archival through kills, faults and an outage.
+
+Starts the PBX simulator with faults on (HTTP 5xx, cut bodies, resets, HTML login pages, hostile
+listing lines) holding 500 valid recordings, and a SeaweedFS S3 server; runs `archiver backfill`
+as a subprocess and SIGKILLs it at random moments (20 times by default), starting it again each
+time; stops SeaweedFS for 30 s in the middle; plants an incomplete multipart upload under the
+prefix (what a kill mid-multipart leaves); then lets one last run finish. Finally it compares the
+bucket with the simulator's valid listing and prints one line:
+
+    expected N archived N lost 0 duplicated 0 corrupt 0 tempfiles 0 stale_multipart 0
+
+and exits 1 if any of the last five is not 0 (or if a file the PBX never listed as a valid
+recording was requested or stored). Progress goes to stderr, the daemon's logs to
+`<data>/daemon.log`. Everything binds to 127.0.0.1; every process it starts, it stops.
+
+`duplicated` counts objects beyond the first for one source recording (by `source-name`
+metadata); `corrupt` counts objects whose bytes' MD5 is not their `md5` metadata, or whose
+`source-sha256` is not the SHA-256 of the PBX's file; `tempfiles` counts files left in the work
+folder; `stale_multipart` counts incomplete multipart uploads under the prefix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from archiver.seaweed import SeaweedS3
+from archiver.simulator import SimRecording, SimulatorOptions, SimulatorThread
+
+__all__ = ["Audit", "main"]
+
+BUCKET = "chaos-recordings"
+PREFIX = "recordings"
+PASSWORD = "chaos-pbx-password"  # noqa: S105 -- the password of a local fake PBX
+FIRST_DAY = date(2016, 11, 14)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The comparison of the bucket with the simulator's listing."""
+
+    expected: int
+    archived: int
+    lost: int
+    duplicated: int
+    corrupt: int
+    tempfiles: int
+    stale_multipart: int
+    unexpected: int  # objects of recordings that were not listed as valid
+    hostile_requested: int  # downloads of anything but a valid listed recording
+
+    def line(self) -> str:
+        return (
+            f"expected {self.expected} archived {self.archived} lost {self.lost} "
+            f"duplicated {self.duplicated} corrupt {self.corrupt} tempfiles {self.tempfiles} "
+            f"stale_multipart {self.stale_multipart}"
+        )
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost
+            or self.duplicated
+            or self.corrupt
+            or self.tempfiles
+            or self.stale_multipart
+            or self.unexpected
+            or self.hostile_requested
+        )
+
+
+def _config(sim_url: str, s3_url: str, data: Path) -> str:
+    return f"""
+[pbx]
+url = "{sim_url}"
+username = "admin"
+password_env = "CHAOS_PBX_PASSWORD"
+request_timeout_s = 10
+
+[poll]
+settle_s = 0
+
+[transcode]
+workers = 2
+
+[s3]
+bucket = "{BUCKET}"
+prefix = "{PREFIX}"
+endpoint_url = "{s3_url}"
+region = "us-east-1"
+addressing_style = "path"
+# Small, so that the planted crash leftover is stale by the next start.
+stale_multipart_s = 5
+
+[state]
+path = "{data / "ledger.sqlite3"}"
+
+[retry]
+attempts = 8
+timeout_s = 60
+wait_initial_s = 0.5
+wait_max_s = 5
+max_recording_attempts = 1000
+
+[daemon]
+shutdown_grace_s = 5
+"""
+
+
+def _say(message: str) -> None:
+    print(f"chaos: {message}", file=sys.stderr, flush=True)
+
+
+class _Daemon:
+    """`archiver backfill` over the simulated days, as a subprocess that may be killed."""
+
+    def __init__(self, config: Path, env: dict[str, str], days: int, log: TextIO) -> None:
+        last = FIRST_DAY + timedelta(days=days - 1)
+        self._command = [
+            sys.executable, "-m", "archiver", "backfill", "--config", str(config),
+            "--from", FIRST_DAY.isoformat(), "--to", last.isoformat(),
+        ]  # fmt: skip
+        self._env = env
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self._command, env=self._env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> bool:
+        """SIGKILL the daemon if it is running; return whether it was."""
+        if self.process is None:
+            return False
+        alive = self.process.poll() is None
+        if alive:
+            self.process.kill()
+        self.process.wait()
+        return alive
+
+    def finish(self, timeout_s: float) -> int:
+        """Wait for the daemon to exit on its own; return its exit code."""
+        if self.process is None:
+            raise RuntimeError("not started")
+        return self.process.wait(timeout=timeout_s)
+
+
+def _outage(s3: SeaweedS3, seconds: float, done: threading.Event) -> None:
+    _say(f"stopping SeaweedFS for {seconds:.0f} s")
+    s3.stop()
+    time.sleep(seconds)
+    s3.start()
+    _say("SeaweedFS is back")
+    done.set()
+
+
+def _plant_stale_multipart(s3: SeaweedS3) -> None:
+    """What a kill in the middle of a multipart upload leaves behind."""
+    client = s3.client()
+    key = f"{PREFIX}/pbx/planted-crash-leftover.mp3"
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key=key)
+    client.upload_part(
+        Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"\0" * 4096
+    )
+
+
+def _chaos(args: argparse.Namespace, daemon: _Daemon, s3: SeaweedS3) -> None:
+    """Kill the daemon `args.kills` times at random moments; stop S3 once, halfway."""
+    rng = random.Random(args.seed)  # noqa: S311 -- repeatable kill moments, not crypto
+    kills = 0
+    outage_done = threading.Event()
+    outage: threading.Thread | None = None
+    daemon.start()
+    while kills < args.kills:
+        time.sleep(rng.uniform(args.min_life_s, args.max_life_s))
+        if daemon.kill():
+            kills += 1
+            _say(f"SIGKILL {kills}/{args.kills}")
+        else:
+            _say(f"daemon had exited with {daemon.process.returncode if daemon.process else '?'}")
+        if kills == args.kills // 2 and outage is None:
+            _plant_stale_multipart(s3)
+            outage = threading.Thread(
+                target=_outage, args=(s3, args.outage_s, outage_done), daemon=True
+            )
+            outage.start()
+        daemon.start()
+    daemon.kill()
+    if outage is not None:
+        outage.join()
+
+
+def audit(s3: SeaweedS3, valid: list[SimRecording], sim: SimulatorThread, work: Path) -> Audit:
+    """Compare the bucket under the prefix with the valid recordings the simulator lists."""
+    corpus = sim.corpus
+    by_name = {rec.name: rec for rec in valid}
+    client = s3.client()
+    per_source: Counter[str] = Counter()
+    corrupt = unexpected = 0
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/")
+    for page in pages:
+        for item in page.get("Contents", []):
+            got = client.get_object(Bucket=BUCKET, Key=item["Key"])
+            body = got["Body"].read()
+            meta = got["Metadata"]
+            source = meta.get("source-name", "")
+            per_source[source] += 1
+            md5 = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 -- S3's
+            rec = by_name.get(source)
+            if rec is None:
+                unexpected += 1
+                continue
+            sha256 = hashlib.sha256(corpus.audio_bytes(rec)).hexdigest()
+            corrupt += md5 != meta.get("md5") or sha256 != meta.get("source-sha256")
+    archived = sum(1 for name in by_name if per_source[name] > 0)
+    uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{PREFIX}/")
+    allowed = {rec.relative_path for rec in valid}
+    return Audit(
+        expected=len(valid),
+        archived=archived,
+        lost=len(valid) - archived,
+        duplicated=sum(count - 1 for name, count in per_source.items() if name in by_name),
+        corrupt=corrupt,
+        tempfiles=sum(1 for path in work.rglob("*") if path.is_file()) if work.exists() else 0,
+        stale_multipart=len(uploads.get("Uploads", [])),
+        unexpected=unexpected,
+        hostile_requested=sum(1 for name in sim.requested if name not in allowed),
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scripts/chaos", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="state folder (default: a temporary one)")
+    parser.add_argument("--recordings", type=int, default=500, help="valid recordings (x5 days)")
+    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--outage-s", type=float, default=30.0)
+    parser.add_argument("--min-life-s", type=float, default=2.0)
+    parser.add_argument("--max-life-s", type=float, default=8.0)
+    parser.add_argument("--max-duration-s", type=int, default=8, help="longest call simulated")
+    parser.add_argument("--seed", type=int, default=2016)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    days = 5
+    if args.recordings % days:
+        print("--recordings must be a multiple of 5", file=sys.stderr)
+        return 2
+    owned = args.data is None
+    data: Path = Path(tempfile.mkdtemp(prefix="chaos-")) if owned else args.data.resolve()
+    shutil.rmtree(data / "state", ignore_errors=True)  # every run starts from nothing
+    state = data / "state"
+    state.mkdir(parents=True)
+    options = SimulatorOptions(
+        username="admin", password=PASSWORD, seed=args.seed, start=FIRST_DAY, days=days,
+        per_day=args.recordings // days, max_duration_s=args.max_duration_s, odd_names=False,
+        fail_rate=0.05, truncate_rate=0.05, reset_rate=0.03, html_errors=True, delay_ms=5,
+        hostile_lines=100,
+    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        with (
+            SimulatorThread(options) as sim,
+            SeaweedS3(data_dir=state / "s3") as s3,
+            (data / "daemon.log").open("w") as log,
+        ):
+            s3.create_bucket(BUCKET)
+            valid = [rec for rec in sim.corpus.recordings() if rec.valid]
+            config = state / "archiver.toml"
+            config.write_text(_config(sim.base_url, s3.endpoint_url, state), encoding="utf-8")
+            env = {
+                **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+                "CHAOS_PBX_PASSWORD": PASSWORD,
+                "AWS_ACCESS_KEY_ID": s3.access_key,
+                "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+                "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+            _say(f"{len(valid)} valid recordings; daemon log {data / 'daemon.log'}")
+            daemon = _Daemon(config, env, days, log)
+            try:
+                _chaos(args, daemon, s3)
+                _say("final clean run")
+                daemon.start()
+                code = daemon.finish(timeout_s=1800)
+                _say(f"final run exited with {code}")
+            finally:
+                daemon.kill()
+            result = audit(s3, valid, sim, state / "work")
+    finally:
+        if owned:
+            shutil.rmtree(data, ignore_errors=True)
+    print(result.line(), flush=True)
+    if result.unexpected or result.hostile_requested:
+        _say(f"unexpected objects {result.unexpected}, bad requests {result.hostile_requested}")
+    _say(f"wall {time.monotonic() - started:.0f} s")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""Faults that need real processes: SIGKILL at random moments, the S3 server stopped mid-run,
+wrong credentials in the long-running daemon, and a second signal during shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from archiver.config import parse_config
+from archiver.daemon import Archiver
+from archiver.ledger import Ledger
+from archiver.pbx import PbxClient
+from archiver.seaweed import SeaweedS3
+from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.store import S3Store
+from archiver.transcode import find_ffmpeg
+
+PASSWORD = "Crash-Secret-31337"
+DAY = date(2016, 11, 18)
+
+
+def _toml(sim_url: str, s3: SeaweedS3, bucket: str, state: Path, **sections: str) -> str:
+    text = f"""
+[pbx]
+url = "{sim_url}"
+username = "admin"
+password_env = "TEST_PBX_PASSWORD"
+request_timeout_s = 5
+
+[poll]
+settle_s = 0
+lookback_days = 0
+interval_s = 1
+
+[transcode]
+workers = 2
+
+[s3]
+bucket = "{bucket}"
+endpoint_url = "{s3.endpoint_url}"
+region = "us-east-1"
+addressing_style = "path"
+stale_multipart_s = 0
+
+[state]
+path = "{state / "ledger.sqlite3"}"
+
+[retry]
+attempts = 4
+wait_initial_s = 0
+wait_max_s = 0
+"""
+    return text + "".join(f"\n[{name}]\n{body}\n" for name, body in sections.items())
+
+
+@pytest.fixture
+def env(s3_env: dict[str, str]) -> dict[str, str]:
+    return {**os.environ, **s3_env, "TEST_PBX_PASSWORD": PASSWORD}
+
+
+def _spawn(config: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "archiver", *args, "--config", str(config)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _backfill_args() -> tuple[str, ...]:
+    return ("backfill", "--from", DAY.isoformat(), "--to", DAY.isoformat())
+
+
+def _audit(s3: SeaweedS3, bucket: str, prefix: str = "recordings/") -> dict[str, int]:
+    """Objects per source, and objects whose bytes do not match their md5 metadata."""
+    client = s3.client()
+    per_source: Counter[str] = Counter()
+    corrupt = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            got = client.get_object(Bucket=bucket, Key=item["Key"])
+            digest = hashlib.md5(got["Body"].read()).digest()  # noqa: S324 -- S3's convention
+            meta = got["Metadata"]
+            per_source[meta.get("source-name", "?")] += 1
+            corrupt += base64.b64encode(digest).decode() != meta.get("md5")
+    return {"sources": len(per_source), "duplicated": sum(n - 1 for n in per_source.values()),
+            "corrupt": corrupt}  # fmt: skip
+
+
+def _counts(path: Path) -> dict[str, int]:
+    ledger = Ledger.open(path)
+    try:
+        return ledger.counts()
+    finally:
+        ledger.close()
+
+
+def _multipart_keys(s3: SeaweedS3, bucket: str, prefix: str) -> list[str]:
+    uploads = s3.client().list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return [upload["Key"] for upload in uploads.get("Uploads", [])]
+
+
+def test_sigkill_at_random_moments_then_restart_loses_and_duplicates_nothing(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    options = SimulatorOptions(username="admin", password=PASSWORD, seed=41, start=DAY, days=1,
+                               per_day=24, max_duration_s=15, delay_ms=30)  # fmt: skip
+    with SimulatorThread(options) as sim:
+        config = tmp_path / "a.toml"
+        config.write_text(_toml(sim.base_url, seaweed, bucket, tmp_path), "utf-8")
+        rng = random.Random(7)
+        interrupted = 0  # kills that left some recordings done and some in flight
+        for _ in range(3):
+            process = _spawn(config, env, *_backfill_args())
+            assert process.stdout is not None
+            for line in process.stdout:  # start-up is slow on a busy machine: wait for work
+                if '"listed"' in line:
+                    break
+            time.sleep(rng.uniform(0.1, 1.2))  # then a random moment of the pipeline
+            process.kill()
+            out, _ = process.communicate(timeout=30)
+            assert process.returncode == -signal.SIGKILL, out
+            counts = _counts(tmp_path / "ledger.sqlite3")
+            in_flight = counts["discovered"] + counts["downloaded"] + counts["transcoded"]
+            interrupted += counts["verified"] > 0 and in_flight > 0
+        assert interrupted > 0
+
+        # A crash mid-multipart leaves an upload behind: the next start aborts ours, only ours.
+        client = seaweed.client()
+        for key in ("recordings/pbx/crashed.mp3", "elsewhere/not-ours.mp3"):
+            upload = client.create_multipart_upload(Bucket=bucket, Key=key)
+            client.upload_part(Bucket=bucket, Key=key, UploadId=upload["UploadId"],
+                               PartNumber=1, Body=b"x" * 1024)  # fmt: skip
+
+        final = _spawn(config, env, *_backfill_args())
+        out, _ = final.communicate(timeout=120)
+        assert final.returncode == 0, out
+        expected = sum(1 for r in sim.corpus.recordings() if r.valid)
+    audit = _audit(seaweed, bucket)
+    assert audit == {"sources": expected, "duplicated": 0, "corrupt": 0}
+    assert list((tmp_path / "work").iterdir()) == []
+    assert _multipart_keys(seaweed, bucket, "recordings/") == []
+    assert _multipart_keys(seaweed, bucket, "elsewhere/") == ["elsewhere/not-ours.mp3"]
+    assert '"stale_multipart_aborted"' in out
+    assert _counts(tmp_path / "ledger.sqlite3")["verified"] == expected
+
+
+@pytest.fixture
+def own_seaweed(tmp_path: Path) -> Iterator[SeaweedS3]:
+    """A SeaweedFS of this test's own: it is stopped and started again mid-run."""
+    with SeaweedS3(tmp_path / "weed") as server:
+        yield server
+
+
+async def test_s3_stopped_mid_run_backlog_drains_after_restart(
+    tmp_path: Path, own_seaweed: SeaweedS3, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in own_seaweed.aws_env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"outage-{uuid.uuid4().hex[:12]}"
+    own_seaweed.create_bucket(bucket)
+    options = SimulatorOptions(username="admin", password=PASSWORD, seed=42, start=DAY, days=1,
+                               per_day=14, max_duration_s=10, delay_ms=40)  # fmt: skip
+    with SimulatorThread(options) as sim:
+        cfg = parse_config(
+            {
+                "pbx": {"url": sim.base_url, "username": "admin", "password": PASSWORD},
+                "s3": {
+                    "bucket": bucket,
+                    "endpoint_url": own_seaweed.endpoint_url,
+                    "region": "us-east-1",
+                    "addressing_style": "path",
+                },
+                "poll": {"settle_s": 0},
+                "transcode": {"workers": 2},
+                "state": {"path": str(tmp_path / "state" / "ledger.sqlite3")},
+                "retry": {
+                    "attempts": 60,
+                    "timeout_s": 90,
+                    "wait_initial_s": 0.2,
+                    "wait_max_s": 1.0,
+                },
+            },
+            "test",
+        )
+        triggered = threading.Event()
+        restarted = threading.Event()
+
+        def stop_for_a_while() -> None:
+            own_seaweed.stop()
+            time.sleep(2)
+            own_seaweed.start()
+            restarted.set()
+
+        def on_done(outcome: str) -> None:
+            if not triggered.is_set() and outcome == "archived":
+                triggered.set()  # once only
+                threading.Thread(target=stop_for_a_while, daemon=True).start()
+
+        pbx = cfg.pbx[0]
+        archiver = Archiver(
+            cfg=cfg, ledger=Ledger.open(cfg.state.path), store=S3Store(cfg.s3),
+            clients={pbx.name: PbxClient(pbx, PASSWORD)}, ffmpeg=find_ffmpeg(None),
+            on_done=on_done,
+        )  # fmt: skip
+        try:
+            with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
+                report = await archiver.archive_days({"pbx": [DAY]})
+        finally:
+            await archiver.clients[pbx.name].close()
+            archiver.close()
+            archiver.ledger.close()
+        expected = sum(1 for r in sim.corpus.recordings() if r.valid)
+    await asyncio.to_thread(restarted.wait, 30)
+    assert restarted.is_set()
+    assert (report.archived, report.failed) == (expected, 0), report
+    # The outage was felt: uploads were retried while the server was down.
+    retried = [e for e in events if e["event"] == "stamina.retry_scheduled"]
+    assert any(e["retry_stage"] == "upload" for e in retried)
+    assert _audit(own_seaweed, bucket) == {"sources": expected, "duplicated": 0, "corrupt": 0}
+
+
+def test_daemon_with_wrong_credentials_backs_off_and_says_so(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    options = SimulatorOptions(username="admin", password=PASSWORD, seed=5, start=DAY, per_day=2)
+    with SimulatorThread(options) as sim:
+        config = tmp_path / "a.toml"
+        config.write_text(
+            _toml(sim.base_url, seaweed, bucket, tmp_path, daemon="auth_backoff_max_s = 3"),
+            "utf-8",
+        )
+        wrong = "Wrong-Password-000"
+        process = _spawn(config, {**env, "TEST_PBX_PASSWORD": wrong}, "run")
+        assert process.stdout is not None
+        refusals: list[tuple[float, dict[str, Any]]] = []
+        lines: list[str] = []
+        try:
+            for line in process.stdout:
+                lines.append(line)
+                if '"pbx_credentials_refused"' in line:
+                    refusals.append((time.monotonic(), json.loads(line)))
+                    if len(refusals) == 2:
+                        break
+        finally:
+            process.send_signal(signal.SIGTERM)
+            rest, _ = process.communicate(timeout=30)
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    assert [event["retry_in_s"] for _, event in refusals] == [2.0, 3.0]  # doubled, capped
+    assert [event["refusals"] for _, event in refusals] == [1, 2]
+    # The pauses are real: longer than the 1 s poll interval.
+    assert refusals[1][0] - refusals[0][0] > 1.5
+    assert "refused the username/password" in output
+    assert wrong not in output and PASSWORD not in output
+
+
+def test_second_signal_exits_at_once_and_leaves_a_consistent_ledger(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    options = SimulatorOptions(username="admin", password=PASSWORD, seed=9, start=DAY, days=1,
+                               per_day=40, delay_ms=300)  # fmt: skip
+    with SimulatorThread(options) as slow_sim:
+        config = tmp_path / "a.toml"
+        config.write_text(
+            _toml(slow_sim.base_url, seaweed, bucket, tmp_path, daemon="shutdown_grace_s = 60"),
+            "utf-8",
+        )
+        process = _spawn(config, env, *_backfill_args())
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until work is under way
+            if '"listed"' in line:
+                break
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+        stopped_s = time.monotonic() - started
+    assert process.returncode == 0, out
+    assert stopped_s < 10  # far less than the 60 s grace period
+    assert '"second_signal_cancelling"' in out
+    assert list((tmp_path / "work").iterdir()) == []
+    ledger = Ledger.open(tmp_path / "ledger.sqlite3")
+    try:
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    assert counts["failed"] == 0 and counts["verified"] < 40 + 9
