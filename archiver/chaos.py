@@ -163,13 +163,12 @@ class _Daemon:
         return self.process.wait(timeout=timeout_s)
 
 
-def _outage(s3: SeaweedS3, seconds: float, done: threading.Event) -> None:
-    _say(f"stopping SeaweedFS for {seconds:.0f} s")
+def _outage(s3: SeaweedS3, seconds: float) -> None:
+    _say(f"stopping SeaweedFS for {seconds:.0f} s under a working daemon")
     s3.stop()
     time.sleep(seconds)
     s3.start()
     _say("SeaweedFS is back")
-    done.set()
 
 
 def _plant_stale_multipart(s3: SeaweedS3) -> None:
@@ -182,30 +181,43 @@ def _plant_stale_multipart(s3: SeaweedS3) -> None:
     )
 
 
-def _chaos(args: argparse.Namespace, daemon: _Daemon, s3: SeaweedS3) -> None:
-    """Kill the daemon `args.kills` times at random moments; stop S3 once, halfway."""
+def _archived_so_far(log_path: Path) -> int:
+    return log_path.read_text(encoding="utf-8", errors="replace").count('"event": "archived"')
+
+
+def _wait_for_work(daemon: _Daemon, log_path: Path, timeout_s: float = 60.0) -> None:
+    """Return once the running daemon has archived something more (it is mid-pipeline)."""
+    before = _archived_so_far(log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and daemon.running():
+        if _archived_so_far(log_path) > before:
+            return
+        time.sleep(0.2)
+
+
+def _chaos(args: argparse.Namespace, daemon: _Daemon, s3: SeaweedS3, log_path: Path) -> None:
+    """Kill the daemon `args.kills` times at random moments; halfway, stop S3 under a daemon
+    that is mid-run and let that daemon live through the whole outage."""
     rng = random.Random(args.seed)  # noqa: S311 -- repeatable kill moments, not crypto
     kills = 0
-    outage_done = threading.Event()
-    outage: threading.Thread | None = None
+    outage_done = False
     daemon.start()
     while kills < args.kills:
+        if kills >= args.kills // 2 and not outage_done:
+            outage_done = True
+            _plant_stale_multipart(s3)
+            _wait_for_work(daemon, log_path)
+            outage = threading.Thread(target=_outage, args=(s3, args.outage_s), daemon=True)
+            outage.start()
+            outage.join()
         time.sleep(rng.uniform(args.min_life_s, args.max_life_s))
         if daemon.kill():
             kills += 1
             _say(f"SIGKILL {kills}/{args.kills}")
         else:
             _say(f"daemon had exited with {daemon.process.returncode if daemon.process else '?'}")
-        if kills == args.kills // 2 and outage is None:
-            _plant_stale_multipart(s3)
-            outage = threading.Thread(
-                target=_outage, args=(s3, args.outage_s, outage_done), daemon=True
-            )
-            outage.start()
         daemon.start()
     daemon.kill()
-    if outage is not None:
-        outage.join()
 
 
 def audit(s3: SeaweedS3, valid: list[SimRecording], sim: SimulatorThread, work: Path) -> Audit:
@@ -299,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(f"{len(valid)} valid recordings; daemon log {data / 'daemon.log'}")
             daemon = _Daemon(config, env, days, log)
             try:
-                _chaos(args, daemon, s3)
+                _chaos(args, daemon, s3, data / "daemon.log")
                 _say("final clean run")
                 daemon.start()
                 code = daemon.finish(timeout_s=1800)

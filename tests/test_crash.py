@@ -21,8 +21,12 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+import boto3
 import pytest
 import structlog
+from aiohttp import web
+from botocore.config import Config
 from structlog.testing import capture_logs
 
 from archiver.config import parse_config
@@ -305,3 +309,113 @@ def test_second_signal_exits_at_once_and_leaves_a_consistent_ledger(
     finally:
         ledger.close()
     assert counts["failed"] == 0 and counts["verified"] < 40 + 9
+
+
+class SlowDownProxy:
+    """A pass-through HTTP proxy in front of SeaweedFS that answers some requests itself the way
+    an overloaded S3 does: the first three PUTs of every other key get `503 SlowDown`, and the
+    first HEAD of every third key a bare 500. Headers pass unchanged, so SigV4 still verifies."""
+
+    _SLOW_DOWN = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+        b"<Message>Please reduce your request rate.</Message></Error>"
+    )
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.injected: Counter[str] = Counter()
+        self._seen: Counter[tuple[str, str]] = Counter()
+        self._keys: dict[str, int] = {}
+
+    def _fault(self, method: str, path: str) -> web.Response | None:
+        index = self._keys.setdefault(path, len(self._keys))
+        self._seen[method, path] += 1
+        if method == "PUT" and index % 2 == 0 and self._seen[method, path] <= 3:
+            self.injected["SlowDown"] += 1
+            return web.Response(status=503, body=self._SLOW_DOWN, content_type="application/xml")
+        if method == "HEAD" and index % 3 == 0 and self._seen[method, path] == 1:
+            self.injected["500"] += 1
+            return web.Response(status=500)
+        return None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        object_request = request.path.count("/") >= 2  # not a bucket-level call
+        fault = self._fault(request.method, request.path) if object_request else None
+        if fault is not None:
+            await request.read()
+            return fault
+        body = await request.read()
+        async with (
+            aiohttp.ClientSession(auto_decompress=False) as session,
+            session.request(
+                request.method,
+                self.upstream + request.path_qs,
+                headers=request.headers,
+                data=body or None,
+                skip_auto_headers=["Content-Type", "Accept-Encoding"],
+            ) as upstream,  # fmt: skip
+        ):
+            payload = await upstream.read()
+            drop = {"transfer-encoding", "content-encoding", "connection"}
+            if request.method != "HEAD":
+                drop.add("content-length")
+            headers = {k: v for k, v in upstream.headers.items() if k.lower() not in drop}
+            return web.Response(status=upstream.status, headers=headers, body=payload or None)
+
+
+async def test_s3_slowdown_and_5xx_replies_are_retried_and_nothing_is_lost(
+    tmp_path: Path, seaweed: SeaweedS3, bucket: str, s3_env: dict[str, str]
+) -> None:
+    proxy = SlowDownProxy(seaweed.endpoint_url)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    options = SimulatorOptions(username="admin", password=PASSWORD, seed=43, start=DAY, days=1,
+                               per_day=6, max_duration_s=8)  # fmt: skip
+    try:
+        with SimulatorThread(options) as sim:
+            cfg = parse_config(
+                {
+                    "pbx": {"url": sim.base_url, "username": "admin", "password": PASSWORD},
+                    "s3": {
+                        "bucket": bucket,
+                        "endpoint_url": f"http://127.0.0.1:{port}",
+                        "region": "us-east-1",
+                        "addressing_style": "path",
+                    },
+                    "poll": {"settle_s": 0},
+                    "transcode": {"workers": 2},
+                    "state": {"path": str(tmp_path / "state" / "ledger.sqlite3")},
+                    "retry": {"attempts": 5, "wait_initial_s": 0, "wait_max_s": 0},
+                },
+                "test",
+            )
+            pbx = cfg.pbx[0]
+            # boto3's own retries (with their multi-second back-off) off: the daemon's must cope.
+            client = boto3.session.Session().client(
+                "s3", endpoint_url=cfg.s3.endpoint_url, region_name="us-east-1",
+                config=Config(s3={"addressing_style": "path"},
+                              retries={"mode": "standard", "max_attempts": 1}),
+            )  # fmt: skip
+            archiver = Archiver(
+                cfg=cfg, ledger=Ledger.open(cfg.state.path), store=S3Store(cfg.s3, client=client),
+                clients={pbx.name: PbxClient(pbx, PASSWORD)}, ffmpeg=find_ffmpeg(None),
+            )  # fmt: skip
+            try:
+                with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
+                    report = await archiver.archive_days({"pbx": [DAY]})
+            finally:
+                await archiver.clients[pbx.name].close()
+                await asyncio.to_thread(archiver.close)
+                archiver.ledger.close()
+            expected = sum(1 for r in sim.corpus.recordings() if r.valid)
+    finally:
+        await runner.cleanup()
+    assert proxy.injected["SlowDown"] >= 6 and proxy.injected["500"] >= 1
+    assert (report.archived, report.failed) == (expected, 0), report
+    retried = [e for e in events if e["event"] == "stamina.retry_scheduled"]
+    assert any(e["retry_stage"] == "upload" and "SlowDown" in e["caused_by"] for e in retried)
+    assert _audit(seaweed, bucket) == {"sources": expected, "duplicated": 0, "corrupt": 0}
