@@ -201,6 +201,7 @@ def _chaos(args: argparse.Namespace, daemon: _Daemon, s3: SeaweedS3, log_path: P
     rng = random.Random(args.seed)  # noqa: S311 -- repeatable kill moments, not crypto
     kills = 0
     outage_done = False
+    min_life_s, max_life_s = args.min_life_s, args.max_life_s
     daemon.start()
     while kills < args.kills:
         if kills >= args.kills // 2 and not outage_done:
@@ -210,12 +211,15 @@ def _chaos(args: argparse.Namespace, daemon: _Daemon, s3: SeaweedS3, log_path: P
             outage = threading.Thread(target=_outage, args=(s3, args.outage_s), daemon=True)
             outage.start()
             outage.join()
-        time.sleep(rng.uniform(args.min_life_s, args.max_life_s))
+        time.sleep(rng.uniform(min_life_s, max_life_s))
         if daemon.kill():
             kills += 1
             _say(f"SIGKILL {kills}/{args.kills}")
         else:
+            # Once everything is archived a life is only start-up and listing (a second or
+            # two): aim the next kills there, or they would never land.
             _say(f"daemon had exited with {daemon.process.returncode if daemon.process else '?'}")
+            min_life_s, max_life_s = 0.3, max(0.6, max_life_s / 2)
         daemon.start()
     daemon.kill()
 
