@@ -359,9 +359,11 @@ async def _run(cfg: Config, *, once: bool) -> int:
         metrics = Metrics([pbx.name for pbx in cfg.pbx], on_event=health.beat)
         archiver.observer = metrics
         service = Service(Notifier.from_environment(), health, metrics)
-        refused = await check_pbxs(archiver.clients)
-        if refused:
-            return EXIT_UNREACHABLE
+        # A PBX refusing our credentials does not stop the daemon (the others still archive,
+        # and a fixed password is picked up without a restart): it is asked again after a
+        # doubling pause, each one logged. One-shot commands exit 2 instead.
+        for name in await check_pbxs(archiver.clients):
+            archiver.back_off(name)
         async with _http_server(cfg, health, metrics):
             service.ready()
             await _until_signalled(cfg, lambda stop: _loop(archiver, service, stop))

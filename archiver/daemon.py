@@ -201,17 +201,21 @@ class Archiver:
         report.backing_off = [pbx.name for pbx in self.cfg.pbx if pbx.name not in plan]
         for pbx_name in plan:
             if pbx_name in report.auth_refused:
-                pause_s = self.auth_backoff.refused(pbx_name, time.monotonic())
-                log.error(
-                    "pbx_credentials_refused",
-                    pbx=pbx_name,
-                    refusals=self.auth_backoff.refusals(pbx_name),
-                    retry_in_s=round(pause_s, 1),
-                    hint="fix the username/password; asking again after the pause",
-                )
+                self.back_off(pbx_name)
             else:
                 self.auth_backoff.accepted(pbx_name)
         return report
+
+    def back_off(self, pbx_name: str) -> None:
+        """`pbx_name` refused our credentials: leave it alone for a growing pause, and say so."""
+        pause_s = self.auth_backoff.refused(pbx_name, time.monotonic())
+        log.error(
+            "pbx_credentials_refused",
+            pbx=pbx_name,
+            refusals=self.auth_backoff.refusals(pbx_name),
+            retry_in_s=round(pause_s, 1),
+            hint="fix the username/password; asking again after the pause",
+        )
 
     async def archive_days(
         self, plan: Mapping[str, Sequence[date]], stop: asyncio.Event | None = None
