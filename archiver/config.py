@@ -186,6 +186,8 @@ class TranscodeConfig(_Strict):
     # What to do with a header-only or zero-length source (an unanswered call): "skip" records
     # it as `empty`; "quarantine" also stores the original bytes under {prefix}/quarantine/.
     on_empty: Literal["skip", "quarantine"] = "skip"
+    engine: Literal["pydub", "ffmpeg"] = "pydub"
+    batch_files: Annotated[int, Field(ge=1, le=64)] = 16
 
     @property
     def worker_count(self) -> int:

@@ -36,7 +36,14 @@ from archiver.quarantine import (
     quarantine_metadata,
 )
 from archiver.store import S3Store, StoredObject, StoreError, object_key, object_metadata
-from archiver.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
+from archiver.transcode import (
+    BadAudio,
+    Engine,
+    TranscodeError,
+    TranscodeResult,
+    transcode_to_mp3,
+)
+from archiver.transcode_batch import BatchJob, BatchTranscoder
 
 __all__ = ["Archiver", "PollReport", "clear_work_dir", "days_to_poll", "poll_ticks"]
 
@@ -169,7 +176,21 @@ class Archiver:
         # Enough recordings in flight to keep every core and connection busy, few enough that
         # work files stay bounded.
         uploads = self.cfg.s3.max_concurrent_uploads
-        self._in_flight = asyncio.Semaphore(2 * workers + per_pbx + uploads)
+        settings = self.cfg.transcode
+        batch_files = settings.batch_files if settings.engine == "ffmpeg" else 1
+        self._batcher = (
+            BatchTranscoder(
+                self._transcoders,
+                workers=workers,
+                ffmpeg=self.ffmpeg,
+                bitrate=settings.bitrate,
+                max_files=batch_files,
+            )
+            if batch_files > 1
+            else None
+        )
+        # Batching needs a full batch waiting per worker while the workers run theirs.
+        self._in_flight = asyncio.Semaphore((batch_files + 1) * workers + per_pbx + uploads)
         self._invalid_seen: set[tuple[str, str]] = set()
         self._tz_warned: set[str] = set()
         self.work_dir = self.cfg.state.work_path
@@ -452,11 +473,18 @@ class Archiver:
 
     async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
         loop = asyncio.get_running_loop()
-        job = _TranscodeJob(source, mp3, self.ffmpeg, self.cfg.transcode.bitrate, id3_tags(rec))
+        settings = self.cfg.transcode
+        job = _TranscodeJob(
+            source, mp3, self.ffmpeg, settings.bitrate, id3_tags(rec), settings.engine
+        )
         started = time.monotonic()
         ok = False
         try:
-            result = await loop.run_in_executor(self._transcoders, job)
+            if self._batcher is not None:
+                batch_job = BatchJob(source, mp3, job.tags, float(rec.duration_s))
+                result = await self._batcher.transcode(batch_job)
+            else:
+                result = await loop.run_in_executor(self._transcoders, job)
             ok = True
             return result
         except TranscodeError as error:
@@ -528,8 +556,14 @@ class _TranscodeJob:
     ffmpeg: str
     bitrate: str
     tags: dict[str, str]
+    engine: Engine = "pydub"
 
     def __call__(self) -> TranscodeResult:
         return transcode_to_mp3(
-            self.source, self.mp3, ffmpeg=self.ffmpeg, bitrate=self.bitrate, tags=self.tags
+            self.source,
+            self.mp3,
+            ffmpeg=self.ffmpeg,
+            bitrate=self.bitrate,
+            tags=self.tags,
+            engine=self.engine,
         )

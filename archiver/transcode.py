@@ -362,19 +362,27 @@ def transcode_to_mp3(
             _run_ffmpeg(command, timeout_s=timeout_s)
         else:
             raise ValueError(f"unknown transcode engine {engine!r}")
-        mp3_duration_s = _check_duration(tmp, expected_s=probe.info.duration_s)
-        with tmp.open("rb") as f:
-            digest = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).digest()
-        mp3_bytes = tmp.stat().st_size
-        tmp.replace(dst)
+        return _finish_mp3(tmp, dst, probe.info)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _finish_mp3(tmp: Path, dst: Path, source: SourceInfo) -> TranscodeResult:
+    """Check the MP3 ffmpeg wrote to `tmp` against `source`, hash it, rename it onto `dst`.
+
+    Raise TranscodeError if it does not check out (`tmp` is left for the caller to remove).
+    """
+    mp3_duration_s = _check_duration(tmp, expected_s=source.duration_s)
+    with tmp.open("rb") as f:
+        digest = hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).digest()
+    mp3_bytes = tmp.stat().st_size
+    tmp.replace(dst)
     return TranscodeResult(
         mp3_path=dst,
         mp3_bytes=mp3_bytes,
         mp3_duration_s=mp3_duration_s,
-        source=probe.info,
+        source=source,
         md5_b64=base64.b64encode(digest).decode("ascii"),
         md5_hex=digest.hex(),
     )
@@ -489,7 +497,20 @@ def _ffmpeg_command(
     return [
         ffmpeg,
         *_QUIET_NO_STDIN,
-        "-f", probe.demuxer, "-c:a", probe.decoder, "-i", str(src.absolute()),
+        *_input_args(probe, src),
+        *_output_args(tmp, bitrate, metadata),
+    ]
+
+
+def _input_args(probe: _Probe, src: Path) -> list[str]:
+    """One input, demuxer and decoder named (no probing by ffmpeg either)."""
+    return ["-f", probe.demuxer, "-c:a", probe.decoder, "-i", str(src.absolute())]
+
+
+def _output_args(tmp: Path, bitrate: str, metadata: Sequence[str], *, stream: int = 0) -> list[str]:
+    """One MP3 output of input number `stream`, the same encoder settings as pydub's export."""
+    return [
+        "-map", f"{stream}:a",
         "-map_metadata", "-1",  # carry no WAV INFO tags over: the caller's tags are the tags
         "-vn", "-c:a", "libmp3lame", "-b:a", bitrate, "-id3v2_version", "3", *metadata,
         "-f", "mp3", "-y", str(tmp),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import subprocess
 from collections.abc import AsyncIterator
@@ -204,3 +205,14 @@ async def test_one_bad_recording_does_not_stop_the_others(rig: Rig) -> None:
     entry = ledger.get(f"pbx/{empty.folder}/{empty.name}")
     ledger.close()
     assert entry is not None and entry.state == "empty" and entry.last_error
+
+
+async def test_the_batching_ffmpeg_engine_archives_everything_too(rig: Rig) -> None:
+    transcode = rig.cfg.transcode.model_copy(update={"engine": "ffmpeg", "batch_files": 4})
+    cfg = rig.cfg.model_copy(update={"transcode": transcode})
+    report = await _run(dataclasses.replace(rig, cfg=cfg))
+    valid = _valid(rig)
+    assert report.archived == len(valid) and report.failed == 0
+    names = {head["Metadata"]["source-name"] for head in rig.objects().values()}
+    assert names == {r.name for r in valid}
+    assert not list(cfg.state.work_path.iterdir())

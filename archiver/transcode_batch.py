@@ -1,0 +1,219 @@
+"""Several short recordings through one ffmpeg process, each still checked on its own.
+
+Debian's ffmpeg spends about 40-65 ms of CPU just starting (it links ~100 shared libraries); a
+typical call recording takes about as long again to encode. One ffmpeg with N inputs and N MP3
+outputs pays the start once: 8 PCM files of 20-150 s took 0.53 s CPU in one process against
+0.91 s in eight (bench/ has the whole-corpus numbers). Each output gets exactly the arguments the
+one-file ``"ffmpeg"`` engine gives it, so the MP3s are the same.
+
+Isolation: every source is probed first (a bad one fails alone, before ffmpeg runs); every output
+is checked, hashed and renamed on its own (`transcode._finish_mp3`). If the shared ffmpeg fails
+or one output does not check out, those files are transcoded again one by one, so one bad file
+never fails the others.
+
+`BatchTranscoder` feeds this from the daemon: a job starts at once when a worker is free; jobs
+that arrive while every worker is busy wait and go together into the next free worker's batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from archiver.transcode import (
+    _QUIET_NO_STDIN,
+    BadAudio,
+    TranscodeError,
+    TranscodeResult,
+    _finish_mp3,
+    _input_args,
+    _metadata_args,
+    _output_args,
+    _Probe,
+    _probe,
+    _run_ffmpeg,
+    _temp_path_next_to,
+    transcode_to_mp3,
+)
+
+__all__ = ["BatchJob", "BatchTranscoder", "transcode_batch"]
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One file to transcode: source, destination, ID3 tags, and its expected length (for
+    grouping only; the real duration comes from probing the source)."""
+
+    source: Path
+    mp3: Path
+    tags: Mapping[str, str]
+    audio_s: float = 0.0
+
+
+Outcome = TranscodeResult | BaseException
+_Queued = tuple[BatchJob, "asyncio.Future[TranscodeResult]"]
+_Shared = tuple[int, _Probe, list[str], Path]  # job index, probe, -metadata args, temp MP3
+
+
+def transcode_batch(
+    jobs: Sequence[BatchJob], *, ffmpeg: str, bitrate: str, timeout_s: float = 300.0
+) -> list[Outcome]:
+    """Transcode every job, sharing one ffmpeg process; return a result or an exception per job,
+    in order. The exceptions are those `transcode_to_mp3` raises (BadAudio, TranscodeError,
+    ValueError, OSError); this function raises nothing for one job's problem.
+
+    `timeout_s` bounds each file: the shared process gets `timeout_s` times the number of files.
+    """
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    shared: list[_Shared] = []
+    try:
+        for index, job in enumerate(jobs):
+            try:
+                probe = _probe(job.source)
+                metadata = _metadata_args(job.tags)
+            except (BadAudio, ValueError, OSError) as error:
+                outcomes[index] = error
+                continue
+            shared.append((index, probe, metadata, _temp_path_next_to(job.mp3)))
+        if len(shared) == 1:
+            index = shared[0][0]
+            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
+        elif shared:
+            _run_shared(jobs, shared, outcomes, ffmpeg, bitrate, timeout_s)
+    finally:
+        for _, _, _, tmp in shared:
+            tmp.unlink(missing_ok=True)
+    return [outcome if outcome is not None else TranscodeError("not run") for outcome in outcomes]
+
+
+def _run_shared(
+    jobs: Sequence[BatchJob],
+    shared: list[_Shared],
+    outcomes: list[Outcome | None],
+    ffmpeg: str,
+    bitrate: str,
+    timeout_s: float,
+) -> None:
+    command = [ffmpeg, *_QUIET_NO_STDIN]
+    for index, probe, _, _ in shared:
+        command += _input_args(probe, jobs[index].source)
+    for stream, (_, _, metadata, tmp) in enumerate(shared):
+        command += _output_args(tmp, bitrate, metadata, stream=stream)
+    try:
+        _run_ffmpeg(command, timeout_s=timeout_s * len(shared))
+    except TranscodeError:
+        # Which input broke it is unknown: each file alone, so the good ones still get through.
+        for index, _, _, _ in shared:
+            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
+        return
+    for index, probe, _, tmp in shared:
+        try:
+            outcomes[index] = _finish_mp3(tmp, jobs[index].mp3, probe.info)
+        except (TranscodeError, OSError):
+            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
+
+
+def _one(job: BatchJob, ffmpeg: str, bitrate: str, timeout_s: float) -> Outcome:
+    try:
+        return transcode_to_mp3(
+            job.source,
+            job.mp3,
+            ffmpeg=ffmpeg,
+            bitrate=bitrate,
+            tags=job.tags,
+            engine="ffmpeg",
+            timeout_s=timeout_s,
+        )
+    except (BadAudio, TranscodeError, ValueError, OSError) as error:
+        return error
+
+
+class BatchTranscoder:
+    """Transcode `BatchJob`s for coroutines, up to `workers` batches at once in `executor`.
+
+    A job that arrives while fewer than `workers` batches run starts one at once (alone, if
+    nothing else waits); jobs that arrive while all run wait, and the next free worker takes the
+    oldest ones together while the batch stays within `max_files` files and `max_audio_s`
+    seconds of audio. So batching never delays a job, and a long file goes alone. No task
+    outlives the work: a worker ends when nothing is waiting.
+    """
+
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        workers: int,
+        ffmpeg: str,
+        bitrate: str,
+        max_files: int = 16,
+        max_audio_s: float = 1200.0,
+        timeout_s: float = 300.0,
+    ) -> None:
+        self._executor = executor
+        self._workers = workers
+        self._ffmpeg = ffmpeg
+        self._bitrate = bitrate
+        self._max_files = max_files
+        self._max_audio_s = max_audio_s
+        self._timeout_s = timeout_s
+        self._pending: deque[_Queued] = deque()
+        self._drains: set[asyncio.Task[None]] = set()
+
+    async def transcode(self, job: BatchJob) -> TranscodeResult:
+        """Transcode one job (batched with others); raise what `transcode_to_mp3` would."""
+        future: asyncio.Future[TranscodeResult] = asyncio.get_running_loop().create_future()
+        self._pending.append((job, future))
+        if len(self._drains) < self._workers:
+            task = asyncio.create_task(self._drain())
+            self._drains.add(task)
+            task.add_done_callback(self._drains.discard)
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await self._run(self._take())
+
+    def _take(self) -> list[_Queued]:
+        batch = [self._pending.popleft()]
+        audio_s = batch[0][0].audio_s
+        while (
+            self._pending
+            and len(batch) < self._max_files
+            and audio_s + self._pending[0][0].audio_s <= self._max_audio_s
+        ):
+            batch.append(self._pending.popleft())
+            audio_s += batch[-1][0].audio_s
+        return batch
+
+    async def _run(self, batch: list[_Queued]) -> None:
+        live = [(job, future) for job, future in batch if not future.done()]
+        if not live:
+            return
+        jobs = [job for job, _ in live]
+        try:
+            outcomes = await asyncio.get_running_loop().run_in_executor(
+                self._executor,
+                lambda: transcode_batch(
+                    jobs, ffmpeg=self._ffmpeg, bitrate=self._bitrate, timeout_s=self._timeout_s
+                ),
+            )
+        except BaseException as error:  # cancelled, or the executor shut down: nobody hangs
+            for _, future in live:
+                if future.done():
+                    continue
+                if isinstance(error, asyncio.CancelledError):
+                    future.cancel()
+                else:
+                    future.set_exception(error)
+            raise
+        for (_, future), outcome in zip(live, outcomes, strict=True):
+            if future.done():  # its caller was cancelled meanwhile
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)

@@ -1,0 +1,550 @@
+"""Backfill benchmark: archiver against the ideal and the naive script, on one corpus, one machine.
+
+Run: scripts/bench [--recordings 1000] [--naive-subset 40] [--memory-sizes 2000 10000] ...
+(scripts/bench bootstraps .venv with the bench extra and bench/.venv-aws, then runs this file.)
+
+Everything runs on 127.0.0.1: the PBX simulator (`archiver simulate`, its own process) and a
+SeaweedFS S3 server. The same recordings go through three contenders:
+
+- ideal: the recordings already on local disk, one plain ffmpeg per file, `nproc` in parallel
+  (xargs -P), no network. The floor for this work on this machine.
+- naive: bench/naive.sh, per file one after the other: curl, ffmpeg, `aws s3 cp` (awscli from its
+  own venv, bench/.venv-aws). It runs on the first --naive-subset recordings only (awscli takes
+  about a second per file); its throughput is per recording and per audio second, so the ratio
+  stays fair. The output says so.
+- archiver: `archiver backfill` over the corpus's days into an empty bucket and ledger.
+
+Per contender: wall s, recordings/s, audio seconds per wall second, CPU s (the contender's
+process and every descendant, from wait4's rusage), peak RSS of its process tree (sampled with
+psutil every 50 ms, summed over the tree). Then archiver's peak RSS over corpora of 2,000 and
+10,000 short recordings (the count is what could grow memory; long files are covered by the main
+run), the CPU time of one poll over a day of 20,000 already-archived names, and last the line
+`ratio_vs_ideal X ratio_vs_naive Y` (recordings/s of archiver over the others').
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psutil
+
+from archiver.seaweed import SeaweedS3
+from archiver.simulator import Corpus, SimRecording
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+AWS = ROOT / "bench" / ".venv-aws" / "bin" / "aws"
+PBX_USER = "admin"
+PBX_PASSWORD = "bench-pbx-password"  # noqa: S105 -- the local simulator's throwaway password
+SEED = 5
+FIRST_DAY = date(2016, 11, 1)
+SAMPLE_EVERY_S = 0.05
+PROFILE_DIR: Path | None = None  # --profile: py-spy collapsed stacks of each archiver run
+
+
+@dataclass
+class Result:
+    """One contender's run."""
+
+    name: str
+    recordings: int
+    audio_s: float
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    note: str = ""
+    own_cpu_s: float | None = None  # the contender's main process alone (the rest: its children)
+    services_cpu_s: float | None = None  # the simulator and SeaweedFS meanwhile
+
+    @property
+    def per_s(self) -> float:
+        return self.recordings / self.wall_s
+
+    @property
+    def audio_per_s(self) -> float:
+        return self.audio_s / self.wall_s
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<16} {self.recordings:>6} rec {self.wall_s:>8.1f} wall_s "
+            f"{self.per_s:>7.2f} rec/s {self.audio_per_s:>8.0f} audio_s/s "
+            f"{self.cpu_s:>8.1f} cpu_s {self.peak_rss_mb:>7.1f} peak_rss_mb"
+            + (f"  ({self.note})" if self.note else "")
+            + (f" [main process {self.own_cpu_s:.1f} cpu_s]" if self.own_cpu_s is not None else "")
+            + (
+                f" [simulator + SeaweedFS {self.services_cpu_s:.1f} cpu_s]"
+                if self.services_cpu_s is not None
+                else ""
+            )
+        )
+
+
+@dataclass
+class Tree:
+    """What one measured process tree used."""
+
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    own_cpu_s: float = 0.0
+    services_cpu_s: float = 0.0
+
+
+def tree_cpu_s(pids: Sequence[int]) -> float:
+    """User + system seconds so far of these processes and their live descendants."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+    return total
+
+
+def run_measured(
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: bytes | None = None,
+    services: Sequence[int] = (),
+) -> Tree:
+    """Run `command`; return its exit code, wall time, CPU of the whole tree and peak tree RSS.
+
+    CPU comes from wait4(): the child's own time plus that of every descendant it waited for
+    (ffmpeg children are always waited for). RSS is sampled: the sum over the live tree.
+    """
+    services0 = tree_cpu_s(services)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    peak = [0]
+    own = [0.0]
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(proc.pid, peak, own, done), daemon=True)
+    sampler.start()
+    if stdin is not None and proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(stdin)
+        proc.stdin.close()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall_s = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    sampler.join()
+    return Tree(
+        returncode=proc.returncode,
+        wall_s=wall_s,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        peak_rss_mb=peak[0] / 2**20,
+        own_cpu_s=own[0],
+        services_cpu_s=tree_cpu_s(services) - services0,
+    )
+
+
+def _sample(pid: int, peak: list[int], own: list[float], done: threading.Event) -> None:
+    """Until `done`: the peak RSS summed over `pid`'s tree, and `pid`'s own CPU (last seen)."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    while not done.wait(SAMPLE_EVERY_S):
+        total = 0
+        try:
+            tree = [root, *root.children(recursive=True)]
+            times = root.cpu_times()
+            own[0] = times.user + times.system
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return
+        for proc in tree:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                total += proc.memory_info().rss
+        peak[0] = max(peak[0], total)
+
+
+# -- the shared services ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def simulator(
+    days: int, per_day: int, max_duration_s: int | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run `archiver simulate` in its own process; yield its base URL and PID."""
+    command = [
+        PYTHON, "-m", "archiver", "simulate", "--listen", "127.0.0.1:0",
+        "--username", PBX_USER, "--password", PBX_PASSWORD, "--seed", str(SEED),
+        "--start", FIRST_DAY.isoformat(), "--days", str(days), "--per-day", str(per_day),
+        "--no-odd-names", "--no-junk",
+    ]  # fmt: skip
+    if max_duration_s is not None:
+        command += ["--max-duration-s", str(max_duration_s)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = next((w for w in line.split() if w.startswith("http://")), None)
+        if url is None:
+            raise RuntimeError(f"the simulator did not start: {line!r}")
+        yield url, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def corpus(days: int, per_day: int, max_duration_s: int | None = None) -> list[SimRecording]:
+    """The recordings the simulator serves for these options (same seed, same corpus)."""
+    built = Corpus(
+        seed=SEED, start=FIRST_DAY, days=days, per_day=per_day, max_duration_s=max_duration_s,
+        odd_names=False, junk=False,
+    )  # fmt: skip
+    return [rec for rec in built.recordings() if rec.valid]
+
+
+def split_days(recordings: int, per_day: int) -> tuple[int, int]:
+    days = max(1, -(-recordings // per_day))
+    return days, -(-recordings // days)
+
+
+# -- contenders ------------------------------------------------------------------------------------
+
+
+def run_ideal(recs: list[SimRecording], work: Path, ffmpeg: str) -> Result:
+    """Write the sources to disk (not timed), then xargs -P nproc ffmpeg, one per file."""
+    src = work / "ideal"
+    src.mkdir()
+    built = Corpus(seed=SEED, start=FIRST_DAY, days=1, per_day=0, odd_names=False, junk=False)
+    names = []
+    for index, rec in enumerate(recs):
+        path = src / f"{index:06d}_{rec.name}"
+        with path.open("wb") as f:
+            for chunk in built.audio_stream(rec).chunks():
+                f.write(chunk)
+        names.append(str(path))
+    cores = os.cpu_count() or 1
+    command = [
+        "xargs", "-0", "-P", str(cores), "-I{}",
+        ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "{}",
+        "-b:a", "32k", "-y", "{}.mp3",
+    ]  # fmt: skip
+    tree = run_measured(command, stdin=b"\0".join(n.encode() for n in names))
+    made = len(list(src.glob("*.mp3")))
+    shutil.rmtree(src)
+    if tree.returncode != 0 or made != len(recs):
+        raise RuntimeError(f"ideal: exit {tree.returncode}, {made} of {len(recs)} MP3s")
+    return _result("ideal", recs, tree, f"xargs -P {cores} {Path(ffmpeg).name}, local disk")
+
+
+def run_naive(
+    recs: list[SimRecording], work: Path, ffmpeg: str, sim: tuple[str, int], s3: SeaweedS3
+) -> Result:
+    """bench/naive.sh over `recs`, one file after the other."""
+    scratch = work / "naive"
+    scratch.mkdir()
+    s3.create_bucket("naive")
+    env = {
+        **os.environ,
+        **s3.aws_env(),
+        "PBX_URL": sim[0],
+        "PBX_USER": PBX_USER,
+        "PBX_PASSWORD": PBX_PASSWORD,
+        "BUCKET": "naive",
+        "S3_ENDPOINT": s3.endpoint_url,
+        "AWS": str(AWS),
+        "FFMPEG": ffmpeg,
+        "WORK": str(scratch),
+    }
+    lines = "".join(f"{rec.relative_path}\t{rec.folder}/{rec.name}.mp3\n" for rec in recs)
+    naive = ["bash", str(ROOT / "bench" / "naive.sh")]
+    tree = run_measured(naive, env=env, stdin=lines.encode(), services=(sim[1], s3.pid))
+    if tree.returncode != 0:
+        raise RuntimeError(f"naive: exit {tree.returncode}")
+    return _result("naive", recs, tree, "curl + ffmpeg + aws s3 cp per file")
+
+
+def run_archiver(
+    label: str,
+    recs: list[SimRecording],
+    days: int,
+    work: Path,
+    sim: tuple[str, int],
+    s3: SeaweedS3,
+    transcode_toml: str,
+) -> Result:
+    """`archiver backfill` over `days` days into a new bucket and a new ledger."""
+    state = work / label
+    state.mkdir()
+    bucket = f"bench-{label}".replace("_", "-").lower()
+    s3.create_bucket(bucket)
+    config = state / "archiver.toml"
+    config.write_text(
+        f"""
+[[pbx]]
+name = "bench"
+url = "{sim[0]}"
+username = "{PBX_USER}"
+password_env = "BENCH_PBX_PASSWORD"
+timezone = "Europe/Istanbul"
+
+[poll]
+settle_s = 0
+
+[transcode]
+{transcode_toml}
+
+[s3]
+bucket = "{bucket}"
+endpoint_url = "{s3.endpoint_url}"
+region = "us-east-1"
+addressing_style = "path"
+
+[state]
+path = "{state / "ledger.sqlite3"}"
+""",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "BENCH_PBX_PASSWORD": PBX_PASSWORD,
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+    }
+    last = FIRST_DAY + timedelta(days=days - 1)
+    command = [
+        PYTHON, "-m", "archiver", "backfill", "--config", str(config),
+        "--from", FIRST_DAY.isoformat(), "--to", last.isoformat(), "--log-level", "error",
+    ]  # fmt: skip
+    if PROFILE_DIR is not None:
+        PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+        out = PROFILE_DIR / f"{label}.txt"
+        spy = Path(PYTHON).parent / "py-spy"
+        command = [
+            str(spy),
+            "record",
+            "--format",
+            "raw",
+            "--nonblocking",
+            "-o",
+            str(out),
+            "--",
+            *command,
+        ]
+    tree = run_measured(command, env=env, services=(sim[1], s3.pid))
+    stored = _count_objects(s3, bucket)
+    shutil.rmtree(state)
+    if tree.returncode != 0 or stored != len(recs):
+        raise RuntimeError(f"{label}: exit {tree.returncode}, {stored} of {len(recs)} stored")
+    return _result(label, recs, tree, transcode_toml.replace("\n", ", ") or "defaults")
+
+
+def _count_objects(s3: SeaweedS3, bucket: str) -> int:
+    pages = s3.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return sum(len(page.get("Contents", [])) for page in pages)
+
+
+def _result(name: str, recs: list[SimRecording], tree: Tree, note: str) -> Result:
+    return Result(
+        name=name,
+        recordings=len(recs),
+        audio_s=float(sum(rec.duration_s for rec in recs)),
+        wall_s=tree.wall_s,
+        cpu_s=tree.cpu_s,
+        peak_rss_mb=tree.peak_rss_mb,
+        note=note,
+        own_cpu_s=tree.own_cpu_s,
+        services_cpu_s=tree.services_cpu_s,
+    )
+
+
+# -- one poll over 20,000 archived names -----------------------------------------------------------
+
+
+def poll_cpu_s(names: int, work: Path) -> tuple[float, float, int]:
+    """CPU and wall seconds of one `poll_once` over a day of `names` recordings, all archived.
+
+    The simulator runs in its own process, so its CPU is not counted; this process's CPU
+    (time.process_time, every thread) is. Returns (cpu_s, wall_s, recordings listed).
+    """
+    from archiver.config import Config
+    from archiver.daemon import Archiver
+    from archiver.ledger import Ledger
+    from archiver.names import parse_path
+    from archiver.pbx import PbxClient
+    from archiver.store import S3Store
+
+    day_recs = corpus(1, names)
+    tz = ZoneInfo("Europe/Istanbul")
+    state = work / "poll"
+    state.mkdir()
+    ledger = Ledger.open(state / "ledger.sqlite3")
+    parsed = [parse_path("bench", rec.path, tz) for rec in day_recs]
+    ledger.discover(parsed)
+    ledger.close()
+    with sqlite3.connect(state / "ledger.sqlite3") as db:  # one transaction, not 20,000
+        db.execute("UPDATE recordings SET state = 'verified', object_key = key")
+    ledger = Ledger.open(state / "ledger.sqlite3")
+    now = datetime.combine(FIRST_DAY + timedelta(days=0), datetime.max.time(), tz)
+    with simulator(1, names) as (url, _):
+        cfg = Config.model_validate(
+            {
+                "pbx": [{"name": "bench", "url": url, "username": PBX_USER,
+                         "password": PBX_PASSWORD, "timezone": "Europe/Istanbul"}],
+                "poll": {"lookback_days": 0, "settle_s": 0},
+                "s3": {"bucket": "unused", "endpoint_url": "http://127.0.0.1:9",
+                       "region": "us-east-1"},
+                "state": {"path": str(state / "ledger.sqlite3")},
+            }
+        )  # fmt: skip
+
+        async def one_poll() -> tuple[float, float, int]:
+            client = PbxClient(cfg.pbx[0], PBX_PASSWORD)
+            archiver = Archiver(
+                cfg=cfg, ledger=ledger, store=S3Store(cfg.s3), clients={"bench": client},
+                ffmpeg="ffmpeg", clock=lambda: now,
+            )  # fmt: skip
+            try:
+                await archiver.poll_once()  # warm-up: imports, connection, page cache
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                report = await archiver.poll_once()
+                cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+            finally:
+                await client.close()
+                archiver.close()
+            if report.due or report.listed != len(day_recs):
+                raise RuntimeError(f"poll: {report}")
+            return cpu_s, wall_s, report.listed
+
+        try:
+            return asyncio.run(one_poll())
+        finally:
+            ledger.close()
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--recordings", type=int, default=1000, help="main corpus size")
+    parser.add_argument("--per-day", type=int, default=200, help="recordings per simulated day")
+    parser.add_argument(
+        "--naive-subset", type=int, default=40, help="recordings the naive script runs (0: all)"
+    )
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["pydub", "ffmpeg"],
+        help="archiver engines to run; ENGINE:N sets transcode.batch_files = N",
+    )
+    parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2000, 10000])
+    parser.add_argument(
+        "--memory-max-duration-s", type=int, default=2, help="audio cap of the memory corpora"
+    )
+    parser.add_argument("--poll-names", type=int, default=20000)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["ideal", "naive", "poll"])
+    parser.add_argument("--ffmpeg", default=shutil.which("ffmpeg") or "ffmpeg")
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write py-spy stacks of archiver runs here"
+    )
+    args = parser.parse_args(argv)
+    global PROFILE_DIR
+    PROFILE_DIR = args.profile
+    print(f"bench: nproc {os.cpu_count()}, load average {_load()}, ffmpeg {args.ffmpeg}")
+    with tempfile.TemporaryDirectory(prefix="archiver-bench-") as folder:
+        work = Path(folder)
+        results = _main_runs(args, work)
+        for result in results:
+            print(result.line(), flush=True)
+        memory = _memory_runs(args, work)
+        poll = None if "poll" in args.skip else poll_cpu_s(args.poll_names, work)
+    print(f"bench: load average {_load()} at the end")
+    for result in results:
+        print(result.line())
+    for label, result in memory:
+        print(f"archiver_peak_rss_mb at {label}: {result.peak_rss_mb:.1f}  ({result.line()})")
+    if len(memory) >= 2:
+        low, high = memory[0][1].peak_rss_mb, memory[-1][1].peak_rss_mb
+        print(f"peak_rss_growth {memory[0][0]} -> {memory[-1][0]}: {100 * (high / low - 1):+.1f} %")
+    if poll is not None:
+        cpu_s, wall_s, listed = poll
+        print(f"poll_cpu_s {cpu_s:.3f} (wall {wall_s:.3f} s) for one poll over {listed} names")
+    by_name = {r.name: r for r in results}
+    ideal, naive = by_name.get("ideal"), by_name.get("naive")
+    for result in results:
+        if not result.name.startswith("archiver"):
+            continue
+        vs_ideal = f"{result.per_s / ideal.per_s:.2f}" if ideal else "n/a"
+        vs_naive = f"{result.per_s / naive.per_s:.1f}" if naive else "n/a"
+        which = "default settings" if result.name == "archiver" else result.note
+        print(f"ratio_vs_ideal {vs_ideal} ratio_vs_naive {vs_naive}  ({result.name}: {which})")
+    return 0
+
+
+def _main_runs(args: argparse.Namespace, work: Path) -> list[Result]:
+    days, per_day = split_days(args.recordings, args.per_day)
+    recs = corpus(days, per_day)
+    audio_h = sum(r.duration_s for r in recs) / 3600
+    print(f"bench: corpus {len(recs)} recordings over {days} days, {audio_h:.1f} h of audio")
+    results = []
+    if "ideal" not in args.skip:
+        results.append(run_ideal(recs, work, args.ffmpeg))
+        print(results[-1].line(), flush=True)
+    with simulator(days, per_day) as sim, SeaweedS3(data_dir=work / "s3") as s3:
+        for spec in args.engines:
+            engine, _, batch = spec.partition(":")
+            label = "archiver" if spec == "pydub" else f"archiver_{spec.replace(':', '_b')}"
+            toml = "" if spec == "pydub" else f'engine = "{engine}"'
+            toml += f"\nbatch_files = {batch}" if batch else ""
+            results.append(run_archiver(label, recs, days, work, sim, s3, toml))
+            print(results[-1].line(), flush=True)
+        if "naive" not in args.skip:
+            subset = recs[: args.naive_subset] if args.naive_subset else recs
+            result = run_naive(subset, work, args.ffmpeg, sim, s3)
+            if len(subset) < len(recs):
+                result.note += f"; first {len(subset)} of {len(recs)} recordings only"
+            results.append(result)
+            print(results[-1].line(), flush=True)
+    return results
+
+
+def _memory_runs(args: argparse.Namespace, work: Path) -> list[tuple[str, Result]]:
+    out = []
+    for size in args.memory_sizes:
+        days, per_day = split_days(size, args.per_day * 5)
+        recs = corpus(days, per_day, args.memory_max_duration_s)
+        with (
+            simulator(days, per_day, args.memory_max_duration_s) as sim,
+            SeaweedS3(data_dir=work / f"s3-{size}") as s3,
+        ):
+            result = run_archiver(f"memory{size}", recs, days, work, sim, s3, "")
+        print(result.line(), flush=True)
+        out.append((f"{len(recs)} recordings", result))
+    return out
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
