@@ -106,7 +106,12 @@ def parse_name(pbx: str, folder: str, name: str, tz: ZoneInfo) -> Recording:
     if match is None:
         raise InvalidName("not DATE-TIME-CALLER-CALLEE-UNIQUEID-DURATION.EXT")
     try:
-        naive = datetime.strptime(match["date"] + match["time"], "%Y%m%d%H%M%S")
+        # The regex fixed 8 + 6 digits; datetime() checks the ranges as strptime would, at a
+        # fifth of its cost (strptime was half the CPU of a poll over 20,000 archived names).
+        d, t = match["date"], match["time"]
+        naive = datetime(
+            int(d[:4]), int(d[4:6]), int(d[6:]), int(t[:2]), int(t[2:4]), int(t[4:])
+        )  # fmt: skip
     except ValueError:
         raise InvalidName("date or time out of range") from None
     return Recording(

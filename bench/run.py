@@ -452,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--engines",
-        nargs="+",
+        nargs="*",
         default=["pydub", "ffmpeg"],
         help="archiver engines to run; ENGINE:N sets transcode.batch_files = N",
     )
