@@ -9,17 +9,22 @@ SeaweedFS S3 server. The same recordings go through three contenders:
 - ideal: the recordings already on local disk, one plain ffmpeg per file, `nproc` in parallel
   (xargs -P), no network. The floor for this work on this machine.
 - naive: bench/naive.sh, per file one after the other: curl, ffmpeg, `aws s3 cp` (awscli from its
-  own venv, bench/.venv-aws). It runs on the first --naive-subset recordings only (awscli takes
-  about a second per file); its throughput is per recording and per audio second, so the ratio
-  stays fair. The output says so.
+  own venv, bench/.venv-aws). It runs on --naive-subset recordings only, every k-th one, so the
+  same mix of formats and lengths (awscli alone takes about half a second per file); throughput
+  is per recording and per audio second, so the ratio stays fair. The output says so.
 - archiver: `archiver backfill` over the corpus's days into an empty bucket and ledger.
 
+The archiver runs once per engine (--engines; the first, pydub, is the default settings).
 Per contender: wall s, recordings/s, audio seconds per wall second, CPU s (the contender's
 process and every descendant, from wait4's rusage), peak RSS of its process tree (sampled with
-psutil every 50 ms, summed over the tree). Then archiver's peak RSS over corpora of 2,000 and
-10,000 short recordings (the count is what could grow memory; long files are covered by the main
-run), the CPU time of one poll over a day of 20,000 already-archived names, and last the line
-`ratio_vs_ideal X ratio_vs_naive Y` (recordings/s of archiver over the others').
+psutil every 50 ms, summed over the tree: shared library pages of concurrent ffmpegs count
+once per process, so this overstates a little). Also the main process's own CPU and peak RSS,
+and the CPU the simulator and SeaweedFS spent meanwhile (they share the cores). Then the
+archiver's peak RSS over corpora of 2,000 and 10,000 one-second recordings, with
+--memory-engine (the count is what could grow memory; long files are covered by the main run),
+the CPU time of one poll over a day of 20,000 already-archived names, and last one line
+`ratio_vs_ideal X ratio_vs_naive Y` per archiver engine (recordings/s over the others'), the
+final one for the last engine given (default: "ffmpeg").
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ class Result:
     peak_rss_mb: float
     note: str = ""
     own_cpu_s: float | None = None  # the contender's main process alone (the rest: its children)
+    own_peak_rss_mb: float | None = None
     services_cpu_s: float | None = None  # the simulator and SeaweedFS meanwhile
 
     @property
@@ -85,7 +91,11 @@ class Result:
             f"{self.per_s:>7.2f} rec/s {self.audio_per_s:>8.0f} audio_s/s "
             f"{self.cpu_s:>8.1f} cpu_s {self.peak_rss_mb:>7.1f} peak_rss_mb"
             + (f"  ({self.note})" if self.note else "")
-            + (f" [main process {self.own_cpu_s:.1f} cpu_s]" if self.own_cpu_s is not None else "")
+            + (
+                f" [main process {self.own_cpu_s:.1f} cpu_s, peak {self.own_peak_rss_mb:.0f} MB]"
+                if self.own_cpu_s is not None and self.own_peak_rss_mb is not None
+                else ""
+            )
             + (
                 f" [simulator + SeaweedFS {self.services_cpu_s:.1f} cpu_s]"
                 if self.services_cpu_s is not None
@@ -104,6 +114,7 @@ class Tree:
     peak_rss_mb: float
     own_cpu_s: float = 0.0
     services_cpu_s: float = 0.0
+    own_peak_rss_mb: float = 0.0
 
 
 def tree_cpu_s(pids: Sequence[int]) -> float:
@@ -139,7 +150,7 @@ def run_measured(
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
         start_new_session=True,
     )
-    peak = [0]
+    peak = [0, 0]  # the tree's, the main process's
     own = [0.0]
     done = threading.Event()
     sampler = threading.Thread(target=_sample, args=(proc.pid, peak, own, done), daemon=True)
@@ -160,6 +171,7 @@ def run_measured(
         peak_rss_mb=peak[0] / 2**20,
         own_cpu_s=own[0],
         services_cpu_s=tree_cpu_s(services) - services0,
+        own_peak_rss_mb=peak[1] / 2**20,
     )
 
 
@@ -179,7 +191,10 @@ def _sample(pid: int, peak: list[int], own: list[float], done: threading.Event) 
             return
         for proc in tree:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
+                total += rss
+                if proc is root:
+                    peak[1] = max(peak[1], rss)
         peak[0] = max(peak[0], total)
 
 
@@ -373,6 +388,7 @@ def _result(name: str, recs: list[SimRecording], tree: Tree, note: str) -> Resul
         note=note,
         own_cpu_s=tree.own_cpu_s,
         services_cpu_s=tree.services_cpu_s,
+        own_peak_rss_mb=tree.own_peak_rss_mb,
     )
 
 
@@ -458,7 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2000, 10000])
     parser.add_argument(
-        "--memory-max-duration-s", type=int, default=2, help="audio cap of the memory corpora"
+        "--memory-max-duration-s", type=int, default=1, help="audio cap of the memory corpora"
+    )
+    parser.add_argument(
+        "--memory-engine",
+        default="ffmpeg",
+        help="engine of the memory runs (pydub takes ~0.1 s CPU per file even for 1 s of audio)",
     )
     parser.add_argument("--poll-names", type=int, default=20000)
     parser.add_argument("--skip", nargs="*", default=[], choices=["ideal", "naive", "poll"])
@@ -518,10 +539,12 @@ def _main_runs(args: argparse.Namespace, work: Path) -> list[Result]:
             results.append(run_archiver(label, recs, days, work, sim, s3, toml))
             print(results[-1].line(), flush=True)
         if "naive" not in args.skip:
-            subset = recs[: args.naive_subset] if args.naive_subset else recs
+            # Every k-th recording: the same mix of formats and lengths as the whole corpus.
+            step = max(1, len(recs) // args.naive_subset) if args.naive_subset else 1
+            subset = recs[::step][: args.naive_subset or None]
             result = run_naive(subset, work, args.ffmpeg, sim, s3)
             if len(subset) < len(recs):
-                result.note += f"; first {len(subset)} of {len(recs)} recordings only"
+                result.note += f"; every {step}th recording, {len(subset)} of {len(recs)} only"
             results.append(result)
             print(results[-1].line(), flush=True)
     return results
@@ -536,7 +559,8 @@ def _memory_runs(args: argparse.Namespace, work: Path) -> list[tuple[str, Result
             simulator(days, per_day, args.memory_max_duration_s) as sim,
             SeaweedS3(data_dir=work / f"s3-{size}") as s3,
         ):
-            result = run_archiver(f"memory{size}", recs, days, work, sim, s3, "")
+            toml = f'engine = "{args.memory_engine}"'
+            result = run_archiver(f"memory{size}", recs, days, work, sim, s3, toml)
         print(result.line(), flush=True)
         out.append((f"{len(recs)} recordings", result))
     return out
