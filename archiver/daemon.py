@@ -12,7 +12,15 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -244,18 +252,26 @@ class Archiver:
         """List the given days of the given PBXs and archive every due recording in them."""
         report = PollReport()
         stop = stop or asyncio.Event()
-        due: list[tuple[PbxClient, Recording]] = []
+        await self.archive_many(self._due_items(plan, report, stop), report, stop)
+        return report
+
+    async def _due_items(
+        self, plan: Mapping[str, Sequence[date]], report: PollReport, stop: asyncio.Event
+    ) -> AsyncIterator[tuple[PbxClient, Recording]]:
+        """Yield the due recordings day by day. A day is listed only once the previous day's
+        recordings have all started, so memory holds one day's listing however long the
+        backfill, and the work in flight keeps the cores busy while the next day is listed."""
         for pbx_name, days in plan.items():
             client = self.clients[pbx_name]
             for day in days:
                 if stop.is_set():
-                    break
-                due.extend((client, rec) for rec in await self._due_on(client, day, report))
-        report.due = len(due)
-        if self.on_planned is not None:
-            self.on_planned(len(due))
-        await self.archive_many(due, report, stop)
-        return report
+                    return
+                due = await self._due_on(client, day, report)
+                report.due += len(due)
+                if self.on_planned is not None:
+                    self.on_planned(report.due)  # the total planned so far
+                for rec in due:
+                    yield client, rec
 
     async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
         try:
@@ -339,14 +355,14 @@ class Archiver:
 
     async def archive_many(
         self,
-        items: Sequence[tuple[PbxClient, Recording]],
+        items: Iterable[tuple[PbxClient, Recording]] | AsyncIterable[tuple[PbxClient, Recording]],
         report: PollReport,
         stop: asyncio.Event,
     ) -> None:
         """Archive `items` concurrently; stop starting new ones once `stop` is set."""
         tasks: set[asyncio.Task[None]] = set()
         try:
-            for client, rec in items:
+            async for client, rec in _as_async(items):
                 await self._in_flight.acquire()
                 if stop.is_set():
                     self._in_flight.release()
@@ -354,6 +370,8 @@ class Archiver:
                 task = asyncio.create_task(self._archive_counted(client, rec, report))
                 task.add_done_callback(lambda _: self._in_flight.release())
                 tasks.add(task)
+                # Finished tasks go at once: a backfill of 100,000 must not keep 100,000 tasks.
+                task.add_done_callback(tasks.discard)
             await asyncio.gather(*tasks)
         finally:
             # On cancellation (a shutdown past its grace period) the children go too.
@@ -541,6 +559,15 @@ class Archiver:
         finally:
             self.observer.stage_done(stage, pbx, time.monotonic() - started, ok=ok)
         raise AssertionError("unreachable: retry_context either returns or raises")
+
+
+async def _as_async(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
 
 
 def _is_transient(error: Exception) -> bool:

@@ -179,7 +179,8 @@ def _sample(pid: int, peak: list[int], own: list[float], done: threading.Event) 
     """Until `done`: the peak RSS summed over `pid`'s tree, and `pid`'s own CPU (last seen)."""
     try:
         root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
+        root_exe = root.exe()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return
     while not done.wait(SAMPLE_EVERY_S):
         total = 0
@@ -191,6 +192,8 @@ def _sample(pid: int, peak: list[int], own: list[float], done: threading.Event) 
             return
         for proc in tree:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.ZombieProcess):
+                if proc is not root and proc.exe() == root_exe:
+                    continue  # forked, not yet exec'd: its pages are the parent's, counted
                 rss = proc.memory_info().rss
                 total += rss
                 if proc is root:
