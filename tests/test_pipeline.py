@@ -216,3 +216,11 @@ async def test_the_batching_ffmpeg_engine_archives_everything_too(rig: Rig) -> N
     names = {head["Metadata"]["source-name"] for head in rig.objects().values()}
     assert names == {r.name for r in valid}
     assert not list(cfg.state.work_path.iterdir())
+
+
+async def test_a_backfill_lists_and_plans_day_by_day(rig: Rig) -> None:
+    planned: list[int] = []
+    report = await _run(rig, on_planned=planned.append)
+    first = len([r for r in _valid(rig) if r.started_local.date() == FIRST_DAY])
+    assert planned == [first, len(_valid(rig))]  # the running total, once per listed day
+    assert report.due == report.archived == len(_valid(rig))
