@@ -16,37 +16,39 @@ from archiver.seaweed import SeaweedS3
 
 
 def daemon_toml(
-    pbx_url: str, s3: SeaweedS3, bucket: str, state: Path, *, pbx_extra: str = "", **sections: str
+    pbx_url: str, seaweed: SeaweedS3, bucket: str, state: Path, **tables: dict[str, object]
 ) -> str:
     """A config for the simulator at `pbx_url` and the test's bucket; password from
-    $TEST_PBX_PASSWORD; fast polls and retries. `sections` adds whole tables."""
-    text = f"""
-[pbx]
-url = "{pbx_url}"
-username = "admin"
-password_env = "TEST_PBX_PASSWORD"
-{pbx_extra}
+    $TEST_PBX_PASSWORD; fast polls and retries. Each keyword is a table whose keys are merged
+    over (or added to) the defaults, e.g. `poll={"lookback_days": 0}`."""
+    config: dict[str, dict[str, object]] = {
+        "pbx": {"url": pbx_url, "username": "admin", "password_env": "TEST_PBX_PASSWORD"},
+        "poll": {"settle_s": 0, "lookback_days": 1, "interval_s": 1},
+        "s3": {
+            "bucket": bucket,
+            "endpoint_url": seaweed.endpoint_url,
+            "region": "us-east-1",
+            "addressing_style": "path",
+        },
+        "state": {"path": str(state / "ledger.sqlite3")},
+        "retry": {"attempts": 3, "wait_initial_s": 0, "wait_max_s": 0},
+    }
+    for name, values in tables.items():
+        config.setdefault(name, {}).update(values)
+    return "".join(
+        f"[{name}]\n"
+        + "".join(f"{key} = {_toml_value(value)}\n" for key, value in values.items())
+        + "\n"
+        for name, values in config.items()
+    )
 
-[poll]
-settle_s = 0
-lookback_days = 1
-interval_s = 1
 
-[s3]
-bucket = "{bucket}"
-endpoint_url = "{s3.endpoint_url}"
-region = "us-east-1"
-addressing_style = "path"
-
-[state]
-path = "{state / "ledger.sqlite3"}"
-
-[retry]
-attempts = 3
-wait_initial_s = 0
-wait_max_s = 0
-"""
-    return text + "".join(f"\n[{name}]\n{body}\n" for name, body in sections.items())
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
 def run_archiver(

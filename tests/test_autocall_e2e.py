@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from support import daemon_toml, free_port, run_archiver, wait_for
 
 from archiver.seaweed import SeaweedS3
 from archiver.simulator import SimulatorOptions, SimulatorThread
@@ -21,55 +22,19 @@ PASSWORD = "E2e-Pbx-Secret-31337"
 TOKEN = "e2e-callback-token-4f1c9a7b2d"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def _config(path: Path, sim_url: str, s3: SeaweedS3, bucket: str, http_port: int) -> None:
-    path.write_text(
-        f"""
-[pbx]
-url = "{sim_url}"
-username = "admin"
-password_env = "TEST_PBX_PASSWORD"
-
-[poll]
-settle_s = 0
-lookback_days = 0
-interval_s = 1
-
-[s3]
-bucket = "{bucket}"
-endpoint_url = "{s3.endpoint_url}"
-region = "us-east-1"
-addressing_style = "path"
-
-[state]
-path = "{path.parent / "state" / "ledger.sqlite3"}"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[autocall]
-max_retries = 1
-retry_interval_s = 5
-
-[callbacks]
-enabled = true
-token = "{TOKEN}"
-""",
-        "utf-8",
-    )
+    text = daemon_toml(
+        sim_url, s3, bucket, path.parent / "state",
+        poll={"lookback_days": 0},
+        http={"listen": f"127.0.0.1:{http_port}"},
+        autocall={"max_retries": 1, "retry_interval_s": 5},
+        callbacks={"enabled": True, "token": TOKEN},
+    )  # fmt: skip
+    path.write_text(text, "utf-8")
 
 
 def _archiver(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "archiver", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    return run_archiver(*args, env=env, timeout_s=60)
 
 
 def _dialled_objects(s3: SeaweedS3, bucket: str) -> list[dict[str, Any]]:
@@ -84,7 +49,7 @@ def test_call_callbacks_and_recording_with_dial_status(
     tmp_path: Path, s3_env: dict[str, str], seaweed: SeaweedS3, bucket: str
 ) -> None:
     env = {**os.environ, **s3_env, "TEST_PBX_PASSWORD": PASSWORD}
-    http_port = _free_port()
+    http_port = free_port()
     options = SimulatorOptions(
         username="admin", password=PASSWORD, seed=3, days=0, odd_names=False, junk=False,
         callback_url=f"http://127.0.0.1:{http_port}/pbx/call-result/{TOKEN}",
@@ -98,7 +63,7 @@ def test_call_callbacks_and_recording_with_dial_status(
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
-            _wait_for_port(http_port)
+            wait_for(f"http://127.0.0.1:{http_port}/healthz")
             placed = _archiver("call", "--config", str(config), "03123320404", "--json", env=env)
             assert placed.returncode == 0, placed.stderr
             call = json.loads(placed.stdout)
@@ -138,7 +103,7 @@ def test_call_refuses_bad_numbers_and_reports_unreachable_pbx(
 ) -> None:
     env = {**os.environ, **s3_env, "TEST_PBX_PASSWORD": PASSWORD}
     config = tmp_path / "archiver.toml"
-    _config(config, f"http://127.0.0.1:{_free_port()}", seaweed, "unused-bucket", _free_port())
+    _config(config, f"http://127.0.0.1:{free_port()}", seaweed, "unused-bucket", free_port())
     bad = _archiver("call", "--config", str(config), "0312 332 04 04", env=env)
     assert bad.returncode == 1 and "digits only" in bad.stderr
     down = _archiver("call", "--config", str(config), "903123320404", env=env)
@@ -151,14 +116,3 @@ def test_call_refuses_bad_numbers_and_reports_unreachable_pbx(
     past = _archiver("call", "--config", str(config), "903123320404", "--at", "2020-01-01 10:00",
                      env=env)  # fmt: skip
     assert past.returncode == 1 and "in the past" in past.stderr
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            assert time.monotonic() < deadline, "archiver run never listened"
-            time.sleep(0.2)

@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from support import daemon_toml
 
 from archiver.seaweed import SeaweedS3
 from archiver.simulator import SimulatorOptions, SimulatorThread
@@ -21,33 +22,14 @@ PASSWORD = "Cli-Secret-99173"
 DAY = date(2016, 11, 18)
 
 
-def _toml(sim_url: str, s3: SeaweedS3, bucket: str, state: Path, **sections: str) -> str:
-    text = f"""
-[pbx]
-url = "{sim_url}"
-username = "admin"
-password_env = "TEST_PBX_PASSWORD"
-
-[poll]
-settle_s = 0
-lookback_days = 0
-interval_s = 1
-
-[s3]
-bucket = "{bucket}"
-endpoint_url = "{s3.endpoint_url}"
-region = "us-east-1"
-addressing_style = "path"
-
-[state]
-path = "{state / "ledger.sqlite3"}"
-
-[retry]
-attempts = 2
-wait_initial_s = 0
-wait_max_s = 0
-"""
-    return text + "".join(f"\n[{name}]\n{body}\n" for name, body in sections.items())
+def _toml(
+    sim_url: str, s3: SeaweedS3, bucket: str, state: Path, **tables: dict[str, object]
+) -> str:
+    defaults: dict[str, dict[str, object]] = {
+        "poll": {"lookback_days": 0},
+        "retry": {"attempts": 2},
+    }
+    return daemon_toml(sim_url, s3, bucket, state, **(defaults | tables))
 
 
 @pytest.fixture
@@ -145,7 +127,7 @@ def test_sigterm_stops_cleanly(
     with SimulatorThread(options) as slow_sim:
         config = tmp_path / "a.toml"
         config.write_text(
-            _toml(slow_sim.base_url, seaweed, bucket, tmp_path, daemon="shutdown_grace_s = 2"),
+            _toml(slow_sim.base_url, seaweed, bucket, tmp_path, daemon={"shutdown_grace_s": 2}),
             "utf-8",
         )
         process = subprocess.Popen(
@@ -181,7 +163,7 @@ def test_daemon_serves_healthz(
         port = probe.getsockname()[1]
     config = tmp_path / "a.toml"
     config.write_text(
-        _toml(sim.base_url, seaweed, bucket, tmp_path, http=f'listen = "127.0.0.1:{port}"'),
+        _toml(sim.base_url, seaweed, bucket, tmp_path, http={"listen": f"127.0.0.1:{port}"}),
         "utf-8",
     )
     process = subprocess.Popen(

@@ -28,6 +28,7 @@ import structlog
 from aiohttp import web
 from botocore.config import Config
 from structlog.testing import capture_logs
+from support import daemon_toml
 
 from archiver.config import parse_config
 from archiver.daemon import Archiver
@@ -42,38 +43,17 @@ PASSWORD = "Crash-Secret-31337"
 DAY = date(2016, 11, 18)
 
 
-def _toml(sim_url: str, s3: SeaweedS3, bucket: str, state: Path, **sections: str) -> str:
-    text = f"""
-[pbx]
-url = "{sim_url}"
-username = "admin"
-password_env = "TEST_PBX_PASSWORD"
-request_timeout_s = 5
-
-[poll]
-settle_s = 0
-lookback_days = 0
-interval_s = 1
-
-[transcode]
-workers = 2
-
-[s3]
-bucket = "{bucket}"
-endpoint_url = "{s3.endpoint_url}"
-region = "us-east-1"
-addressing_style = "path"
-stale_multipart_s = 0
-
-[state]
-path = "{state / "ledger.sqlite3"}"
-
-[retry]
-attempts = 4
-wait_initial_s = 0
-wait_max_s = 0
-"""
-    return text + "".join(f"\n[{name}]\n{body}\n" for name, body in sections.items())
+def _toml(
+    sim_url: str, s3: SeaweedS3, bucket: str, state: Path, **tables: dict[str, object]
+) -> str:
+    defaults: dict[str, dict[str, object]] = {
+        "pbx": {"request_timeout_s": 5},
+        "poll": {"lookback_days": 0},
+        "transcode": {"workers": 2},
+        "s3": {"stale_multipart_s": 0},
+        "retry": {"attempts": 4},
+    }
+    return daemon_toml(sim_url, s3, bucket, state, **(defaults | tables))
 
 
 @pytest.fixture
@@ -248,7 +228,7 @@ def test_daemon_with_wrong_credentials_backs_off_and_says_so(
     with SimulatorThread(options) as sim:
         config = tmp_path / "a.toml"
         config.write_text(
-            _toml(sim.base_url, seaweed, bucket, tmp_path, daemon="auth_backoff_max_s = 3"),
+            _toml(sim.base_url, seaweed, bucket, tmp_path, daemon={"auth_backoff_max_s": 3}),
             "utf-8",
         )
         wrong = "Wrong-Password-000"
@@ -284,7 +264,7 @@ def test_second_signal_exits_at_once_and_leaves_a_consistent_ledger(
     with SimulatorThread(options) as slow_sim:
         config = tmp_path / "a.toml"
         config.write_text(
-            _toml(slow_sim.base_url, seaweed, bucket, tmp_path, daemon="shutdown_grace_s = 60"),
+            _toml(slow_sim.base_url, seaweed, bucket, tmp_path, daemon={"shutdown_grace_s": 60}),
             "utf-8",
         )
         process = _spawn(config, env, *_backfill_args())

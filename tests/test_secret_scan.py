@@ -171,9 +171,10 @@ def test_no_secret_in_daemon_output_or_endpoints(
     port = free_port()
     config = tmp_path / "a.toml"
     text = daemon_toml(
-        faulty_sim.base_url, seaweed, bucket, tmp_path, http=f'listen = "127.0.0.1:{port}"'
-    )
-    config.write_text(text.replace("lookback_days = 1", "lookback_days = 0"), "utf-8")
+        faulty_sim.base_url, seaweed, bucket, tmp_path,
+        http={"listen": f"127.0.0.1:{port}"}, poll={"lookback_days": 0},
+    )  # fmt: skip
+    config.write_text(text, "utf-8")
     process = subprocess.Popen(
         [sys.executable, "-m", "archiver", "run", "--config", str(config)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -248,7 +248,7 @@ def test_run_under_systemd(
         )
         config = tmp_path / "a.toml"
         text = daemon_toml(sim.base_url, seaweed, bucket, tmp_path,
-                           http=f'listen = "127.0.0.1:{port}"')  # fmt: skip
+                           http={"listen": f"127.0.0.1:{port}"})  # fmt: skip
         config.write_text(text, "utf-8")
         process = subprocess.Popen(
             [sys.executable, "-m", "archiver", "run", "--config", str(config)],

@@ -188,7 +188,7 @@ def test_verify_off_warns_at_every_start(
         assert sim.base_url.startswith("https://")
         config = tmp_path / "a.toml"
         config.write_text(
-            daemon_toml(sim.base_url, seaweed, bucket, tmp_path, pbx_extra="verify_tls = false"),
+            daemon_toml(sim.base_url, seaweed, bucket, tmp_path, pbx={"verify_tls": False}),
             "utf-8",
         )
         args = ("--config", str(config), "--from", DAY.isoformat(), "--to", DAY.isoformat())
