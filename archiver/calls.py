@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from archiver.autocall import AutocallRequest, InvalidNumber, normalise_number
+from archiver.ledger import connect
 from archiver.names import Recording
 
 __all__ = ["CallEvent", "CallLog", "CallSummary", "EventKind", "PlacedState"]
@@ -101,11 +102,7 @@ class CallLog:
     def open(cls, path: Path, *, window_s: float = 3600.0) -> CallLog:
         """Open (creating the tables if needed) the call log in the SQLite file at `path`.
         `window_s`: how long after a call was dialled its callbacks and recording belong to it."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA busy_timeout=5000")
+        connection = connect(path)
         connection.executescript(_SCHEMA)
         return cls(connection, window_s=window_s)
 

@@ -22,7 +22,7 @@ from typing import Literal
 
 from archiver.names import Recording
 
-__all__ = ["FINAL_STATES", "STATES", "Ledger", "LedgerEntry", "State"]
+__all__ = ["FINAL_STATES", "STATES", "Ledger", "LedgerEntry", "State", "connect"]
 
 State = Literal["discovered", "downloaded", "transcoded", "verified", "failed", "empty"]
 STATES: tuple[State, ...] = (
@@ -75,6 +75,19 @@ class LedgerEntry:
     updated_at: float
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the state file at `path` (creating its folder) the way every table in it is used:
+    autocommit, WAL, and waiting rather than failing while another connection writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    # NORMAL keeps every commit through a process crash (SIGKILL); only power loss can undo
+    # the last few, and the bucket-side HEAD check covers that case too.
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
 class Ledger:
     """Recording states in a SQLite file. Not shared between processes that write at once."""
 
@@ -84,13 +97,7 @@ class Ledger:
     @classmethod
     def open(cls, path: Path) -> Ledger:
         """Open (creating if needed) the ledger at `path`, with its folder."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        connection.execute("PRAGMA journal_mode=WAL")
-        # NORMAL keeps every commit through a process crash (SIGKILL); only power loss can
-        # undo the last few, and the bucket-side HEAD check covers that case too.
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("PRAGMA busy_timeout=5000")
+        connection = connect(path)
         connection.executescript(_SCHEMA)
         connection.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         return cls(connection)
