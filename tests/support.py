@@ -9,10 +9,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
+from archiver.config import Config, S3Config, parse_config
+from archiver.daemon import Archiver, PollReport
+from archiver.ledger import Ledger
+from archiver.pbx import PbxClient
 from archiver.seaweed import SeaweedS3
+from archiver.simulator import SimulatorOptions, start_simulator
+from archiver.store import S3Store
+from archiver.transcode import find_ffmpeg
 
 
 def daemon_toml(
@@ -113,3 +125,75 @@ def metric_value(body: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return float(sample.value)
     raise AssertionError(f"no sample {name}{labels}")
+
+
+@dataclass
+class Rig:
+    """An in-process archiver (real HTTP, ffmpeg, SQLite) against a running simulator and the
+    session's SeaweedFS."""
+
+    cfg: Config
+    options: SimulatorOptions
+    runner: web.AppRunner
+    s3: SeaweedS3
+    tmp: Path
+
+    def archiver(self, **kwargs: Any) -> Archiver:
+        pbx = self.cfg.pbx[0]
+        return Archiver(
+            cfg=self.cfg,
+            ledger=Ledger.open(self.cfg.state.path),
+            store=S3Store(self.cfg.s3),
+            clients={pbx.name: PbxClient(pbx, self.options.password)},
+            ffmpeg=find_ffmpeg(None),
+            **kwargs,
+        )
+
+    async def archive(
+        self, days: Sequence[date], *, polls: int = 1, **kwargs: Any
+    ) -> list[PollReport]:
+        """Archive `days` `polls` times with one Archiver: one life of the process."""
+        archiver = self.archiver(**kwargs)
+        try:
+            return [await archiver.archive_days({"pbx": days}) for _ in range(polls)]
+        finally:
+            for client in archiver.clients.values():
+                await client.close()
+            archiver.close()
+            archiver.ledger.close()
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """Every object in the bucket, by key, with its HEAD answer."""
+        client = self.s3.client()
+        found: dict[str, dict[str, Any]] = {}
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.s3.bucket):
+            for item in page.get("Contents", []):
+                head = client.head_object(Bucket=self.cfg.s3.bucket, Key=item["Key"])
+                found[item["Key"]] = dict(head)
+        return found
+
+
+async def start_rig(
+    options: SimulatorOptions,
+    s3_config: S3Config,
+    seaweed: SeaweedS3,
+    tmp: Path,
+    tables: Mapping[str, Mapping[str, object]] | None = None,
+) -> Rig:
+    """Start the simulator and validate a config for it (fast retries, settle 0); `tables`
+    are merged over the defaults. The caller cleans up `rig.runner`."""
+    runner, port = await start_simulator(options)
+    document: dict[str, dict[str, object]] = {
+        "pbx": {"url": f"http://127.0.0.1:{port}", "username": "admin",
+                "password": options.password},
+        "s3": s3_config.model_dump(exclude_none=True),
+        "poll": {"settle_s": 0},
+        "transcode": {"workers": 2},
+        "state": {"path": str(tmp / "state" / "ledger.sqlite3")},
+        # Waits switched off through the configuration: the retries themselves still run.
+        "retry": {"attempts": 3, "wait_initial_s": 0, "wait_max_s": 0},
+    }  # fmt: skip
+    for section, values in (tables or {}).items():
+        document[section] = {**document.get(section, {}), **values}
+    cfg = parse_config(document, "test")
+    return Rig(cfg=cfg, options=options, runner=runner, s3=seaweed, tmp=tmp)

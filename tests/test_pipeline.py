@@ -7,23 +7,20 @@ import dataclasses
 import hashlib
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp import web
 from mutagen.mp3 import MP3
+from support import Rig, start_rig
 
-from archiver.config import Config, S3Config, parse_config
-from archiver.daemon import Archiver, PollReport
+from archiver.config import S3Config
+from archiver.daemon import PollReport
 from archiver.ledger import Ledger
-from archiver.pbx import PbxClient
 from archiver.seaweed import SeaweedS3
-from archiver.simulator import CORPUS_KEY, SimulatorOptions, start_simulator
-from archiver.store import S3Store
+from archiver.simulator import CORPUS_KEY, SimulatorOptions
 from archiver.transcode import find_ffmpeg
 
 PASSWORD = "Pipeline-Secret-4242"
@@ -35,46 +32,9 @@ METADATA = {
 }  # fmt: skip
 
 
-@dataclass
-class Rig:
-    cfg: Config
-    options: SimulatorOptions
-    runner: web.AppRunner
-    s3: SeaweedS3
-    tmp: Path
-
-    def archiver(self, **kwargs: Any) -> Archiver:
-        pbx = self.cfg.pbx[0]
-        return Archiver(
-            cfg=self.cfg,
-            ledger=Ledger.open(self.cfg.state.path),
-            store=S3Store(self.cfg.s3),
-            clients={pbx.name: PbxClient(pbx, PASSWORD)},
-            ffmpeg=find_ffmpeg(None),
-            **kwargs,
-        )
-
-    def objects(self) -> dict[str, dict[str, Any]]:
-        client = self.s3.client()
-        found: dict[str, dict[str, Any]] = {}
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.s3.bucket):
-            for item in page.get("Contents", []):
-                found[item["Key"]] = dict(
-                    client.head_object(Bucket=self.cfg.s3.bucket, Key=item["Key"])
-                )
-        return found
-
-
 async def _run(rig: Rig, days: int = 2, **kwargs: Any) -> PollReport:
-    archiver = rig.archiver(**kwargs)
-    try:
-        plan = {"pbx": [FIRST_DAY + timedelta(days=n) for n in range(days)]}
-        return await archiver.archive_days(plan)
-    finally:
-        for client in archiver.clients.values():
-            await client.close()
-        archiver.close()
-        archiver.ledger.close()
+    (report,) = await rig.archive([FIRST_DAY + timedelta(days=n) for n in range(days)], **kwargs)
+    return report
 
 
 @pytest.fixture
@@ -85,22 +45,11 @@ async def rig(
         username="admin", password=PASSWORD, seed=11, start=FIRST_DAY, days=2, per_day=5,
         max_duration_s=90,
     )  # fmt: skip
-    runner, port = await start_simulator(options)
-    cfg = parse_config(
-        {
-            "pbx": {"url": f"http://127.0.0.1:{port}", "username": "admin", "password": PASSWORD},
-            "s3": s3_config.model_dump(exclude_none=True),
-            "poll": {"settle_s": 0},
-            "transcode": {"workers": 2},
-            "state": {"path": str(tmp_path / "state" / "ledger.sqlite3")},
-            "retry": {"attempts": 3, "wait_initial_s": 0, "wait_max_s": 0},
-        },
-        "test",
-    )
+    rig = await start_rig(options, s3_config, seaweed, tmp_path)
     try:
-        yield Rig(cfg=cfg, options=options, runner=runner, s3=seaweed, tmp=tmp_path)
+        yield rig
     finally:
-        await runner.cleanup()
+        await rig.runner.cleanup()
 
 
 def _valid(rig: Rig) -> list[Any]:

@@ -12,7 +12,6 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,66 +19,32 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import structlog
+import support
 from aiohttp import web
 from structlog.testing import capture_logs
 
 from archiver import cli
 from archiver.backoff import CredentialBackoff
-from archiver.config import Config, S3Config, parse_config
-from archiver.daemon import Archiver, PollReport
+from archiver.config import S3Config
+from archiver.daemon import PollReport
 from archiver.ledger import Ledger
 from archiver.names import InvalidName, parse_path
-from archiver.pbx import PbxClient
 from archiver.reconcile import Unmappable, map_object, reconcile
 from archiver.seaweed import SeaweedS3
-from archiver.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions, start_simulator
+from archiver.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions
 from archiver.simulator.hostile import hostile_body, hostile_lines
 from archiver.simulator.server import add_arguments, options_from_args
 from archiver.store import ObjectInfo, S3Store
-from archiver.transcode import find_ffmpeg
 
 PASSWORD = "Reliable-Secret-5150"
 IST = ZoneInfo("Europe/Istanbul")
 DAY = date(2016, 11, 18)
 
 
-@dataclass
-class Rig:
-    cfg: Config
-    options: SimulatorOptions
-    runner: web.AppRunner
-    s3: SeaweedS3
-    tmp: Path
-
-    def archiver(self) -> Archiver:
-        pbx = self.cfg.pbx[0]
-        return Archiver(
-            cfg=self.cfg,
-            ledger=Ledger.open(self.cfg.state.path),
-            store=S3Store(self.cfg.s3),
-            clients={pbx.name: PbxClient(pbx, PASSWORD)},
-            ffmpeg=find_ffmpeg(None),
-        )
-
+class Rig(support.Rig):
     async def run(self, polls: int = 1) -> list[PollReport]:
         """Archive DAY `polls` times with one Archiver (one process life)."""
-        archiver = self.archiver()
-        try:
-            return [await archiver.archive_days({"pbx": [DAY]}) for _ in range(polls)]
-        finally:
-            for client in archiver.clients.values():
-                await client.close()
-            archiver.close()
-            archiver.ledger.close()
-
-    def objects(self) -> dict[str, dict[str, Any]]:
-        client = self.s3.client()
-        found: dict[str, dict[str, Any]] = {}
-        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.cfg.s3.bucket):
-            for item in page.get("Contents", []):
-                head = client.head_object(Bucket=self.cfg.s3.bucket, Key=item["Key"])
-                found[item["Key"]] = dict(head)
-        return found
+        return await self.archive([DAY], polls=polls)
 
     def body(self, key: str) -> bytes:
         response = self.s3.client().get_object(Bucket=self.cfg.s3.bucket, Key=key)
@@ -113,21 +78,12 @@ async def make_rig(
         options = SimulatorOptions(
             username="admin", password=PASSWORD, start=DAY, days=1, **settings
         )
-        runner, port = await start_simulator(options)
-        runners.append(runner)
-        document: dict[str, Any] = {
-            "pbx": {"url": f"http://127.0.0.1:{port}", "username": "admin", "password": PASSWORD},
-            "s3": s3_config.model_dump(exclude_none=True),
-            "poll": {"settle_s": 0},
-            "transcode": {"workers": 2},
-            "state": {"path": str(tmp_path / "state" / "ledger.sqlite3")},
-            # Waits switched off through the configuration: the retries themselves still run.
-            "retry": {"attempts": 10, "wait_initial_s": 0, "wait_max_s": 0},
-        }
+        tables: dict[str, dict[str, Any]] = {"retry": {"attempts": 10}}
         for section, values in (config or {}).items():
-            document[section] = {**document.get(section, {}), **values}
-        cfg = parse_config(document, "test")
-        return Rig(cfg=cfg, options=options, runner=runner, s3=seaweed, tmp=tmp_path)
+            tables[section] = {**tables.get(section, {}), **values}
+        base = await support.start_rig(options, s3_config, seaweed, tmp_path, tables)
+        runners.append(base.runner)
+        return Rig(cfg=base.cfg, options=options, runner=base.runner, s3=seaweed, tmp=tmp_path)
 
     yield make
     for runner in runners:
