@@ -86,7 +86,6 @@ class PollReport:
     failed: int = 0
     empty: int = 0
     listing_errors: list[str] = field(default_factory=list)
-    auth_failed: bool = False
     auth_refused: list[str] = field(default_factory=list)  # PBX names that refused us
     backing_off: list[str] = field(default_factory=list)  # PBX names skipped this poll
 
@@ -282,7 +281,6 @@ class Archiver:
         except RecordingFailed as error:
             report.listing_errors.append(error.reason)
             refused = isinstance(error.__cause__, PbxAuthError)
-            report.auth_failed = report.auth_failed or refused
             if refused and client.name not in report.auth_refused:
                 report.auth_refused.append(client.name)
             log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
@@ -381,10 +379,7 @@ class Archiver:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _archive_counted(self, client: PbxClient, rec: Recording, report: PollReport) -> None:
-        # Bound in this task's own context, so every event about the recording (stamina's retry
-        # events, the PBX client's) carries its pbx and uniqueid.
-        with structlog.contextvars.bound_contextvars(pbx=rec.pbx, uniqueid=rec.uniqueid):
-            outcome = await self.archive_one(client, rec)
+        outcome = await self.archive_one(client, rec)
         report.add_outcome(outcome)
         self.observer.finished(rec.pbx, outcome)
         if self.on_done is not None:
@@ -393,7 +388,14 @@ class Archiver:
     async def archive_one(self, client: PbxClient, rec: Recording) -> str:
         """Archive one recording; return its outcome: archived, already_present, failed or empty.
         Never raises for a recording's own problems; they end in the ledger with a reason."""
-        bound = log.bind(pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name)
+        # Bound in this task's own context, so every event about the recording (stamina's retry
+        # events, the PBX client's) carries its pbx and uniqueid.
+        with structlog.contextvars.bound_contextvars(
+            pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name
+        ):
+            return await self._archive_bound(client, rec)
+
+    async def _archive_bound(self, client: PbxClient, rec: Recording) -> str:
         token = _work_token(rec)
         source = self.work_dir / f"{token}.src"
         mp3 = self.work_dir / f"{token}.mp3"
@@ -401,50 +403,50 @@ class Archiver:
         try:
             stored = await self._stages(client, rec, source, mp3)
         except BadAudio as error:
-            if not error.empty:
-                self.ledger.fail(rec.key, f"bad audio: {error.reason}", retryable=False)
-                bound.warning("failed", stage="transcode", reason=error.reason)
-                return "failed"
-            return await self._empty(client, rec, source, error.reason)
+            if error.empty:
+                return await self._empty(rec, source, error.reason)
+            return self._failed(rec, f"bad audio: {error.reason}", retryable=False)
         except RecordingFailed as error:
-            self.ledger.fail(rec.key, error.reason, retryable=error.transient)
-            bound.warning("failed", reason=error.reason, retryable=error.transient)
-            return "failed"
+            return self._failed(rec, error.reason, retryable=error.transient)
         except Exception as error:  # a bug or a local fault (disk full): this recording only
-            reason = f"unexpected {type(error).__name__}: {error}"
-            self.ledger.fail(rec.key, reason, retryable=True)
-            bound.exception("failed", reason=reason)
-            return "failed"
+            return self._failed(rec, f"unexpected {type(error).__name__}: {error}", unexpected=True)
         finally:
             source.unlink(missing_ok=True)
             mp3.unlink(missing_ok=True)
         outcome = "already_present" if stored.already_present else "archived"
-        bound.info(outcome, key=stored.key, seconds=round(time.monotonic() - started, 3))
+        log.info(outcome, key=stored.key, seconds=round(time.monotonic() - started, 3))
         return outcome
 
-    async def _empty(self, client: PbxClient, rec: Recording, source: Path, reason: str) -> str:
+    def _failed(
+        self, rec: Recording, reason: str, *, retryable: bool = True, unexpected: bool = False
+    ) -> str:
+        """Record `rec` as failed with `reason` (an unexpected error with its traceback)."""
+        self.ledger.fail(rec.key, reason, retryable=retryable)
+        if unexpected:
+            log.exception("failed", reason=reason)
+        else:
+            log.warning("failed", reason=reason, retryable=retryable)
+        return "failed"
+
+    async def _empty(self, rec: Recording, source: Path, reason: str) -> str:
         """Record a header-only/zero-length source as `empty`; with `on_empty = "quarantine"`
         store its original bytes first. Return the outcome (`empty`, or `failed` if the
         quarantine upload ran out of retries: retryable, so the next poll tries again)."""
-        bound = log.bind(pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name)
+        kept_at: str | None = None
         if self.cfg.transcode.on_empty == "quarantine":
             try:
                 stored = await self._retry(
                     lambda: self._quarantine(rec, source, reason), "quarantine", rec.pbx
                 )
             except RecordingFailed as failure:
-                self.ledger.fail(rec.key, failure.reason, retryable=True)
-                bound.warning("failed", stage="quarantine", reason=failure.reason)
-                return "failed"
+                return self._failed(rec, failure.reason)
             except Exception as error:  # a local fault (unreadable file): this recording only
-                failed = f"quarantine: unexpected {type(error).__name__}: {error}"
-                self.ledger.fail(rec.key, failed, retryable=True)
-                bound.exception("failed", reason=failed)
-                return "failed"
-            self.ledger.advance(rec.key, "empty", object_key=stored.key)
-            reason = f"{reason} (original kept at {stored.key})"
-        self.ledger.mark_empty(rec.key, reason)
-        bound.info("empty", reason=reason)
+                name = type(error).__name__
+                return self._failed(rec, f"quarantine: unexpected {name}: {error}", unexpected=True)
+            kept_at = stored.key
+            reason = f"{reason} (original kept at {kept_at})"
+        self.ledger.mark_empty(rec.key, reason, object_key=kept_at)
+        log.info("empty", reason=reason)
         return "empty"
 
     async def _quarantine(self, rec: Recording, source: Path, reason: str) -> StoredObject:

@@ -148,10 +148,13 @@ class Ledger:
             (int(retryable), reason[:500], time.time(), key),
         )
 
-    def mark_empty(self, key: str, reason: str) -> None:
+    def mark_empty(self, key: str, reason: str, *, object_key: str | None = None) -> None:
+        """Mark one recording `empty` (nothing to archive) with `reason`, and where its original
+        was kept, if it was."""
         self._db.execute(
-            "UPDATE recordings SET state = 'empty', last_error = ?, updated_at = ? WHERE key = ?",
-            (reason[:500], time.time(), key),
+            "UPDATE recordings SET state = 'empty', last_error = ?, object_key = ?, updated_at = ?"
+            " WHERE key = ?",
+            (reason[:500], object_key, time.time(), key),
         )
 
     def restore(
