@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 from archiver.autocall import AutocallRequest, InvalidNumber, normalise_number
+from archiver.config import Config
 from archiver.ledger import connect
 from archiver.names import Recording
 
@@ -106,6 +107,11 @@ class CallLog:
         connection.executescript(_SCHEMA)
         return cls(connection, window_s=window_s)
 
+    @classmethod
+    def for_config(cls, cfg: Config) -> CallLog:
+        """The call log of the configured state file and match window."""
+        return cls.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+
     def close(self) -> None:
         self._db.close()
 
@@ -133,17 +139,10 @@ class CallLog:
         self, *, number: str | None = None, since: float | None = None, limit: int = _MAX_LISTED
     ) -> list[CallSummary]:
         """The placed calls, newest first, optionally to one number and dialled since `since`."""
-        clauses: list[str] = ["1 = 1"]
-        values: list[str | float] = []
-        if number is not None:
-            clauses.append("number = ?")
-            values.append(number)
-        if since is not None:
-            clauses.append("dial_at >= ?")
-            values.append(since)
+        where, values = _where(("number = ?", number), ("dial_at >= ?", since))
         rows = self._db.execute(
             "SELECT id, pbx, number, placed_at, dial_at, state, reply, params FROM autocalls"
-            f" WHERE {' AND '.join(clauses)} ORDER BY dial_at DESC, id DESC LIMIT ?",
+            f" WHERE {where} ORDER BY dial_at DESC, id DESC LIMIT ?",
             (*values, limit),
         ).fetchall()
         return [self._summary(row) for row in rows]
@@ -217,17 +216,10 @@ class CallLog:
         self, *, autocall_id: int | None = None, number: str | None = None
     ) -> list[CallEvent]:
         """Callback events in arrival order, for one call or one number (or all)."""
-        clauses: list[str] = ["1 = 1"]
-        values: list[str | int] = []
-        if autocall_id is not None:
-            clauses.append("autocall_id = ?")
-            values.append(autocall_id)
-        if number is not None:
-            clauses.append("number = ?")
-            values.append(number)
+        where, values = _where(("autocall_id = ?", autocall_id), ("number = ?", number))
         rows = self._db.execute(
             "SELECT id, autocall_id, number, status, kind, ended, received_at, source"
-            f" FROM call_events WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+            f" FROM call_events WHERE {where} ORDER BY id LIMIT ?",
             (*values, _MAX_LISTED),
         )
         return [
@@ -286,3 +278,12 @@ def _lenient_number(party: str) -> str | None:
         return normalise_number(party)
     except InvalidNumber:
         return None
+
+
+def _where(
+    *conditions: tuple[str, str | int | float | None],
+) -> tuple[str, list[str | int | float]]:
+    """AND the fixed `clause`s whose value is given; return the SQL text and its parameters."""
+    given = [(clause, value) for clause, value in conditions if value is not None]
+    text = " AND ".join(clause for clause, _ in given) or "1 = 1"
+    return text, [value for _, value in given if value is not None]

@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -145,12 +145,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    ledger = Ledger.open(cfg.state.path)
-    try:
+    with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
         counts = ledger.counts()
         failures = ledger.recent_failures(10)
-    finally:
-        ledger.close()
     if args.json:
         print(json.dumps({"counts": counts, "failures": [asdict(f) for f in failures]}, indent=2))
         return EXIT_OK
@@ -162,11 +159,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_retry(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    ledger = Ledger.open(cfg.state.path)
-    try:
+    with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
         requeued = ledger.requeue_failed(only_retryable=not args.failed)
-    finally:
-        ledger.close()
     print(f"re-queued {requeued} recording(s)")
     return EXIT_OK
 
@@ -175,16 +169,14 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     from archiver.reconcile import reconcile
 
     cfg = _load(args)
-    ledger = Ledger.open(cfg.state.path)
     try:
-        store = S3Store(cfg.s3)
-        store.check_access()
-        report = reconcile(cfg, store, ledger)
+        with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
+            store = S3Store(cfg.s3)
+            store.check_access()
+            report = reconcile(cfg, store, ledger)
     except StoreError as error:
         print(f"error: {error.reason}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    finally:
-        ledger.close()
     if args.json:
         print(json.dumps(asdict(report), indent=2))
         return EXIT_OK
@@ -214,7 +206,7 @@ async def _ls(cfg: Config, args: argparse.Namespace) -> int:
     day = args.date or _today(tz)
     try:
         pattern = args.pattern or date_pattern(day)
-        client = PbxClient(pbx, _password(pbx))
+        client = PbxClient(pbx, pbx.resolve_password())
         try:
             listing = await client.find(pattern)
         finally:
@@ -249,23 +241,17 @@ async def _ls(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _today(tz: ZoneInfo) -> date:
-    from datetime import datetime
-
     return datetime.now(tz).date()
 
 
-def _password(pbx: Any) -> str:
-    password: str = pbx.resolve_password()
-    register_secret(password)
-    return password
-
-
 @contextlib.asynccontextmanager
-async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
+async def _archiver(cfg: Config, calls: CallLog) -> AsyncIterator[Archiver]:
+    """The Archiver for `cfg`, with its PBX clients, ledger and store; closed on exit. Archived
+    recordings of calls placed through archiver get their dial status from `calls`."""
     ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
-    clients = {pbx.name: PbxClient(pbx, _password(pbx)) for pbx in cfg.pbx}
+    clients = {pbx.name: PbxClient(pbx, pbx.resolve_password()) for pbx in cfg.pbx}
     for pbx in cfg.pbx:
-        if pbx.url.startswith("https://") and not pbx.verify_tls and pbx.tls_fingerprint is None:
+        if pbx.tls_unverified:
             log.warning("tls_verification_off", pbx=pbx.name)
     register_secret(await asyncio.to_thread(_s3_secret_key))
     removed = clear_work_dir(cfg.state.work_path)
@@ -273,7 +259,6 @@ async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
         log.info("work_dir_cleared", removed=removed)
     ledger = Ledger.open(cfg.state.path)
     store = S3Store(cfg.s3)
-    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
     archiver = Archiver(cfg=cfg, ledger=ledger, store=store, clients=clients, ffmpeg=ffmpeg)
     archiver.extra_metadata = calls.recording_metadata
     try:
@@ -283,7 +268,6 @@ async def _archiver(cfg: Config) -> AsyncIterator[Archiver]:
             await client.close()
         await asyncio.to_thread(archiver.close)
         ledger.close()
-        calls.close()
 
 
 def _s3_secret_key() -> str:
@@ -316,7 +300,7 @@ def _security_warnings(path: Path, cfg: Config) -> list[str]:
         f"pbx {pbx.name!r}: verify_tls = false: the PBX's certificate is not checked "
         "(set ca_file or tls_fingerprint instead)"
         for pbx in cfg.pbx
-        if pbx.url.startswith("https://") and not pbx.verify_tls and pbx.tls_fingerprint is None
+        if pbx.tls_unverified
     ]
     return warnings
 
@@ -337,16 +321,22 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
-    async with _archiver(cfg) as archiver:
-        if not await _store_reachable(archiver):
-            return EXIT_UNREACHABLE
-        with _progress(archiver):
-            report = await _until_signalled(cfg, lambda stop: archiver.archive_days(plan, stop))
+    with contextlib.closing(CallLog.for_config(cfg)) as calls:
+        async with _archiver(cfg, calls) as archiver:
+            if not await _store_reachable(archiver):
+                return EXIT_UNREACHABLE
+            with _progress(archiver):
+                report = await _until_signalled(cfg, lambda stop: archiver.archive_days(plan, stop))
     return _finish(report)
 
 
 async def _run(cfg: Config, *, once: bool) -> int:
-    async with _archiver(cfg) as archiver:
+    with contextlib.closing(CallLog.for_config(cfg)) as calls:
+        return await _run_with(cfg, calls, once=once)
+
+
+async def _run_with(cfg: Config, calls: CallLog, *, once: bool) -> int:
+    async with _archiver(cfg, calls) as archiver:
         if not await _store_reachable(archiver):
             return EXIT_UNREACHABLE
         if once:
@@ -364,19 +354,20 @@ async def _run(cfg: Config, *, once: bool) -> int:
         # doubling pause, each one logged. One-shot commands exit 2 instead.
         for name in await check_pbxs(archiver.clients):
             archiver.back_off(name)
-        async with _http_server(cfg, health, metrics):
+        async with _http_server(cfg, health, metrics, calls):
             service.ready()
             await _until_signalled(cfg, lambda stop: _loop(archiver, service, stop))
     return EXIT_OK
 
 
 @contextlib.asynccontextmanager
-async def _http_server(cfg: Config, health: Health, metrics: Metrics) -> AsyncIterator[None]:
+async def _http_server(
+    cfg: Config, health: Health, metrics: Metrics, calls: CallLog
+) -> AsyncIterator[None]:
     if cfg.http.listen is None:
         yield
         return
     app = build_http_app(health)
-    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
     token = cfg.callbacks.resolve_token()
     if token is not None:
         register_secret(token)
@@ -392,7 +383,6 @@ async def _http_server(cfg: Config, health: Health, metrics: Metrics) -> AsyncIt
         yield
     finally:
         await runner.cleanup()
-        calls.close()
 
 
 async def _loop(archiver: Archiver, service: Service, stop: asyncio.Event) -> PollReport:
@@ -494,6 +484,6 @@ def _summary(report: PollReport) -> dict[str, Any]:
 
 def _finish(report: PollReport) -> int:
     log.info("done", **_summary(report))
-    if report.auth_failed or (report.listing_errors and report.listed == 0):
+    if report.auth_refused or (report.listing_errors and report.listed == 0):
         return EXIT_UNREACHABLE
     return EXIT_SOME_FAILED if report.failed or report.listing_errors else EXIT_OK

@@ -140,6 +140,13 @@ class PbxConfig(_Strict):
             raise ValueError("give ca_file or tls_fingerprint, not both")
         return self
 
+    @property
+    def tls_unverified(self) -> bool:
+        """HTTPS with neither certificate verification nor a pinned fingerprint."""
+        return (
+            self.url.startswith("https://") and not self.verify_tls and self.tls_fingerprint is None
+        )
+
     def resolve_password(self) -> str:
         """Return the password from its configured source. Raise `ConfigError` if unreadable."""
         where = f"pbx {self.name!r}"

@@ -22,7 +22,6 @@ from archiver.autocall import pbx_datetime as to_pbx_datetime
 from archiver.calls import CallLog, CallSummary
 from archiver.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 from archiver.config import Config, PbxConfig, config_path, load_config
-from archiver.logs import register_secret
 from archiver.pbx import PbxClient, PbxError
 
 __all__ = ["add_call_parsers"]
@@ -92,10 +91,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
             detail=args.detail,
             datetime_param=to_pbx_datetime(args.at, tz, now=now),
         )
-    except InvalidNumber as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ValueError as error:
+    except ValueError as error:  # InvalidNumber included: its text is its reason
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     at: datetime | None = args.at
@@ -106,12 +102,10 @@ def _cmd_call(args: argparse.Namespace) -> int:
 async def _place(
     cfg: Config, pbx: PbxConfig, request: AutocallRequest, dial_at: float, *, as_json: bool
 ) -> int:
-    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+    calls = CallLog.for_config(cfg)
     try:
         call_id = calls.begin(pbx.name, request, dial_at=dial_at)
-        password = pbx.resolve_password()
-        register_secret(password)
-        client = PbxClient(pbx, password)
+        client = PbxClient(pbx, pbx.resolve_password())
         try:
             reply = await client.place_call(request)
         except PbxError as error:
@@ -141,7 +135,7 @@ def _cmd_calls(args: argparse.Namespace) -> int:
             print(f"error: {error.reason}", file=sys.stderr)
             return EXIT_CONFIG
     since = None if args.since is None else args.since.astimezone().timestamp()
-    calls = CallLog.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+    calls = CallLog.for_config(cfg)
     try:
         found = calls.calls(number=number, since=since)
     finally:

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import re
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,9 +23,11 @@ import aiofiles
 import aiofiles.os
 import aiohttp
 import structlog
+from aiohttp import ClientResponse
 
 from archiver.autocall import AutocallRequest
 from archiver.config import PbxConfig
+from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
 
 __all__ = [
@@ -152,6 +155,8 @@ class PbxClient:
 
     def __post_init__(self) -> None:
         self._gate = asyncio.Semaphore(self.cfg.max_concurrent_requests)
+        # Every URL this client builds carries the password: scrub it from every log line.
+        register_secret(self.password)
 
     @property
     def name(self) -> str:
@@ -175,8 +180,18 @@ class PbxClient:
             await self._session.close()
             self._session = None
 
-    def _params(self, **values: str) -> dict[str, str]:
-        return {**values, "username": self.cfg.username, "password": self.password}
+    @contextlib.asynccontextmanager
+    async def _get(self, path: str, what: str, **values: str) -> AsyncIterator[ClientResponse]:
+        """GET `path` with `values` and our credentials, at most `max_concurrent_requests` at
+        once; a non-200 status and every aiohttp error become a sanitised PbxError."""
+        params = {**values, "username": self.cfg.username, "password": self.password}
+        async with (
+            self._gate,
+            self._guard(what),
+            self._client().get(path, params=params) as response,
+        ):
+            self._check_status(response.status, what)
+            yield response
 
     async def find(self, pattern: str) -> Listing:
         """Return the paths `find` lists for `pattern` (see `find_command`)."""
@@ -194,13 +209,7 @@ class PbxClient:
         PbxAuthError. An HTML login page (a session that expired, answered with 200) is a
         refusal; any other HTML page is returned as `(HTML page)`: it may well be the PBX's
         way of saying yes, and calling a placed call refused would lose its callbacks."""
-        params = self._params(**call.params())
-        async with (
-            self._gate,
-            self._guard("autocall"),
-            self._client().get("/cgi-bin/autocalls.cgi", params=params) as response,
-        ):
-            self._check_status(response.status, "autocall")
+        async with self._get("/cgi-bin/autocalls.cgi", "autocall", **call.params()) as response:
             body = await _read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
         head = body[:4096].lower()
         if head.lstrip().startswith(_HTML_MARKERS):
@@ -211,13 +220,7 @@ class PbxClient:
         return ascii(text[:200])[1:-1]
 
     async def _listing(self, command: str) -> Listing:
-        params = self._params(cmd=command)
-        async with (
-            self._gate,
-            self._guard("listing"),
-            self._client().get("/cgi-bin/system_cmd.cgi", params=params) as response,
-        ):
-            self._check_status(response.status, "listing")
+        async with self._get("/cgi-bin/system_cmd.cgi", "listing", cmd=command) as response:
             body = await _read_bounded(response, _MAX_LISTING_BYTES)
         return split_listing(body)
 
@@ -225,15 +228,10 @@ class PbxClient:
         """Stream `rec` into `dest` (via `dest.part`, renamed when complete) and return its size
         and sha256. A body shorter than its Content-Length, an HTML page or an HTTP error raises
         PbxError and leaves no file behind."""
-        params = self._params(action="rcdownload", filename=rec.relative_path)
         partial = dest.with_name(dest.name + ".part")
+        query = {"action": "rcdownload", "filename": rec.relative_path}
         try:
-            async with (
-                self._gate,
-                self._guard("download"),
-                self._client().get("/cgi-bin/fileget.cgi", params=params) as response,
-            ):
-                self._check_status(response.status, "download")
+            async with self._get("/cgi-bin/fileget.cgi", "download", **query) as response:
                 size, digest = await _stream_to_file(response, partial)
             await aiofiles.os.replace(partial, dest)
         except BaseException:
