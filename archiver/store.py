@@ -491,14 +491,6 @@ class S3Store:
         with _translated("check access to", self._where()):
             self._client.head_bucket(Bucket=self._bucket)
 
-    def iter_archived(self, prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
-        """Yield (key, metadata) for every object under `prefix`, HEADing each for its metadata.
-
-        Objects deleted between the listing and the HEAD are skipped. Raise `StoreError`.
-        """
-        for info in self.iter_objects(prefix):
-            yield info.key, info.metadata
-
     def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Yield what a HEAD says about every object under `prefix` (size, ETag, metadata).
 

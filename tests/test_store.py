@@ -302,7 +302,7 @@ def test_big_file_goes_multipart_and_verifies_by_md5_metadata(
     assert put(store, big, "k/big.mp3", big.metadata(recording())).already_present
 
 
-def test_iter_archived_yields_keys_with_metadata(store: S3Store, mp3: Mp3) -> None:
+def test_iter_objects_yields_keys_with_metadata(store: S3Store, mp3: Mp3) -> None:
     names = {
         "20161118-110332-100-200-1479456211.1-5.gsm",
         "20161118-110333-101-201-1479456212.2-6.gsm",
@@ -312,7 +312,7 @@ def test_iter_archived_yields_keys_with_metadata(store: S3Store, mp3: Mp3) -> No
         rec = recording(name)
         put(store, mp3, object_key(rec, DEFAULT_KEY_TEMPLATE, "in"), mp3.metadata(rec))
     put(store, mp3, "out/elsewhere.mp3", mp3.metadata(recording()))
-    found = dict(store.iter_archived("in/"))
+    found = {info.key: info.metadata for info in store.iter_objects("in/")}
     assert len(found) == 3
     assert {metadata["source-name"] for metadata in found.values()} == names
     assert all(key.startswith("in/pbx/2016/11/18/") for key in found)
