@@ -23,20 +23,20 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from archiver import __version__
-from archiver.callbacks import CALLBACK_STATS_KEY, add_callback_routes
-from archiver.calls import CallLog
+from archiver.calls.callbacks import CALLBACK_STATS_KEY, add_callback_routes
 from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
-from archiver.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
-from archiver.http import Health, add_metrics_routes, build_http_app, start_http
-from archiver.ledger import Ledger
 from archiver.logs import configure_logging, register_secret
-from archiver.metrics import Metrics
 from archiver.names import InvalidName, parse_path
-from archiver.notify import Notifier
-from archiver.pbx import PbxClient, PbxError, date_pattern
-from archiver.service import Service, check_pbxs
-from archiver.store import S3Store, StoreError
-from archiver.transcode import FfmpegNotFound, find_ffmpeg
+from archiver.pbx.client import PbxClient, PbxError, date_pattern
+from archiver.pipeline.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
+from archiver.pipeline.transcode import FfmpegNotFound, find_ffmpeg
+from archiver.s3.store import S3Store, StoreError
+from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
+from archiver.service.metrics import Metrics
+from archiver.service.notify import Notifier
+from archiver.service.startup import Service, check_pbxs
+from archiver.state.calls import CallLog
+from archiver.state.ledger import Ledger
 
 __all__ = ["main"]
 
@@ -114,13 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     check.set_defaults(handler=_cmd_check_config)
 
-    from archiver.dialing import add_call_parsers
+    from archiver.calls.dialing import add_call_parsers
 
     add_call_parsers(sub, common)
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    from archiver.simulator.server import add_arguments
+    from archiver.lab.simulator.server import add_arguments
 
     add_arguments(simulate)
     simulate.set_defaults(handler=_cmd_simulate)
@@ -166,7 +166,7 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from archiver.reconcile import reconcile
+    from archiver.pipeline.reconcile import reconcile
 
     cfg = _load(args)
     try:
@@ -190,7 +190,7 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from archiver.simulator.server import run_from_args
+    from archiver.lab.simulator.server import run_from_args
 
     return run_from_args(args)
 

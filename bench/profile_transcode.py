@@ -17,8 +17,8 @@ from pathlib import Path
 
 import imageio_ffmpeg
 
-from archiver.simulator.audio import gsm_raw_stream
-from archiver.transcode import Engine, transcode_to_mp3
+from archiver.lab.simulator.audio import gsm_raw_stream
+from archiver.pipeline.transcode import Engine, transcode_to_mp3
 
 FFMPEGS = {"debian 5.1": "/usr/bin/ffmpeg", "static 9.0": imageio_ffmpeg.get_ffmpeg_exe()}
 ENGINES: tuple[Engine, ...] = ("pydub", "ffmpeg")

@@ -48,8 +48,8 @@ from zoneinfo import ZoneInfo
 
 import psutil
 
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import Corpus, SimRecording
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import Corpus, SimRecording
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -405,11 +405,11 @@ def poll_cpu_s(names: int, work: Path) -> tuple[float, float, int]:
     (time.process_time, every thread) is. Returns (cpu_s, wall_s, recordings listed).
     """
     from archiver.config import Config
-    from archiver.daemon import Archiver
-    from archiver.ledger import Ledger
+    from archiver.pipeline.daemon import Archiver
+    from archiver.state.ledger import Ledger
     from archiver.names import parse_path
-    from archiver.pbx import PbxClient
-    from archiver.store import S3Store
+    from archiver.pbx.client import PbxClient
+    from archiver.s3.store import S3Store
 
     day_recs = corpus(1, names)
     tz = ZoneInfo("Europe/Istanbul")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from archiver.config import S3Config
-from archiver.seaweed import SeaweedS3
+from archiver.lab.seaweed import SeaweedS3
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,13 @@ from typing import Any
 from aiohttp import web
 
 from archiver.config import Config, S3Config, parse_config
-from archiver.daemon import Archiver, PollReport
-from archiver.ledger import Ledger
-from archiver.pbx import PbxClient
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, start_simulator
-from archiver.store import S3Store
-from archiver.transcode import find_ffmpeg
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, start_simulator
+from archiver.pbx.client import PbxClient
+from archiver.pipeline.daemon import Archiver, PollReport
+from archiver.pipeline.transcode import find_ffmpeg
+from archiver.s3.store import S3Store
+from archiver.state.ledger import Ledger
 
 
 def daemon_toml(

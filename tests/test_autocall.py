@@ -15,20 +15,20 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archiver.autocall import (
+from archiver.calls.autocall import (
     AutocallRequest,
     InvalidNumber,
     build_request,
     normalise_number,
     pbx_datetime,
 )
-from archiver.callbacks import add_callback_routes
-from archiver.calls import CallLog
+from archiver.calls.callbacks import add_callback_routes
 from archiver.config import AutocallConfig, CallbacksConfig, PbxConfig
-from archiver.http import Health, build_http_app, start_http
-from archiver.pbx import PbxAuthError, PbxClient, PbxError
-from archiver.simulator import SimulatorOptions, start_simulator
-from archiver.simulator.server import DIALER_KEY
+from archiver.lab.simulator import SimulatorOptions, start_simulator
+from archiver.lab.simulator.server import DIALER_KEY
+from archiver.pbx.client import PbxAuthError, PbxClient, PbxError
+from archiver.service.http import Health, build_http_app, start_http
+from archiver.state.calls import CallLog
 
 PASSWORD = "Autocall-Secret-5150"
 TOKEN = "dial-token-0123456789abcdef"

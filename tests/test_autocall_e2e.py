@@ -15,8 +15,8 @@ from typing import Any
 
 from support import daemon_toml, free_port, run_archiver, wait_for
 
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 
 PASSWORD = "E2e-Pbx-Secret-31337"
 TOKEN = "e2e-callback-token-4f1c9a7b2d"

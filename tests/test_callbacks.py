@@ -11,17 +11,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from archiver.autocall import build_request
-from archiver.callbacks import (
+from archiver.calls.autocall import build_request
+from archiver.calls.callbacks import (
     CALLBACK_STATS_KEY,
     FINAL_STATUSES,
     RateLimiter,
     add_callback_routes,
     classify_status,
 )
-from archiver.calls import CallLog
 from archiver.config import AutocallConfig, CallbacksConfig
-from archiver.http import Health, build_http_app, start_http
+from archiver.service.http import Health, build_http_app, start_http
+from archiver.state.calls import CallLog
 
 TOKEN = "cb-token-0123456789abcdef"
 NUMBER = "903123320404"

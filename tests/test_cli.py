@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from support import daemon_toml
 
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 
 PASSWORD = "Cli-Secret-99173"
 DAY = date(2016, 11, 18)

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from archiver.config import PbxConfig
-from archiver.pbx import PbxClient, PbxError
-from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread
+from archiver.pbx.client import PbxClient, PbxError
 
 PASSWORD = "Wire-Secret-1"
 # Near-misses of the allow-list: name characters mixed with what a shell or a URL would treat

@@ -31,13 +31,13 @@ from structlog.testing import capture_logs
 from support import daemon_toml
 
 from archiver.config import parse_config
-from archiver.daemon import Archiver
-from archiver.ledger import Ledger
-from archiver.pbx import PbxClient
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, SimulatorThread
-from archiver.store import S3Store
-from archiver.transcode import find_ffmpeg
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread
+from archiver.pbx.client import PbxClient
+from archiver.pipeline.daemon import Archiver
+from archiver.pipeline.transcode import find_ffmpeg
+from archiver.s3.store import S3Store
+from archiver.state.ledger import Ledger
 
 PASSWORD = "Crash-Secret-31337"
 DAY = date(2016, 11, 18)

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from archiver.ledger import Ledger
 from archiver.names import Recording, parse_name
+from archiver.state.ledger import Ledger
 
 IST = ZoneInfo("Europe/Istanbul")
 

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from archiver.config import PbxConfig
+from archiver.lab.simulator import SimulatorOptions, start_simulator
 from archiver.names import parse_path
-from archiver.pbx import (
+from archiver.pbx.client import (
     PbxAuthError,
     PbxClient,
     PbxError,
@@ -23,7 +24,6 @@ from archiver.pbx import (
     list_files_command,
     split_listing,
 )
-from archiver.simulator import SimulatorOptions, start_simulator
 
 IST = ZoneInfo("Europe/Istanbul")
 PASSWORD = "pbx-Secret-7731"

@@ -17,11 +17,11 @@ from mutagen.mp3 import MP3
 from support import Rig, start_rig
 
 from archiver.config import S3Config
-from archiver.daemon import PollReport
-from archiver.ledger import Ledger
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import CORPUS_KEY, SimulatorOptions
-from archiver.transcode import find_ffmpeg
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import CORPUS_KEY, SimulatorOptions
+from archiver.pipeline.daemon import PollReport
+from archiver.pipeline.transcode import find_ffmpeg
+from archiver.state.ledger import Ledger
 
 PASSWORD = "Pipeline-Secret-4242"
 IST = ZoneInfo("Europe/Istanbul")

@@ -24,17 +24,17 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from archiver import cli
-from archiver.backoff import CredentialBackoff
 from archiver.config import S3Config
-from archiver.daemon import PollReport
-from archiver.ledger import Ledger
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions
+from archiver.lab.simulator.hostile import hostile_body, hostile_lines
+from archiver.lab.simulator.server import add_arguments, options_from_args
 from archiver.names import InvalidName, parse_path
-from archiver.reconcile import Unmappable, map_object, reconcile
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions
-from archiver.simulator.hostile import hostile_body, hostile_lines
-from archiver.simulator.server import add_arguments, options_from_args
-from archiver.store import ObjectInfo, S3Store
+from archiver.pipeline.backoff import CredentialBackoff
+from archiver.pipeline.daemon import PollReport
+from archiver.pipeline.reconcile import Unmappable, map_object, reconcile
+from archiver.s3.store import ObjectInfo, S3Store
+from archiver.state.ledger import Ledger
 
 PASSWORD = "Reliable-Secret-5150"
 IST = ZoneInfo("Europe/Istanbul")

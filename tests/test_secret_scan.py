@@ -23,8 +23,8 @@ import pytest
 import yarl
 from support import daemon_toml, free_port, json_events, run_archiver, wait_for
 
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 
 # Characters that URL encoding changes, so an encoded leak would not match the raw text.
 PASSWORD = "Pbx+Scan/Secret 9&x=1%"

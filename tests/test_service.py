@@ -19,14 +19,14 @@ import pytest
 from support import daemon_toml, free_port, http_get, metric_value, wait_for
 
 from archiver.config import PbxConfig
-from archiver.http import Health, add_metrics_routes, build_http_app, start_http
-from archiver.metrics import Metrics
-from archiver.notify import Notifier, watchdog_interval_s
-from archiver.observe import retry_reason
-from archiver.pbx import PbxClient
-from archiver.seaweed import SeaweedS3
-from archiver.service import Service, check_pbxs
-from archiver.simulator import SimulatorOptions, SimulatorThread, start_simulator
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread, start_simulator
+from archiver.pbx.client import PbxClient
+from archiver.pipeline.observe import retry_reason
+from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
+from archiver.service.metrics import Metrics
+from archiver.service.notify import Notifier, watchdog_interval_s
+from archiver.service.startup import Service, check_pbxs
 
 PASSWORD = "Service-Secret-41177"
 

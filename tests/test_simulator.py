@@ -29,9 +29,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from archiver.simulator import audio
-from archiver.simulator.corpus import RECORDING_DIR, Corpus, SimRecording
-from archiver.simulator.server import (
+from archiver.lab.simulator import audio
+from archiver.lab.simulator.corpus import RECORDING_DIR, Corpus, SimRecording
+from archiver.lab.simulator.server import (
     CORPUS_KEY,
     SimulatorOptions,
     SimulatorThread,
@@ -624,7 +624,7 @@ def test_simulator_thread_serves_and_stops(certificate: tuple[Path, Path]) -> No
 
 CLI = (
     "import argparse, sys\n"
-    "from archiver.simulator.server import add_arguments, run_from_args\n"
+    "from archiver.lab.simulator.server import add_arguments, run_from_args\n"
     "parser = argparse.ArgumentParser()\n"
     "add_arguments(parser)\n"
     "sys.exit(run_from_args(parser.parse_args(sys.argv[1:])))\n"

@@ -15,9 +15,9 @@ from boto3.s3.transfer import TransferConfig
 from botocore.stub import Stubber
 
 from archiver.config import DEFAULT_KEY_TEMPLATE, S3Config
+from archiver.lab.seaweed import SeaweedS3
 from archiver.names import Recording, parse_name
-from archiver.seaweed import SeaweedS3
-from archiver.store import (
+from archiver.s3.store import (
     METADATA_FIELDS,
     ConflictError,
     S3Store,

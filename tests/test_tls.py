@@ -21,9 +21,9 @@ from cryptography.x509.oid import NameOID
 from support import daemon_toml, json_events, run_archiver
 
 from archiver.config import PbxConfig
-from archiver.pbx import PbxClient, PbxError
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, SimulatorThread, start_simulator
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread, start_simulator
+from archiver.pbx.client import PbxClient, PbxError
 
 PASSWORD = "Tls-Secret-55120"
 DAY = date(2016, 11, 18)

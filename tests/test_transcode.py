@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from mutagen.id3 import ID3
 from mutagen.mp3 import MP3
 
-from archiver.simulator import audio
-from archiver.transcode import (
+from archiver.lab.simulator import audio
+from archiver.pipeline.transcode import (
     BadAudio,
     Engine,
     FfmpegNotFound,
@@ -375,7 +375,7 @@ def test_transcode_never_runs_ffprobe(
 _CHILD = """
 import sys
 from pathlib import Path
-from archiver.transcode import transcode_to_mp3
+from archiver.pipeline.transcode import transcode_to_mp3
 result = transcode_to_mp3(
     Path(sys.argv[1]), Path(sys.argv[2]), ffmpeg=sys.argv[3], tags={}, engine=sys.argv[4]
 )

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from mutagen.id3 import ID3
 
-from archiver.simulator import audio
-from archiver.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
-from archiver.transcode_batch import BatchJob, BatchTranscoder, transcode_batch
+from archiver.lab.simulator import audio
+from archiver.pipeline.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
+from archiver.pipeline.transcode_batch import BatchJob, BatchTranscoder, transcode_batch
 
 DEBIAN_FFMPEG = "/usr/bin/ffmpeg"
 

@@ -16,7 +16,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from archiver.simulator import audio
+from archiver.lab.simulator import audio
 
 MONITOR_DIR = "/var/spool/asterisk/monitor"
 RECORDING_DIR = f"{MONITOR_DIR}/recording"

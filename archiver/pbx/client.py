@@ -25,7 +25,7 @@ import aiohttp
 import structlog
 from aiohttp import ClientResponse
 
-from archiver.autocall import AutocallRequest
+from archiver.calls.autocall import AutocallRequest
 from archiver.config import PbxConfig
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording

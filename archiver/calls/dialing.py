@@ -17,12 +17,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from archiver.autocall import AutocallRequest, InvalidNumber, build_request, normalise_number
-from archiver.autocall import pbx_datetime as to_pbx_datetime
-from archiver.calls import CallLog, CallSummary
+from archiver.calls.autocall import AutocallRequest, InvalidNumber, build_request, normalise_number
+from archiver.calls.autocall import pbx_datetime as to_pbx_datetime
 from archiver.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 from archiver.config import Config, PbxConfig, config_path, load_config
-from archiver.pbx import PbxClient, PbxError
+from archiver.pbx.client import PbxClient, PbxError
+from archiver.state.calls import CallLog, CallSummary
 
 __all__ = ["add_call_parsers"]
 

@@ -31,27 +31,27 @@ from zoneinfo import ZoneInfo
 import stamina
 import structlog
 
-from archiver.backoff import CredentialBackoff
 from archiver.config import Config, PbxConfig
-from archiver.ledger import FINAL_STATES, Ledger, LedgerEntry
 from archiver.names import InvalidName, Recording, parse_path
-from archiver.observe import NullObserver, Observer, retry_reason
-from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
-from archiver.quarantine import (
+from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.pipeline.backoff import CredentialBackoff
+from archiver.pipeline.observe import NullObserver, Observer, retry_reason
+from archiver.pipeline.quarantine import (
     QUARANTINE_CONTENT_TYPE,
     digests,
     quarantine_key,
     quarantine_metadata,
 )
-from archiver.store import S3Store, StoredObject, StoreError, object_key, object_metadata
-from archiver.transcode import (
+from archiver.pipeline.transcode import (
     BadAudio,
     Engine,
     TranscodeError,
     TranscodeResult,
     transcode_to_mp3,
 )
-from archiver.transcode_batch import BatchJob, BatchTranscoder
+from archiver.pipeline.transcode_batch import BatchJob, BatchTranscoder
+from archiver.s3.store import S3Store, StoredObject, StoreError, object_key, object_metadata
+from archiver.state.ledger import FINAL_STATES, Ledger, LedgerEntry
 
 __all__ = ["Archiver", "PollReport", "clear_work_dir", "days_to_poll", "poll_ticks"]
 
@@ -216,7 +216,7 @@ class Archiver:
         """One poll of every PBX over today and the look-back days; archive what is due.
 
         A PBX that refused our credentials is skipped until its back-off pause is over (see
-        `archiver.backoff`); each refusal logs `pbx_credentials_refused` with the pause.
+        `archiver.pipeline.backoff`); each refusal logs `pbx_credentials_refused` with the pause.
         """
         now = self.clock()
         now_s = time.monotonic()

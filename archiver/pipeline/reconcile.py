@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from archiver.config import Config
-from archiver.ledger import Ledger, State
 from archiver.names import InvalidName, Recording, parse_name
-from archiver.quarantine import QUARANTINE_SEGMENT
-from archiver.store import ObjectInfo, S3Store
+from archiver.pipeline.quarantine import QUARANTINE_SEGMENT
+from archiver.s3.store import ObjectInfo, S3Store
+from archiver.state.ledger import Ledger, State
 
 __all__ = ["ReconcileReport", "Unmappable", "map_object", "reconcile"]
 

@@ -5,15 +5,15 @@
 this package, and this package never imports `archiver.names`: it is that parser's test oracle.
 """
 
-from archiver.simulator.audio import (
+from archiver.lab.simulator.audio import (
     AudioStream,
     gsm_raw_bytes,
     header_only_wav,
     wav_gsm_bytes,
     wav_pcm_bytes,
 )
-from archiver.simulator.corpus import AudioFormat, Corpus, SimRecording, format_name
-from archiver.simulator.server import (
+from archiver.lab.simulator.corpus import AudioFormat, Corpus, SimRecording, format_name
+from archiver.lab.simulator.server import (
     CORPUS_KEY,
     REQUESTED_KEY,
     SimulatorOptions,

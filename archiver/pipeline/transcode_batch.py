@@ -24,7 +24,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from archiver.transcode import (
+from archiver.pipeline.transcode import (
     _QUIET_NO_STDIN,
     BadAudio,
     TranscodeError,

@@ -20,7 +20,7 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-from archiver.simulator.corpus import Corpus
+from archiver.lab.simulator.corpus import Corpus
 
 __all__ = ["DEFAULT_OUTCOMES", "DialedCall", "Dialer", "parse_outcomes", "validate_autocall"]
 

@@ -1,6 +1,6 @@
 """Regenerate the two GSM clips the simulator ships (a developer's tool; needs ffmpeg with libgsm).
 
-    .venv/bin/python -m archiver.simulator.make_clips [--ffmpeg /usr/bin/ffmpeg]
+    .venv/bin/python -m archiver.lab.simulator.make_clips [--ffmpeg /usr/bin/ffmpeg]
 
 Both clips encode the same 3 s of `audio.speech_like_pcm()`:
 
@@ -20,7 +20,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from archiver.simulator.audio import (
+from archiver.lab.simulator.audio import (
     GSM_FRAME_BYTES,
     GSM_MS_BLOCK_BYTES,
     GSM_MS_CLIP,

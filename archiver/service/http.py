@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from archiver.metrics import Metrics
+from archiver.service.metrics import Metrics
 
 __all__ = [
     "HEALTH_KEY",

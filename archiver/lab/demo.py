@@ -16,8 +16,8 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimulatorOptions, SimulatorThread
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 
 BUCKET = "demo-recordings"
 # The simulator's password; handed to archiver by environment, never written into the TOML.

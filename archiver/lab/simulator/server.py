@@ -30,15 +30,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from archiver.simulator.corpus import DEFAULT_TIMEZONE, RECORDING_DIR, Corpus
-from archiver.simulator.dialer import (
+from archiver.lab.simulator.corpus import DEFAULT_TIMEZONE, RECORDING_DIR, Corpus
+from archiver.lab.simulator.dialer import (
     DEFAULT_OUTCOMES,
     SON_STYLES,
     Dialer,
     parse_outcomes,
     validate_autocall,
 )
-from archiver.simulator.hostile import hostile_body
+from archiver.lab.simulator.hostile import hostile_body
 
 LIST_FOLDERS_COMMAND = f"sh /etc/scripts/shell_scripts.sh list_files {RECORDING_DIR}"
 _LIST_FOLDER_RE = re.compile(
@@ -466,7 +466,7 @@ async def start_simulator(options: SimulatorOptions) -> tuple[web.AppRunner, int
     runner = web.AppRunner(
         build_app(options),
         access_log_class=_AccessLogger,
-        access_log=logging.getLogger("archiver.simulator.access"),
+        access_log=logging.getLogger("archiver.lab.simulator.access"),
         shutdown_timeout=2.0,
     )
     await runner.setup()

@@ -188,9 +188,12 @@ def _gsm_wav_header(blocks: int) -> bytes:
     )
 
 
+_PACKAGE = __package__ or "archiver.lab.simulator"
+
+
 @functools.cache
 def _raw_gsm_clip() -> bytes:
-    clip = resources.files(__package__ or "archiver.simulator").joinpath(RAW_GSM_CLIP).read_bytes()
+    clip = resources.files(_PACKAGE).joinpath(RAW_GSM_CLIP).read_bytes()
     if not clip or len(clip) % GSM_FRAME_BYTES or any(b >> 4 != 0xD for b in clip[::33]):
         raise RuntimeError(f"{RAW_GSM_CLIP} is not whole GSM frames; regenerate it (make_clips)")
     return clip
@@ -198,7 +201,7 @@ def _raw_gsm_clip() -> bytes:
 
 @functools.cache
 def _gsm_ms_clip() -> bytes:
-    clip = resources.files(__package__ or "archiver.simulator").joinpath(GSM_MS_CLIP).read_bytes()
+    clip = resources.files(_PACKAGE).joinpath(GSM_MS_CLIP).read_bytes()
     if not clip or len(clip) % GSM_MS_BLOCK_BYTES:
         raise RuntimeError(f"{GSM_MS_CLIP} is not whole GSM-in-WAV blocks; regenerate it")
     return clip

@@ -11,7 +11,7 @@ admin UI front ends off, so that no traffic leaves the machine and parallel runs
 
 It can be stopped and started again on the same data directory and the same ports (an S3 outage
 that loses nothing), or paused with SIGSTOP (an S3 server that accepts connections and never
-answers). `python -m archiver.seaweed --dir D` runs one until SIGTERM and prints its endpoint.
+answers). `python -m archiver.lab.seaweed --dir D` runs one until SIGTERM and prints its endpoint.
 """
 
 from __future__ import annotations
@@ -509,7 +509,7 @@ def _stop_leftovers() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one SeaweedFS S3 server until SIGTERM or SIGINT; print its endpoint URL first."""
     parser = argparse.ArgumentParser(
-        prog="python -m archiver.seaweed",
+        prog="python -m archiver.lab.seaweed",
         description="Run a local SeaweedFS S3 server (127.0.0.1 only, telemetry off).",
     )
     parser.add_argument("--dir", type=Path, help="data directory (default: a temporary one)")

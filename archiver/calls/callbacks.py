@@ -24,9 +24,9 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from archiver.autocall import InvalidNumber, normalise_number
-from archiver.calls import CallLog, EventKind
+from archiver.calls.autocall import InvalidNumber, normalise_number
 from archiver.config import CallbacksConfig
+from archiver.state.calls import CallLog, EventKind
 
 __all__ = [
     "CALLBACK_STATS_KEY",

@@ -38,8 +38,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from archiver.seaweed import SeaweedS3
-from archiver.simulator import SimRecording, SimulatorOptions, SimulatorThread
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimRecording, SimulatorOptions, SimulatorThread
 
 __all__ = ["Audit", "main"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from archiver.simulator.corpus import RECORDING_DIR
+from archiver.lab.simulator.corpus import RECORDING_DIR
 
 __all__ = ["KINDS", "hostile_body", "hostile_lines"]
 

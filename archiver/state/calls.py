@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from archiver.autocall import AutocallRequest, InvalidNumber, normalise_number
+from archiver.calls.autocall import AutocallRequest, InvalidNumber, normalise_number
 from archiver.config import Config
-from archiver.ledger import connect
 from archiver.names import Recording
+from archiver.state.ledger import connect
 
 __all__ = ["CallEvent", "CallLog", "CallSummary", "EventKind", "PlacedState"]
 

@@ -1,0 +1,2 @@
+"""The archiving pipeline: list, download, transcode, upload, record. `daemon` alone knows the
+order of the stages; reconcile rebuilds the ledger from the bucket."""
