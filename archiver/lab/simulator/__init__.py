@@ -15,6 +15,7 @@ from archiver.lab.simulator.audio import (
 from archiver.lab.simulator.corpus import AudioFormat, Corpus, SimRecording, format_name
 from archiver.lab.simulator.server import (
     CORPUS_KEY,
+    REQUEST_LINES_KEY,
     REQUESTED_KEY,
     SimulatorOptions,
     SimulatorThread,
@@ -27,6 +28,7 @@ from archiver.lab.simulator.server import (
 __all__ = [
     "CORPUS_KEY",
     "REQUESTED_KEY",
+    "REQUEST_LINES_KEY",
     "AudioFormat",
     "AudioStream",
     "Corpus",

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.typedefs import Handler
 
 from archiver.lab.simulator.corpus import DEFAULT_TIMEZONE, RECORDING_DIR, Corpus
 from archiver.lab.simulator.dialer import (
@@ -51,7 +52,7 @@ _FIND_RE = re.compile(
 )
 
 _TEXT = "text/plain"
-_LOGIN_PAGE = (
+LOGIN_PAGE = (
     "<!DOCTYPE html>\n<html><head><title>IP PBX - Login</title></head>\n"
     '<body><form method="post" action="/cgi-bin/login.cgi">\n'
     '<p>Session expired. Please log in again.</p>\n<input name="username">\n'
@@ -97,6 +98,9 @@ class SimulatorOptions:
     # Hostile lines (traversal, shell, control, look-alike, 10 kB, blank) mixed into every
     # listing, which then also starts with a BOM and has CRLF line ends (simulator/hostile.py).
     hostile_lines: int = 0
+    # Serve as a minimal firmware CGI would (simulator/cgi.py): %XX-only decoding, HTTP/1.0,
+    # text/html, no Content-Length, an unknown command or a wrong password answered 200.
+    cgi_strict: bool = False
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -260,12 +264,23 @@ DIALER_KEY = web.AppKey("dialer", Dialer)
 # Every `filename=` that fileget.cgi was asked for (authorised requests only), in order: tests
 # check that nothing but listed, valid recordings is ever requested.
 REQUESTED_KEY: web.AppKey[list[str]] = web.AppKey("requested")
+# Every request line as it arrived (`GET /cgi-bin/...?... HTTP/1.1`), credentials included:
+# tests pin the exact bytes a client sends. Kept in memory only, never logged.
+REQUEST_LINES_KEY: web.AppKey[list[str]] = web.AppKey("request_lines")
+
+
+@web.middleware
+async def _record_request_line(request: web.Request, handler: Handler) -> web.StreamResponse:
+    version = f"HTTP/{request.version.major}.{request.version.minor}"
+    request.app[REQUEST_LINES_KEY].append(f"{request.method} {request.raw_path} {version}")
+    return await handler(request)
 
 
 def build_app(options: SimulatorOptions) -> web.Application:
     """Return the simulator's application; its corpus (`app[CORPUS_KEY]`) is built here, once."""
-    app = web.Application()
+    app = web.Application(middlewares=[_record_request_line])
     app[OPTIONS_KEY] = options
+    app[REQUEST_LINES_KEY] = []
     app[CORPUS_KEY] = options.build_corpus()
     app[FAULTS_KEY] = FaultPlan(options)
     app[REQUESTED_KEY] = []
@@ -374,7 +389,7 @@ async def _reply(
     _log.info("injecting fault %s/%s on %s", fault.kind, fault.variant, request.path)
     if fault.kind == "fail":
         if listing and options.html_errors:
-            return web.Response(text=_LOGIN_PAGE, content_type="text/html")
+            return web.Response(text=LOGIN_PAGE, content_type="text/html")
         status = int(fault.variant)
         return web.Response(status=status, text=f"{status}: Server Error\n", content_type=_TEXT)
     if fault == Fault("reset", "before"):
@@ -469,6 +484,8 @@ async def start_simulator(options: SimulatorOptions) -> tuple[web.AppRunner, int
         access_log=logging.getLogger("archiver.lab.simulator.access"),
         shutdown_timeout=2.0,
     )
+    if options.cgi_strict:
+        return await _start_strict(runner, options)
     await runner.setup()
     try:
         site = web.TCPSite(runner, options.host, options.port, ssl_context=_ssl_context(options))
@@ -477,6 +494,27 @@ async def start_simulator(options: SimulatorOptions) -> tuple[web.AppRunner, int
         await runner.cleanup()
         raise
     port: int = runner.addresses[0][1]
+    return runner, port
+
+
+async def _start_strict(
+    runner: web.AppRunner, options: SimulatorOptions
+) -> tuple[web.AppRunner, int]:
+    """Serve `runner`'s app through the strict-CGI front; the runner's cleanup stops it."""
+    from archiver.lab.simulator.cgi import StrictCgiServer
+
+    front = StrictCgiServer(runner.app)
+
+    async def close_front(app: web.Application) -> None:
+        await front.close()
+
+    runner.app.on_cleanup.append(close_front)
+    await runner.setup()
+    try:
+        port = await front.start(options.host, options.port, _ssl_context(options))
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner, port
 
 
@@ -511,6 +549,13 @@ class SimulatorThread:
         if self._runner is None:
             raise RuntimeError("the simulator is not running")
         return self._runner.app[DIALER_KEY]
+
+    @property
+    def request_lines(self) -> list[str]:
+        """A copy of every request line received so far (credentials included)."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._runner.app[REQUEST_LINES_KEY].copy()
 
     @property
     def requested(self) -> list[str]:
@@ -628,6 +673,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="failed listings answer 200 with an HTML login page",
     )
+    parser.add_argument(
+        "--cgi-strict",
+        action="store_true",
+        help="answer as a minimal firmware CGI: %%XX-only query decoding, HTTP/1.0 text/html "
+        "without Content-Length, unknown commands and wrong passwords answered 200",
+    )
     parser.add_argument("--callback-url", metavar="URL", help="where autocall results are sent")
     parser.add_argument("--dial-outcomes", default=DEFAULT_OUTCOMES, metavar="STATUS=W,...",
                         help=f"mix of dial results (default {DEFAULT_OUTCOMES})")  # fmt: skip
@@ -668,6 +719,7 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         answer_duration_s=args.answer_duration_s,
         son_style=args.son_style,
         hostile_lines=args.hostile_lines,
+        cgi_strict=args.cgi_strict,
     )
 
 
