@@ -24,11 +24,13 @@ import aiofiles.os
 import aiohttp
 import structlog
 from aiohttp import ClientResponse
+from yarl import URL
 
 from archiver.calls.autocall import AutocallRequest
 from archiver.config import PbxConfig
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
+from archiver.pbx.query import request_target
 
 __all__ = [
     "Download",
@@ -183,12 +185,15 @@ class PbxClient:
     @contextlib.asynccontextmanager
     async def _get(self, path: str, what: str, **values: str) -> AsyncIterator[ClientResponse]:
         """GET `path` with `values` and our credentials, at most `max_concurrent_requests` at
-        once; a non-200 status and every aiohttp error become a sanitised PbxError."""
+        once; a non-200 status and every aiohttp error become a sanitised PbxError. The query
+        string is built by `archiver.pbx.query` (exactly as the document writes it) and handed
+        to aiohttp as already encoded, so it reaches the wire unchanged."""
         params = {**values, "username": self.cfg.username, "password": self.password}
+        target = URL(request_target(path, params.items()), encoded=True)
         async with (
             self._gate,
             self._guard(what),
-            self._client().get(path, params=params) as response,
+            self._client().get(target) as response,
         ):
             self._check_status(response.status, what)
             yield response
