@@ -189,16 +189,15 @@ class PollConfig(_Strict):
 class TranscodeConfig(_Strict):
     bitrate: Annotated[str, Field(pattern=rf"^{_BITRATE_RE.pattern}$")] = "32k"
     ffmpeg: str | None = None
+    # None: one per CPU this process may use (affinity and cgroup quota; pipeline/cpus.py).
     workers: Annotated[int, Field(ge=1, le=256)] | None = None
     # What to do with a header-only or zero-length source (an unanswered call): "skip" records
     # it as `empty`; "quarantine" also stores the original bytes under {prefix}/quarantine/.
     on_empty: Literal["skip", "quarantine"] = "skip"
-    engine: Literal["pydub", "ffmpeg"] = "pydub"
+    # "auto": pydub for a recording that finds the transcoders idle, the batching ffmpeg engine
+    # for those that queue up (a backlog); both write the same MP3 (README, "Speed").
+    engine: Literal["auto", "pydub", "ffmpeg"] = "auto"
     batch_files: Annotated[int, Field(ge=1, le=64)] = 16
-
-    @property
-    def worker_count(self) -> int:
-        return self.workers or os.cpu_count() or 1
 
 
 class S3Config(_Strict):

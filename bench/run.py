@@ -14,7 +14,13 @@ SeaweedFS S3 server. The same recordings go through three contenders:
   is per recording and per audio second, so the ratio stays fair. The output says so.
 - archiver: `archiver backfill` over the corpus's days into an empty bucket and ledger.
 
-The archiver runs once per engine (--engines; the first, pydub, is the default settings).
+The archiver runs once per engine (--engines; "default" is the default settings, engine "auto").
+With --cpus 0 0,1 the ideal and every archiver run happen once per CPU set, each contender under
+`taskset -c SET` (the ideal with one ffmpeg per CPU of the set, archiver with its default worker
+count, which follows the affinity), and a ratio line is printed per set. The simulator and
+SeaweedFS stay unpinned: they stand for the PBX and S3, which are other machines; pinning them
+onto the contender's core would charge archiver for CPU the ideal never spends. To pin them too,
+run the whole bench under taskset instead (`taskset -c 0 scripts/bench`).
 Per contender: wall s, recordings/s, audio seconds per wall second, CPU s (the contender's
 process and every descendant, from wait4's rusage), peak RSS of its process tree (sampled with
 psutil every 50 ms, summed over the tree: shared library pages of concurrent ffmpegs count
@@ -50,6 +56,7 @@ import psutil
 
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import Corpus, SimRecording
+from archiver.pipeline.cpus import usable_cpus
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -60,6 +67,7 @@ SEED = 5
 FIRST_DAY = date(2016, 11, 1)
 SAMPLE_EVERY_S = 0.05
 PROFILE_DIR: Path | None = None  # --profile: py-spy collapsed stacks of each archiver run
+CPUS: str | None = None  # the CPU set of the runs in progress (--cpus), for taskset
 
 
 @dataclass
@@ -142,6 +150,8 @@ def run_measured(
     CPU comes from wait4(): the child's own time plus that of every descendant it waited for
     (ffmpeg children are always waited for). RSS is sampled: the sum over the live tree.
     """
+    if CPUS is not None:
+        command = ["taskset", "-c", CPUS, *command]
     services0 = tree_cpu_s(services)
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -259,7 +269,7 @@ def run_ideal(recs: list[SimRecording], work: Path, ffmpeg: str) -> Result:
             for chunk in built.audio_stream(rec).chunks():
                 f.write(chunk)
         names.append(str(path))
-    cores = os.cpu_count() or 1
+    cores = _cpu_count()
     command = [
         "xargs", "-0", "-P", str(cores), "-I{}",
         ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-i", "{}",
@@ -405,11 +415,11 @@ def poll_cpu_s(names: int, work: Path) -> tuple[float, float, int]:
     (time.process_time, every thread) is. Returns (cpu_s, wall_s, recordings listed).
     """
     from archiver.config import Config
-    from archiver.pipeline.daemon import Archiver
-    from archiver.state.ledger import Ledger
     from archiver.names import parse_path
     from archiver.pbx.client import PbxClient
+    from archiver.pipeline.daemon import Archiver
     from archiver.s3.store import S3Store
+    from archiver.state.ledger import Ledger
 
     day_recs = corpus(1, names)
     tz = ZoneInfo("Europe/Istanbul")
@@ -472,17 +482,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--engines",
         nargs="*",
-        default=["pydub", "ffmpeg"],
-        help="archiver engines to run; ENGINE:N sets transcode.batch_files = N",
+        default=["default"],
+        help="archiver runs: default (no [transcode] settings) or an engine (auto, pydub, "
+        "ffmpeg); ENGINE:N sets transcode.batch_files = N",
+    )
+    parser.add_argument(
+        "--cpus",
+        nargs="*",
+        default=[],
+        metavar="SET",
+        help="run the ideal and the archiver runs once per CPU set under `taskset -c SET`, "
+        "e.g. --cpus 0 0,1 (default: unpinned, once)",
     )
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2000, 10000])
     parser.add_argument(
         "--memory-max-duration-s", type=int, default=1, help="audio cap of the memory corpora"
     )
     parser.add_argument(
-        "--memory-engine",
-        default="ffmpeg",
-        help="engine of the memory runs (pydub takes ~0.1 s CPU per file even for 1 s of audio)",
+        "--memory-engine", default="default", help="engine of the memory runs (as --engines)"
     )
     parser.add_argument("--poll-names", type=int, default=20000)
     parser.add_argument("--skip", nargs="*", default=[], choices=["ideal", "naive", "poll"])
@@ -493,7 +510,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     global PROFILE_DIR
     PROFILE_DIR = args.profile
-    print(f"bench: nproc {os.cpu_count()}, load average {_load()}, ffmpeg {args.ffmpeg}")
+    print(
+        f"bench: nproc {os.cpu_count()}, usable {usable_cpus()}, load average {_load()}, "
+        f"ffmpeg {args.ffmpeg}"
+    )
     with tempfile.TemporaryDirectory(prefix="archiver-bench-") as folder:
         work = Path(folder)
         results = _main_runs(args, work)
@@ -512,35 +532,75 @@ def main(argv: Sequence[str] | None = None) -> int:
     if poll is not None:
         cpu_s, wall_s, listed = poll
         print(f"poll_cpu_s {cpu_s:.3f} (wall {wall_s:.3f} s) for one poll over {listed} names")
-    by_name = {r.name: r for r in results}
-    ideal, naive = by_name.get("ideal"), by_name.get("naive")
-    for result in results:
-        if not result.name.startswith("archiver"):
-            continue
-        vs_ideal = f"{result.per_s / ideal.per_s:.2f}" if ideal else "n/a"
-        vs_naive = f"{result.per_s / naive.per_s:.1f}" if naive else "n/a"
-        which = "default settings" if result.name == "archiver" else result.note
-        print(f"ratio_vs_ideal {vs_ideal} ratio_vs_naive {vs_naive}  ({result.name}: {which})")
+    _print_ratios(results)
     return 0
 
 
+def _print_ratios(results: list[Result]) -> None:
+    """One `ratio_vs_ideal X ratio_vs_naive Y` line per archiver run, against the ideal of the
+    same CPU set."""
+    naive = next((r for r in results if r.name == "naive"), None)
+    for result in results:
+        if not result.name.startswith("archiver"):
+            continue
+        where = result.name.partition("@")[2]
+        ideal = next((r for r in results if r.name == f"ideal@{where}" if where), None)
+        ideal = ideal or next((r for r in results if r.name == "ideal"), None)
+        vs_ideal = f"{result.per_s / ideal.per_s:.2f}" if ideal else "n/a"
+        vs_naive = f"{result.per_s / naive.per_s:.1f}" if naive else "n/a"
+        which = "default settings" if result.note == "defaults" else result.note
+        cpus = f" cpus={where}" if where else ""
+        print(
+            f"ratio_vs_ideal {vs_ideal} ratio_vs_naive {vs_naive}  ({result.name}: {which};"
+            f" load average {_load()}){cpus}"
+        )
+
+
+def _cpu_count() -> int:
+    """CPUs of the runs in progress: the --cpus set's size, else what this process may use."""
+    if CPUS is None:
+        return usable_cpus()
+    count = 0
+    for part in CPUS.split(","):
+        first, _, last = part.partition("-")
+        count += int(last or first) - int(first) + 1
+    return count
+
+
+def _transcode_toml(spec: str) -> tuple[str, str]:
+    """(label suffix, [transcode] body) for an --engines entry."""
+    if spec == "default":
+        return "", ""
+    engine, _, batch = spec.partition(":")
+    toml = f'engine = "{engine}"' + (f"\nbatch_files = {batch}" if batch else "")
+    return "_" + spec.replace(":", "_b"), toml
+
+
 def _main_runs(args: argparse.Namespace, work: Path) -> list[Result]:
+    global CPUS
     days, per_day = split_days(args.recordings, args.per_day)
     recs = corpus(days, per_day)
     audio_h = sum(r.duration_s for r in recs) / 3600
     print(f"bench: corpus {len(recs)} recordings over {days} days, {audio_h:.1f} h of audio")
     results = []
-    if "ideal" not in args.skip:
-        results.append(run_ideal(recs, work, args.ffmpeg))
-        print(results[-1].line(), flush=True)
     with simulator(days, per_day) as sim, SeaweedS3(data_dir=work / "s3") as s3:
-        for spec in args.engines:
-            engine, _, batch = spec.partition(":")
-            label = "archiver" if spec == "pydub" else f"archiver_{spec.replace(':', '_b')}"
-            toml = "" if spec == "pydub" else f'engine = "{engine}"'
-            toml += f"\nbatch_files = {batch}" if batch else ""
-            results.append(run_archiver(label, recs, days, work, sim, s3, toml))
-            print(results[-1].line(), flush=True)
+        for cpus in args.cpus or [None]:
+            CPUS = cpus
+            where = f"@{cpus}" if cpus is not None else ""
+            if "ideal" not in args.skip:
+                ideal = run_ideal(recs, work, args.ffmpeg)
+                ideal.name += where
+                results.append(ideal)
+                print(results[-1].line(), flush=True)
+            for spec in args.engines:
+                suffix, toml = _transcode_toml(spec)
+                label = f"archiver{suffix}{where}"
+                run_label = label.replace("@", "_cpus").replace(",", "_")
+                result = run_archiver(run_label, recs, days, work, sim, s3, toml)
+                result.name = label
+                results.append(result)
+                print(f"{results[-1].line()}  [load average {_load()}]", flush=True)
+        CPUS = None
         if "naive" not in args.skip:
             # Every k-th recording: the same mix of formats and lengths as the whole corpus.
             step = max(1, len(recs) // args.naive_subset) if args.naive_subset else 1
@@ -562,7 +622,7 @@ def _memory_runs(args: argparse.Namespace, work: Path) -> list[tuple[str, Result
             simulator(days, per_day, args.memory_max_duration_s) as sim,
             SeaweedS3(data_dir=work / f"s3-{size}") as s3,
         ):
-            toml = f'engine = "{args.memory_engine}"'
+            _, toml = _transcode_toml(args.memory_engine)
             result = run_archiver(f"memory{size}", recs, days, work, sim, s3, toml)
         print(result.line(), flush=True)
         out.append((f"{len(recs)} recordings", result))

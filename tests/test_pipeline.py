@@ -156,8 +156,10 @@ async def test_one_bad_recording_does_not_stop_the_others(rig: Rig) -> None:
     assert entry is not None and entry.state == "empty" and entry.last_error
 
 
-async def test_the_batching_ffmpeg_engine_archives_everything_too(rig: Rig) -> None:
-    transcode = rig.cfg.transcode.model_copy(update={"engine": "ffmpeg", "batch_files": 4})
+@pytest.mark.parametrize("engine", ["pydub", "ffmpeg"])
+async def test_each_fixed_engine_archives_everything_too(rig: Rig, engine: str) -> None:
+    # The other tests run the default, "auto".
+    transcode = rig.cfg.transcode.model_copy(update={"engine": engine, "batch_files": 4})
     cfg = rig.cfg.model_copy(update={"transcode": transcode})
     report = await _run(dataclasses.replace(rig, cfg=cfg))
     valid = _valid(rig)

@@ -168,3 +168,45 @@ def test_small_batches(tmp_path: Path, count: int) -> None:
     outcomes = transcode_batch(jobs, ffmpeg=DEBIAN_FFMPEG, bitrate="32k")
     assert len(outcomes) == count
     assert all(isinstance(o, TranscodeResult) for o in outcomes)
+
+
+def _logging_ffmpeg(folder: Path) -> tuple[str, Path]:
+    """Real ffmpeg behind a wrapper that logs each run's arguments, one line per run."""
+    folder.mkdir()
+    log = folder / "args.log"
+    script = folder / "ffmpeg"
+    script.write_text(f'#!/bin/bash\necho "$*" >> {log}\nexec {DEBIAN_FFMPEG} "$@"\n')
+    script.chmod(0o755)
+    return str(script), log
+
+
+async def test_auto_uses_pydub_alone_and_shared_ffmpeg_for_a_queue(tmp_path: Path) -> None:
+    """`engine = "auto"`: a job that finds the transcoder idle goes through pydub (whose runs
+    carry no `-map`); jobs that queued behind it share ffmpeg processes. Same MP3 bytes."""
+    ffmpeg, log = _logging_ffmpeg(tmp_path / "bin")
+    sources = _sources(tmp_path / "src")
+    (tmp_path / "out").mkdir()
+    with ThreadPoolExecutor(1) as pool:
+        transcoder = BatchTranscoder(
+            pool, workers=1, ffmpeg=ffmpeg, bitrate="32k", max_files=8, solo_engine="pydub"
+        )
+        alone = await transcoder.transcode(
+            BatchJob(sources[0], tmp_path / "out" / "alone.mp3", {"title": "x"}, 3.0)
+        )
+        solo_runs = log.read_text().splitlines()
+        log.unlink()
+        queued = [
+            BatchJob(src, tmp_path / "out" / f"{n}.mp3", {"title": "x"}, 3.0)
+            for n, src in enumerate(sources * 3)
+        ]
+        results = await asyncio.gather(*(transcoder.transcode(job) for job in queued))
+
+    assert solo_runs and all("-map" not in run for run in solo_runs)  # pydub's own commands
+    batch_runs = log.read_text().splitlines()
+    assert max(run.count(" -i ") for run in batch_runs) > 1  # shared processes
+    by_ffmpeg = transcode_to_mp3(
+        sources[0], tmp_path / "ref.mp3", ffmpeg=DEBIAN_FFMPEG, tags={"title": "x"},
+        engine="ffmpeg",
+    )  # fmt: skip
+    assert alone.md5_hex == by_ffmpeg.md5_hex
+    assert results[0].md5_hex == by_ffmpeg.md5_hex  # the same source, batched

@@ -35,6 +35,7 @@ from archiver.config import Config, PbxConfig
 from archiver.names import InvalidName, Recording, parse_path
 from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
+from archiver.pipeline.cpus import usable_cpus
 from archiver.pipeline.observe import NullObserver, Observer, retry_reason
 from archiver.pipeline.quarantine import (
     QUARANTINE_CONTENT_TYPE,
@@ -44,7 +45,6 @@ from archiver.pipeline.quarantine import (
 )
 from archiver.pipeline.transcode import (
     BadAudio,
-    Engine,
     TranscodeError,
     TranscodeResult,
     transcode_to_mp3,
@@ -174,7 +174,9 @@ class Archiver:
     observer: Observer = field(default_factory=NullObserver)
 
     def __post_init__(self) -> None:
-        workers = self.cfg.transcode.worker_count
+        settings = self.cfg.transcode
+        workers = settings.workers or usable_cpus()
+        self.transcode_workers = workers
         self._transcoders = ThreadPoolExecutor(workers, thread_name_prefix="transcode")
         self._uploaders = ThreadPoolExecutor(
             self.cfg.s3.max_concurrent_uploads, thread_name_prefix="upload"
@@ -183,8 +185,9 @@ class Archiver:
         # Enough recordings in flight to keep every core and connection busy, few enough that
         # work files stay bounded.
         uploads = self.cfg.s3.max_concurrent_uploads
-        settings = self.cfg.transcode
-        batch_files = settings.batch_files if settings.engine == "ffmpeg" else 1
+        batch_files = settings.batch_files if settings.engine != "pydub" else 1
+        # "auto": a recording that finds a transcoder idle goes through pydub alone; those that
+        # queue behind busy transcoders share ffmpeg processes (transcode_batch.py).
         self._batcher = (
             BatchTranscoder(
                 self._transcoders,
@@ -192,8 +195,9 @@ class Archiver:
                 ffmpeg=self.ffmpeg,
                 bitrate=settings.bitrate,
                 max_files=batch_files,
+                solo_engine="pydub" if settings.engine == "auto" else "ffmpeg",
             )
-            if batch_files > 1
+            if settings.engine != "pydub"
             else None
         )
         # Batching needs a full batch waiting per worker while the workers run theirs.
@@ -494,9 +498,7 @@ class Archiver:
     async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
         loop = asyncio.get_running_loop()
         settings = self.cfg.transcode
-        job = _TranscodeJob(
-            source, mp3, self.ffmpeg, settings.bitrate, id3_tags(rec), settings.engine
-        )
+        job = _TranscodeJob(source, mp3, self.ffmpeg, settings.bitrate, id3_tags(rec))
         started = time.monotonic()
         ok = False
         try:
@@ -585,7 +587,6 @@ class _TranscodeJob:
     ffmpeg: str
     bitrate: str
     tags: dict[str, str]
-    engine: Engine = "pydub"
 
     def __call__(self) -> TranscodeResult:
         return transcode_to_mp3(
@@ -594,5 +595,5 @@ class _TranscodeJob:
             ffmpeg=self.ffmpeg,
             bitrate=self.bitrate,
             tags=self.tags,
-            engine=self.engine,
+            engine="pydub",
         )

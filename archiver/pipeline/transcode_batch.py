@@ -27,6 +27,7 @@ from pathlib import Path
 from archiver.pipeline.transcode import (
     _QUIET_NO_STDIN,
     BadAudio,
+    Engine,
     TranscodeError,
     TranscodeResult,
     _finish_mp3,
@@ -60,12 +61,18 @@ _Shared = tuple[int, _Probe, list[str], Path]  # job index, probe, -metadata arg
 
 
 def transcode_batch(
-    jobs: Sequence[BatchJob], *, ffmpeg: str, bitrate: str, timeout_s: float = 300.0
+    jobs: Sequence[BatchJob],
+    *,
+    ffmpeg: str,
+    bitrate: str,
+    timeout_s: float = 300.0,
+    solo_engine: Engine = "ffmpeg",
 ) -> list[Outcome]:
     """Transcode every job, sharing one ffmpeg process; return a result or an exception per job,
     in order. The exceptions are those `transcode_to_mp3` raises (BadAudio, TranscodeError,
     ValueError, OSError); this function raises nothing for one job's problem.
 
+    A batch that holds one usable file goes through `solo_engine` (same bytes either way).
     `timeout_s` bounds each file: the shared process gets `timeout_s` times the number of files.
     """
     outcomes: list[Outcome | None] = [None] * len(jobs)
@@ -81,7 +88,7 @@ def transcode_batch(
             shared.append((index, probe, metadata, _temp_path_next_to(job.mp3)))
         if len(shared) == 1:
             index = shared[0][0]
-            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
+            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s, solo_engine)
         elif shared:
             _run_shared(jobs, shared, outcomes, ffmpeg, bitrate, timeout_s)
     finally:
@@ -117,7 +124,9 @@ def _run_shared(
             outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
 
 
-def _one(job: BatchJob, ffmpeg: str, bitrate: str, timeout_s: float) -> Outcome:
+def _one(
+    job: BatchJob, ffmpeg: str, bitrate: str, timeout_s: float, engine: Engine = "ffmpeg"
+) -> Outcome:
     try:
         return transcode_to_mp3(
             job.source,
@@ -125,7 +134,7 @@ def _one(job: BatchJob, ffmpeg: str, bitrate: str, timeout_s: float) -> Outcome:
             ffmpeg=ffmpeg,
             bitrate=bitrate,
             tags=job.tags,
-            engine="ffmpeg",
+            engine=engine,
             timeout_s=timeout_s,
         )
     except (BadAudio, TranscodeError, ValueError, OSError) as error:
@@ -140,6 +149,10 @@ class BatchTranscoder:
     oldest ones together while the batch stays within `max_files` files and `max_audio_s`
     seconds of audio. So batching never delays a job, and a long file goes alone. No task
     outlives the work: a worker ends when nothing is waiting.
+
+    `solo_engine` transcodes a job that runs alone because nothing else waits (no backlog):
+    ``"pydub"`` there is the `engine = "auto"` policy, where pydub's extra ffmpeg run costs
+    only idle CPU. Whatever waits behind it goes through the shared ffmpeg.
     """
 
     def __init__(
@@ -152,8 +165,10 @@ class BatchTranscoder:
         max_files: int = 16,
         max_audio_s: float = 1200.0,
         timeout_s: float = 300.0,
+        solo_engine: Engine = "ffmpeg",
     ) -> None:
         self._executor = executor
+        self._solo_engine: Engine = solo_engine
         self._workers = workers
         self._ffmpeg = ffmpeg
         self._bitrate = bitrate
@@ -194,11 +209,18 @@ class BatchTranscoder:
         if not live:
             return
         jobs = [job for job, _ in live]
+        # Alone with nothing queued behind it: no backlog, so the solo engine; a lone job
+        # taken from a queue (max_files = 1) is backlog and goes through ffmpeg.
+        solo: Engine = self._solo_engine if not self._pending else "ffmpeg"
         try:
             outcomes = await asyncio.get_running_loop().run_in_executor(
                 self._executor,
                 lambda: transcode_batch(
-                    jobs, ffmpeg=self._ffmpeg, bitrate=self._bitrate, timeout_s=self._timeout_s
+                    jobs,
+                    ffmpeg=self._ffmpeg,
+                    bitrate=self._bitrate,
+                    timeout_s=self._timeout_s,
+                    solo_engine=solo,
                 ),
             )
         except BaseException as error:  # cancelled, or the executor shut down: nobody hangs
