@@ -35,8 +35,9 @@ from archiver.service.http import Health, add_metrics_routes, build_http_app, st
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier
 from archiver.service.startup import Service, check_pbxs
+from archiver.state.api import State, open_state
 from archiver.state.calls import CallLog
-from archiver.state.ledger import Ledger
+from archiver.state.db import StateUnavailable
 
 __all__ = ["main"]
 
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FfmpegNotFound as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except StateUnavailable as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,9 +149,9 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
-        counts = ledger.counts()
-        failures = ledger.recent_failures(10)
+    with contextlib.closing(open_state(cfg)) as state:
+        counts = state.ledger.counts()
+        failures = state.ledger.recent_failures(10)
     if args.json:
         print(json.dumps({"counts": counts, "failures": [asdict(f) for f in failures]}, indent=2))
         return EXIT_OK
@@ -159,8 +163,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_retry(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
-        requeued = ledger.requeue_failed(only_retryable=not args.failed)
+    with contextlib.closing(open_state(cfg)) as state:
+        requeued = state.ledger.requeue_failed(only_retryable=not args.failed)
     print(f"re-queued {requeued} recording(s)")
     return EXIT_OK
 
@@ -170,10 +174,10 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     try:
-        with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
+        with contextlib.closing(open_state(cfg)) as state:
             store = S3Store(cfg.s3)
             store.check_access()
-            report = reconcile(cfg, store, ledger)
+            report = reconcile(cfg, store, state.ledger)
     except StoreError as error:
         print(f"error: {error.reason}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -245,29 +249,30 @@ def _today(tz: ZoneInfo) -> date:
 
 
 @contextlib.asynccontextmanager
-async def _archiver(cfg: Config, calls: CallLog) -> AsyncIterator[Archiver]:
+async def _archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
     """The Archiver for `cfg`, with its PBX clients, ledger and store; closed on exit. Archived
-    recordings of calls placed through archiver get their dial status from `calls`."""
+    recordings of calls placed through archiver get their dial status from the call log. Where
+    the state is shared (PostgreSQL), each PBX's request limit holds across all workers."""
     ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
     clients = {pbx.name: PbxClient(pbx, pbx.resolve_password()) for pbx in cfg.pbx}
     for pbx in cfg.pbx:
+        clients[pbx.name].shared_gate = state.pbx_gate(pbx.name, pbx.max_concurrent_requests)
         if pbx.tls_unverified:
             log.warning("tls_verification_off", pbx=pbx.name)
     register_secret(await asyncio.to_thread(_s3_secret_key))
     removed = clear_work_dir(cfg.state.work_path)
     if removed:
         log.info("work_dir_cleared", removed=removed)
-    ledger = Ledger.open(cfg.state.path)
+    log.info("state_opened", backend=state.backend, where=state.where)
     store = S3Store(cfg.s3)
-    archiver = Archiver(cfg=cfg, ledger=ledger, store=store, clients=clients, ffmpeg=ffmpeg)
-    archiver.extra_metadata = calls.recording_metadata
+    archiver = Archiver(cfg=cfg, ledger=state.ledger, store=store, clients=clients, ffmpeg=ffmpeg)
+    archiver.extra_metadata = state.calls.recording_metadata
     try:
         yield archiver
     finally:
         for client in clients.values():
             await client.close()
         await asyncio.to_thread(archiver.close)
-        ledger.close()
 
 
 def _s3_secret_key() -> str:
@@ -321,8 +326,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
-    with contextlib.closing(CallLog.for_config(cfg)) as calls:
-        async with _archiver(cfg, calls) as archiver:
+    with contextlib.closing(open_state(cfg)) as state:
+        async with _archiver(cfg, state) as archiver:
             if not await _store_reachable(archiver):
                 return EXIT_UNREACHABLE
             with _progress(archiver):
@@ -331,12 +336,12 @@ async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
 
 
 async def _run(cfg: Config, *, once: bool) -> int:
-    with contextlib.closing(CallLog.for_config(cfg)) as calls:
-        return await _run_with(cfg, calls, once=once)
+    with contextlib.closing(open_state(cfg)) as state:
+        return await _run_with(cfg, state, once=once)
 
 
-async def _run_with(cfg: Config, calls: CallLog, *, once: bool) -> int:
-    async with _archiver(cfg, calls) as archiver:
+async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
+    async with _archiver(cfg, state) as archiver:
         if not await _store_reachable(archiver):
             return EXIT_UNREACHABLE
         if once:
@@ -354,7 +359,7 @@ async def _run_with(cfg: Config, calls: CallLog, *, once: bool) -> int:
         # doubling pause, each one logged. One-shot commands exit 2 instead.
         for name in await check_pbxs(archiver.clients):
             archiver.back_off(name)
-        async with _http_server(cfg, health, metrics, calls):
+        async with _http_server(cfg, health, metrics, state.calls):
             service.ready()
             await _until_signalled(cfg, lambda stop: _loop(archiver, service, stop))
     return EXIT_OK

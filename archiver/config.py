@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -248,8 +249,83 @@ class S3Config(_Strict):
 
 
 class StateConfig(_Strict):
+    """Where the state lives: the SQLite file `path` (one host, the default), or the PostgreSQL
+    database `url` (several workers on any hosts). The database password comes from at most one
+    of password_file, password_env, or (under systemd's LoadCredential=) `credential`; none
+    leaves it to libpq (~/.pgpass, a client certificate, peer/trust). TLS settings go to libpq
+    unchanged."""
+
     path: Path = Path("/var/lib/archiver/ledger.sqlite3")
     work_dir: Path | None = None
+    url: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    credential: str | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = (
+        None
+    )
+    sslrootcert: Path | None = None
+    sslcert: Path | None = None
+    sslkey: Path | None = None
+    # Connections per process to PostgreSQL, besides one per cross-worker PBX request slot held.
+    pool_size: Annotated[int, Field(ge=1, le=64)] = 4
+    # How long a worker's claim on a recording lasts unless renewed (renewed every third of it
+    # while the work goes on); a dead worker's recordings are taken over after this.
+    lease_s: Annotated[float, Field(ge=5, le=86400)] = 300.0
+    # How long a statement waits for the database to come back before the work is deferred.
+    outage_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_postgresql_without_password(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be postgresql://USER@HOST[:PORT]/DATABASE")
+        if parts.password is not None or "password=" in parts.query:
+            raise ValueError(
+                "must not contain the password: give password_file, password_env or credential"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> StateConfig:
+        sources = [self.password_file, self.password_env, self.credential]
+        if sum(source is not None for source in sources) > 1:
+            raise ValueError("give at most one of password_file, password_env, credential")
+        if self.url is None and any(source is not None for source in sources):
+            raise ValueError("a database password is set but url is not")
+        return self
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        return "sqlite" if self.url is None else "postgresql"
+
+    def resolve_password(self) -> str | None:
+        """The database password from its configured source, or None if none is configured.
+        Raise `ConfigError` if the source is unreadable or empty."""
+        where = "state"
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ConfigError([f"{where}: environment variable {self.password_env} is empty"])
+            return value
+        if self.credential is not None:
+            return read_credential(self.credential, where)
+        if self.password_file is not None:
+            return _read_secret_file(self.password_file, where)
+        return None
+
+    def tls_options(self) -> dict[str, str]:
+        """The TLS settings given, as libpq connection parameters."""
+        given = {
+            "sslmode": self.sslmode,
+            "sslrootcert": self.sslrootcert,
+            "sslcert": self.sslcert,
+            "sslkey": self.sslkey,
+        }
+        return {name: str(value) for name, value in given.items() if value is not None}
 
     @property
     def work_path(self) -> Path:
@@ -434,6 +510,8 @@ def readable_password_files(path: Path, cfg: Config) -> list[Path]:
     inline = any(pbx.password is not None for pbx in cfg.pbx) or cfg.callbacks.token is not None
     candidates = [path] if inline else []
     candidates += [pbx.password_file for pbx in cfg.pbx if pbx.password_file is not None]
+    if cfg.state.password_file is not None:
+        candidates.append(cfg.state.password_file)
     exposed = []
     for candidate in candidates:
         try:

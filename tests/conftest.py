@@ -1,14 +1,18 @@
-"""Shared fixtures: one real SeaweedFS S3 server per test session, a fresh bucket per test."""
+"""Shared fixtures: one real SeaweedFS S3 server and one real PostgreSQL server per test session,
+a fresh bucket or database per test."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from archiver.config import S3Config
+from archiver.config import Config, S3Config, parse_config
+from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
+from archiver.state.api import State, open_state
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +20,46 @@ def seaweed() -> Iterator[SeaweedS3]:
     """A SeaweedFS S3 server on 127.0.0.1 (free ports, temporary data dir), stopped at the end."""
     with SeaweedS3() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server on 127.0.0.1 (a free port, a temporary folder), stopped by its PID at
+    the end of the session."""
+    with LocalPostgres() as server:
+        yield server
+
+
+def state_config(state: dict[str, object]) -> Config:
+    """A minimal valid config with the given `[state]` table."""
+    return parse_config(
+        {
+            "pbx": {"url": "http://127.0.0.1:1", "username": "u", "password": "p"},
+            "s3": {"bucket": "unused"},
+            "state": state,
+        },
+        "test",
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_cfg(request: pytest.FixtureRequest, tmp_path: Path) -> Config:
+    """A config whose state is a new SQLite file or a new PostgreSQL database (the session's
+    server): every test using it runs on both backends."""
+    if request.param == "sqlite":
+        return state_config({"path": str(tmp_path / "state" / "ledger.sqlite3")})
+    server: LocalPostgres = request.getfixturevalue("postgres")
+    return state_config({"url": server.create_database(), "outage_s": 5})
+
+
+@pytest.fixture
+def state(state_cfg: Config) -> Iterator[State]:
+    """The opened state of `state_cfg` (both backends), closed after the test."""
+    opened = open_state(state_cfg)
+    try:
+        yield opened
+    finally:
+        opened.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from dataclasses import asdict
@@ -22,7 +23,8 @@ from archiver.calls.autocall import pbx_datetime as to_pbx_datetime
 from archiver.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 from archiver.config import Config, PbxConfig, config_path, load_config
 from archiver.pbx.client import PbxClient, PbxError
-from archiver.state.calls import CallLog, CallSummary
+from archiver.state.api import open_state
+from archiver.state.calls import CallSummary
 
 __all__ = ["add_call_parsers"]
 
@@ -102,7 +104,8 @@ def _cmd_call(args: argparse.Namespace) -> int:
 async def _place(
     cfg: Config, pbx: PbxConfig, request: AutocallRequest, dial_at: float, *, as_json: bool
 ) -> int:
-    calls = CallLog.for_config(cfg)
+    state = open_state(cfg)
+    calls = state.calls
     try:
         call_id = calls.begin(pbx.name, request, dial_at=dial_at)
         client = PbxClient(pbx, pbx.resolve_password())
@@ -117,7 +120,7 @@ async def _place(
         calls.finish_placing(call_id, accepted=True, reply=reply)
         summary = calls.get(call_id)
     finally:
-        calls.close()
+        state.close()
     if as_json and summary is not None:
         print(json.dumps(_row(summary), indent=2))
     else:
@@ -135,11 +138,8 @@ def _cmd_calls(args: argparse.Namespace) -> int:
             print(f"error: {error.reason}", file=sys.stderr)
             return EXIT_CONFIG
     since = None if args.since is None else args.since.astimezone().timestamp()
-    calls = CallLog.for_config(cfg)
-    try:
-        found = calls.calls(number=number, since=since)
-    finally:
-        calls.close()
+    with contextlib.closing(open_state(cfg)) as state:
+        found = state.calls.calls(number=number, since=since)
     if args.json:
         print(json.dumps({"calls": [_row(call) for call in found]}, indent=2))
         return EXIT_OK

@@ -13,7 +13,8 @@ import contextlib
 import hashlib
 import re
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -154,6 +155,11 @@ class PbxClient:
     cfg: PbxConfig
     password: str = field(repr=False)
     _session: aiohttp.ClientSession | None = field(default=None, init=False, repr=False)
+    # Entered inside our own limit around every request: the PBX's request slots shared with
+    # other workers (`State.pbx_gate`), or None when this process is the only one.
+    shared_gate: Callable[[], AbstractAsyncContextManager[object]] | None = field(
+        default=None, repr=False
+    )
 
     def __post_init__(self) -> None:
         self._gate = asyncio.Semaphore(self.cfg.max_concurrent_requests)
@@ -192,6 +198,7 @@ class PbxClient:
         target = URL(request_target(path, params.items()), encoded=True)
         async with (
             self._gate,
+            self.shared_gate() if self.shared_gate is not None else contextlib.nullcontext(),
             self._guard(what),
             self._client().get(target) as response,
         ):

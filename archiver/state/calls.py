@@ -1,7 +1,8 @@
 """The call log: calls placed through `archiver call` and the PBX's call-result callbacks.
 
-Two tables in the ledger's SQLite file (one file to back up), kept by this module so the
-recordings' ledger stays as it is. A callback names only the dialled number, so each event is
+Two tables beside the ledger's (one file or database to back up), kept by this module so the
+recordings' ledger stays as it is; the same code runs on SQLite and PostgreSQL
+(`archiver.state.db.Db`). A callback names only the dialled number, so each event is
 tied, when it arrives, to the latest call placed to that number within `window_s`; events that
 match no call are kept too (autocall_id NULL): nothing the PBX sends is dropped.
 
@@ -12,16 +13,14 @@ busy timeout let them share the file; every write is one short statement.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
 from archiver.calls.autocall import AutocallRequest, InvalidNumber, normalise_number
-from archiver.config import Config
 from archiver.names import Recording
-from archiver.state.ledger import connect
+from archiver.state.db import Db, Param, SqliteDb
 
 __all__ = ["CallEvent", "CallLog", "CallSummary", "EventKind", "PlacedState"]
 
@@ -95,22 +94,17 @@ class CallSummary:
 class CallLog:
     """Placed calls and callback events in the ledger's SQLite file."""
 
-    def __init__(self, connection: sqlite3.Connection, *, window_s: float) -> None:
-        self._db = connection
+    def __init__(self, db: Db, *, window_s: float) -> None:
+        self._db = db
         self.window_s = window_s
 
     @classmethod
     def open(cls, path: Path, *, window_s: float = 3600.0) -> CallLog:
         """Open (creating the tables if needed) the call log in the SQLite file at `path`.
         `window_s`: how long after a call was dialled its callbacks and recording belong to it."""
-        connection = connect(path)
-        connection.executescript(_SCHEMA)
-        return cls(connection, window_s=window_s)
-
-    @classmethod
-    def for_config(cls, cfg: Config) -> CallLog:
-        """The call log of the configured state file and match window."""
-        return cls.open(cfg.state.path, window_s=cfg.autocall.match_window_s)
+        db = SqliteDb.open(path)
+        create_sqlite_schema(db)
+        return cls(db, window_s=window_s)
 
     def close(self) -> None:
         self._db.close()
@@ -121,12 +115,12 @@ class CallLog:
         """Log a call about to be placed (before the request, so no early callback can miss it);
         return its id. `dial_at` (epoch s) defaults to now."""
         now = time.time()
-        cursor = self._db.execute(
+        row = self._db.execute(
             "INSERT INTO autocalls (pbx, number, placed_at, dial_at, params, state)"
-            " VALUES (?, ?, ?, ?, ?, 'placing')",
+            " VALUES (?, ?, ?, ?, ?, 'placing') RETURNING id",
             (pbx, call.number, now, now if dial_at is None else dial_at, json.dumps(call.params())),
-        )
-        return int(cursor.lastrowid or 0)
+        ).rows[0]
+        return int(row[0])
 
     def finish_placing(self, call_id: int, *, accepted: bool, reply: str) -> None:
         """Record the PBX's answer to the request: `placed`, or `refused` with the reason."""
@@ -144,7 +138,7 @@ class CallLog:
             "SELECT id, pbx, number, placed_at, dial_at, state, reply, params FROM autocalls"
             f" WHERE {where} ORDER BY dial_at DESC, id DESC LIMIT ?",
             (*values, limit),
-        ).fetchall()
+        ).rows
         return [self._summary(row) for row in rows]
 
     def get(self, call_id: int) -> CallSummary | None:
@@ -152,7 +146,7 @@ class CallLog:
             "SELECT id, pbx, number, placed_at, dial_at, state, reply, params FROM autocalls"
             " WHERE id = ?",
             (call_id,),
-        ).fetchone()
+        ).one()
         return None if row is None else self._summary(row)
 
     def _summary(self, row: tuple[object, ...]) -> CallSummary:
@@ -188,13 +182,13 @@ class CallLog:
         (or to none); return it as stored."""
         now = time.time() if received_at is None else received_at
         autocall_id = self._call_for(number, now)
-        cursor = self._db.execute(
+        row = self._db.execute(
             "INSERT INTO call_events (autocall_id, number, status, kind, ended, received_at,"
-            " source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " source) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (autocall_id, number, status, kind, int(ended), now, source),
-        )
+        ).rows[0]
         return CallEvent(
-            id=int(cursor.lastrowid or 0),
+            id=int(row[0]),
             autocall_id=autocall_id,
             number=number,
             status=status,
@@ -209,7 +203,7 @@ class CallLog:
             "SELECT id FROM autocalls WHERE number = ? AND state != 'refused'"
             " AND dial_at BETWEEN ? AND ? ORDER BY dial_at DESC, id DESC LIMIT 1",
             (number, at - self.window_s, at + CLOCK_SLACK_S),
-        ).fetchone()
+        ).one()
         return None if row is None else int(row[0])
 
     def events(
@@ -221,7 +215,7 @@ class CallLog:
             "SELECT id, autocall_id, number, status, kind, ended, received_at, source"
             f" FROM call_events WHERE {where} ORDER BY id LIMIT ?",
             (*values, _MAX_LISTED),
-        )
+        ).rows
         return [
             CallEvent(
                 id=int(r[0]),
@@ -250,7 +244,7 @@ class CallLog:
             f"SELECT id FROM autocalls WHERE number IN ({marks}) AND state != 'refused'"
             " AND dial_at BETWEEN ? AND ? ORDER BY dial_at DESC, id DESC LIMIT 1",
             (*numbers, started_s - self.window_s, started_s + CLOCK_SLACK_S),
-        ).fetchone()
+        ).one()
         return None if row is None else self.get(int(row[0]))
 
     def recording_metadata(self, rec: Recording) -> dict[str, str]:
@@ -260,6 +254,11 @@ class CallLog:
         if call is None:
             return {}
         return {"autocall-id": str(call.id), "dial-status": call.status or "pending"}
+
+
+def create_sqlite_schema(db: SqliteDb) -> None:
+    """Create the call log's tables in a SQLite file if they are missing."""
+    db.executescript(_SCHEMA)
 
 
 def _status_of(events: list[CallEvent]) -> str | None:
@@ -282,7 +281,7 @@ def _lenient_number(party: str) -> str | None:
 
 def _where(
     *conditions: tuple[str, str | int | float | None],
-) -> tuple[str, list[str | int | float]]:
+) -> tuple[str, list[Param]]:
     """AND the fixed `clause`s whose value is given; return the SQL text and its parameters."""
     given = [(clause, value) for clause, value in conditions if value is not None]
     text = " AND ".join(clause for clause, _ in given) or "1 = 1"

@@ -7,20 +7,29 @@ checked. Work files do not survive a restart, so on resume anything short of a f
 archived again from the download; the store stage's HEAD-before-PUT makes that upload-free when
 the object already landed.
 
-Writes are single statements in autocommit mode on a WAL database: a process killed at any
-moment leaves the previous or the next state, never a torn one.
+Writes are single statements in autocommit mode: a process killed at any moment leaves the
+previous or the next state, never a torn one. The same code runs on SQLite (one host) and on
+PostgreSQL (several workers, `archiver.state.postgres`) through `archiver.state.db.Db`.
+
+Several workers share the work through leases: `claim` gives one worker a recording for `lease_s`
+(on PostgreSQL with `SELECT ... FOR UPDATE SKIP LOCKED`, so a claim never waits for another),
+`renew` extends it while the work goes on, and a lease that runs out (a dead worker) can be claimed
+by any other. Writes given an `owner` are refused once another worker holds the recording, so a
+worker that stalled past its lease cannot move a recording back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from archiver.names import Recording
+from archiver.state.db import Db, Dialect, Param, SqliteDb, connect
 
 __all__ = ["FINAL_STATES", "STATES", "Ledger", "LedgerEntry", "State", "connect"]
 
@@ -60,6 +69,13 @@ CREATE INDEX IF NOT EXISTS recordings_by_day ON recordings (pbx, day);
 CREATE INDEX IF NOT EXISTS recordings_by_state ON recordings (state, updated_at);
 """
 _SCHEMA_VERSION = 1
+# Added for leases; existing files get them at open (ALTER TABLE ADD COLUMN is cheap).
+_LEASE_COLUMNS: Final = {"lease_owner": "TEXT", "lease_until": "REAL"}
+# The database's own clock as epoch seconds: workers on several hosts compare leases on one clock.
+_NOW_SQL: Final[dict[Dialect, str]] = {
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "extract(epoch from clock_timestamp())::double precision",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,32 +91,19 @@ class LedgerEntry:
     updated_at: float
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the state file at `path` (creating its folder) the way every table in it is used:
-    autocommit, WAL, and waiting rather than failing while another connection writes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    # NORMAL keeps every commit through a process crash (SIGKILL); only power loss can undo
-    # the last few, and the bucket-side HEAD check covers that case too.
-    connection.execute("PRAGMA synchronous=NORMAL")
-    connection.execute("PRAGMA busy_timeout=5000")
-    return connection
-
-
 class Ledger:
-    """Recording states in a SQLite file. Not shared between processes that write at once."""
+    """Recording states, in SQLite or PostgreSQL (see the module's docstring for leases)."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
-        self._db = connection
+    def __init__(self, db: Db) -> None:
+        self._db = db
+        self._now = _NOW_SQL[db.dialect]
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
-        """Open (creating if needed) the ledger at `path`, with its folder."""
-        connection = connect(path)
-        connection.executescript(_SCHEMA)
-        connection.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-        return cls(connection)
+        """Open (creating if needed) the SQLite ledger at `path`, with its folder."""
+        db = SqliteDb.open(path)
+        create_sqlite_schema(db)
+        return cls(db)
 
     def close(self) -> None:
         self._db.close()
@@ -109,52 +112,119 @@ class Ledger:
         """Return every known recording of one PBX and day (YYYY-MM-DD), by file name."""
         rows = self._db.execute(
             f"SELECT {_COLUMNS} FROM recordings WHERE pbx = ? AND day = ?", (pbx, day)
-        )
+        ).rows
         return {entry.name: entry for entry in map(_entry, rows)}
 
     def get(self, key: str) -> LedgerEntry | None:
-        row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM recordings WHERE key = ?", (key,)
-        ).fetchone()
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM recordings WHERE key = ?", (key,)).one()
         return None if row is None else _entry(row)
 
     def discover(self, recordings: Iterable[Recording]) -> None:
         """Record recordings as discovered; ones already known keep their state."""
         now = time.time()
-        with self._transaction():
+        rows: list[list[Param]] = [
+            [r.key, r.pbx, r.folder, r.name, r.day.isoformat(), now, now] for r in recordings
+        ]
+        if rows:
             self._db.executemany(
-                "INSERT OR IGNORE INTO recordings (key, pbx, folder, name, day, state,"
-                " discovered_at, updated_at) VALUES (?, ?, ?, ?, ?, 'discovered', ?, ?)",
-                [(r.key, r.pbx, r.folder, r.name, r.day.isoformat(), now, now) for r in recordings],
+                "INSERT INTO recordings (key, pbx, folder, name, day, state, discovered_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, 'discovered', ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                rows,
             )
 
-    def advance(self, key: str, state: State, **fields: str | int | float | None) -> None:
-        """Move one recording to `state`, storing the given columns with it."""
+    def advance(
+        self,
+        key: str,
+        state: State,
+        *,
+        owner: str | None = None,
+        **fields: str | int | float | None,
+    ) -> bool:
+        """Move one recording to `state`, storing the given columns with it. With `owner`, only
+        while no other worker holds its lease. Return True if the row was written."""
         allowed = {"object_key", "source_sha256", "source_bytes", "mp3_bytes", "mp3_md5", "audio_s"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown ledger columns {sorted(unknown)}")
         assignments = "".join(f", {column} = ?" for column in fields)
-        self._db.execute(
-            f"UPDATE recordings SET state = ?, updated_at = ?{assignments} WHERE key = ?",
-            (state, time.time(), *fields.values(), key),
+        guard, guard_values = _owned_by(owner)
+        return (
+            self._db.execute(
+                f"UPDATE recordings SET state = ?, updated_at = ?{assignments}"
+                f" WHERE key = ?{guard}",
+                (state, time.time(), *fields.values(), key, *guard_values),
+            ).rowcount
+            > 0
         )
 
-    def fail(self, key: str, reason: str, *, retryable: bool) -> None:
-        """Mark one recording failed with `reason`, counting the attempt."""
-        self._db.execute(
-            "UPDATE recordings SET state = 'failed', attempts = attempts + 1, retryable = ?,"
-            " last_error = ?, updated_at = ? WHERE key = ?",
-            (int(retryable), reason[:500], time.time(), key),
+    def fail(self, key: str, reason: str, *, retryable: bool, owner: str | None = None) -> bool:
+        """Mark one recording failed with `reason`, counting the attempt (with `owner`: only
+        while no other worker holds it). Return True if the row was written."""
+        guard, guard_values = _owned_by(owner)
+        return (
+            self._db.execute(
+                "UPDATE recordings SET state = 'failed', attempts = attempts + 1, retryable = ?,"
+                f" last_error = ?, updated_at = ? WHERE key = ?{guard}",
+                (int(retryable), reason[:500], time.time(), key, *guard_values),
+            ).rowcount
+            > 0
         )
 
-    def mark_empty(self, key: str, reason: str, *, object_key: str | None = None) -> None:
+    def mark_empty(
+        self, key: str, reason: str, *, object_key: str | None = None, owner: str | None = None
+    ) -> bool:
         """Mark one recording `empty` (nothing to archive) with `reason`, and where its original
-        was kept, if it was."""
+        was kept, if it was (with `owner`: only while no other worker holds it)."""
+        guard, guard_values = _owned_by(owner)
+        return (
+            self._db.execute(
+                "UPDATE recordings SET state = 'empty', last_error = ?, object_key = ?,"
+                f" updated_at = ? WHERE key = ?{guard}",
+                (reason[:500], object_key, time.time(), key, *guard_values),
+            ).rowcount
+            > 0
+        )
+
+    # -- leases ------------------------------------------------------------------------------------
+
+    def claim(self, key: str, owner: str, lease_s: float) -> bool:
+        """Give `owner` the recording `key` for `lease_s` seconds if it is not final and no other
+        worker holds an unexpired lease on it; return whether `owner` now holds it. Never waits
+        for another worker's claim in progress (PostgreSQL: `FOR UPDATE SKIP LOCKED`)."""
+        claimable = (
+            "state NOT IN ('verified', 'empty')"
+            f" AND (lease_until IS NULL OR lease_until < {self._now} OR lease_owner = ?)"
+        )
+        if self._db.dialect == "postgresql":
+            where = (
+                f"key = (SELECT key FROM recordings WHERE key = ? AND {claimable}"
+                " FOR UPDATE SKIP LOCKED)"
+            )
+        else:  # one writer at a time: the UPDATE's own WHERE is the check
+            where = f"key = ? AND {claimable}"
+        updated = self._db.execute(
+            f"UPDATE recordings SET lease_owner = ?, lease_until = {self._now} + ? WHERE {where}",
+            (owner, lease_s, key, owner),
+        )
+        return updated.rowcount > 0
+
+    def renew(self, key: str, owner: str, lease_s: float) -> bool:
+        """Extend `owner`'s lease on `key` by `lease_s` from now; False if another worker has
+        taken it over (then `owner` must stop working on it)."""
+        updated = self._db.execute(
+            f"UPDATE recordings SET lease_until = {self._now} + ?"
+            " WHERE key = ? AND lease_owner = ?",
+            (lease_s, key, owner),
+        )
+        return updated.rowcount > 0
+
+    def release(self, key: str, owner: str) -> None:
+        """End `owner`'s lease on `key` (any worker may claim it again at once). The owner's name
+        stays, so a stalled former holder's late writes are still refused."""
         self._db.execute(
-            "UPDATE recordings SET state = 'empty', last_error = ?, object_key = ?, updated_at = ?"
-            " WHERE key = ?",
-            (reason[:500], object_key, time.time(), key),
+            "UPDATE recordings SET lease_until = NULL WHERE key = ? AND lease_owner = ?",
+            (key, owner),
         )
 
     def restore(
@@ -174,7 +244,7 @@ class Ledger:
         it is already `verified`. Return True if a row was written.
         """
         now = time.time()
-        cursor = self._db.execute(
+        written = self._db.execute(
             "INSERT INTO recordings (key, pbx, folder, name, day, state, last_error, object_key,"
             " source_sha256, source_bytes, mp3_bytes, mp3_md5, discovered_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)"
@@ -188,21 +258,20 @@ class Ledger:
                 object_key, source_sha256, mp3_bytes, mp3_md5, now, now,
             ),
         )  # fmt: skip
-        return cursor.rowcount > 0
+        return written.rowcount > 0
 
     def requeue_failed(self, *, only_retryable: bool = False) -> int:
         """Give failed recordings a fresh start (attempts reset); return how many."""
         condition = "state = 'failed'" + (" AND retryable = 1" if only_retryable else "")
-        cursor = self._db.execute(
+        return self._db.execute(
             f"UPDATE recordings SET state = 'discovered', attempts = 0, retryable = 1,"
             f" updated_at = ? WHERE {condition}",
             (time.time(),),
-        )
-        return cursor.rowcount
+        ).rowcount
 
     def counts(self) -> dict[str, int]:
         """Return how many recordings are in each state (every state present, zeros included)."""
-        found = dict(self._db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state"))
+        found = dict(self._db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state").rows)
         return {state: int(found.get(state, 0)) for state in STATES}
 
     def recent_failures(self, limit: int = 10) -> list[LedgerEntry]:
@@ -210,11 +279,8 @@ class Ledger:
             f"SELECT {_COLUMNS} FROM recordings WHERE state = 'failed'"
             " ORDER BY updated_at DESC LIMIT ?",
             (limit,),
-        )
+        ).rows
         return [_entry(row) for row in rows]
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
 
 
 _COLUMNS = "key, pbx, name, state, attempts, retryable, last_error, object_key, updated_at"
@@ -235,12 +301,20 @@ def _entry(row: tuple[object, ...]) -> LedgerEntry:
     )
 
 
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+def _owned_by(owner: str | None) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause that keeps a worker's write off a recording another worker holds."""
+    if owner is None:
+        return "", ()
+    return " AND (lease_owner IS NULL OR lease_owner = ?)", (owner,)
 
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN")
 
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+def create_sqlite_schema(db: SqliteDb) -> None:
+    """Create the ledger's tables in a SQLite file, or add what an older file lacks."""
+    db.executescript(_SCHEMA)
+    have = {row[1] for row in db.execute("PRAGMA table_info(recordings)").rows}
+    for column, kind in _LEASE_COLUMNS.items():
+        if column not in have:
+            # Another process opening the same file at once may have just added it.
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.execute(f"ALTER TABLE recordings ADD COLUMN {column} {kind}")
+    db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")

@@ -1,0 +1,125 @@
+"""The one state interface: `State`, and `open_state(cfg)` choosing its backend.
+
+The daemon, the CLI commands and the web ask `open_state` for the configured state and use its
+parts (`ledger`, `calls`) without knowing where they live: the SQLite file `[state] path` (one
+host, the default) or the PostgreSQL database `[state] url` (any number of workers on any hosts).
+Both backends run the same table code over `archiver.state.db.Db`; what only PostgreSQL can give
+(request slots held across workers) is `pbx_gate`, None on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from archiver.config import Config, StateConfig
+from archiver.logs import register_secret
+from archiver.state.calls import CallLog
+from archiver.state.calls import create_sqlite_schema as create_calls_schema
+from archiver.state.db import Db, Dialect, SqliteDb
+from archiver.state.ledger import Ledger
+from archiver.state.ledger import create_sqlite_schema as create_ledger_schema
+
+__all__ = ["BaseState", "RequestGate", "SqliteState", "State", "open_state", "worker_id"]
+
+# Entered around every request to one PBX: waits for one of that PBX's shared request slots.
+RequestGate = Callable[[], AbstractAsyncContextManager[None]]
+
+
+class State(Protocol):
+    """Everything archiver remembers, behind one interface for both backends."""
+
+    @property
+    def backend(self) -> Dialect: ...
+
+    @property
+    def where(self) -> str:
+        """Where the state lives, for messages (a path, or a URL without its password)."""
+        ...
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    @property
+    def calls(self) -> CallLog: ...
+
+    def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
+        """A gate holding `limit` requests to `pbx` at once across every worker that shares this
+        state, or None where the state is not shared (SQLite: one host, the client's own limit
+        is the whole limit)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def worker_id() -> str:
+    """This process's name in leases: host, PID and a random tag (a PID is reused after a
+    restart; the old process's leases must not look like ours)."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class BaseState:
+    def __init__(self, db: Db, cfg: Config, where: str) -> None:
+        self._db = db
+        self._where = where
+        self._ledger = Ledger(db)
+        self._calls = CallLog(db, window_s=cfg.autocall.match_window_s)
+
+    @property
+    def backend(self) -> Dialect:
+        return self._db.dialect
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    @property
+    def db(self) -> Db:
+        return self._db
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    @property
+    def calls(self) -> CallLog:
+        return self._calls
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class SqliteState(BaseState):
+    """The state in one SQLite file (`[state] path`)."""
+
+    def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
+        return None
+
+
+def open_sqlite(cfg: Config) -> SqliteState:
+    db = SqliteDb.open(cfg.state.path)
+    create_ledger_schema(db)
+    create_calls_schema(db)
+    return SqliteState(db, cfg, str(cfg.state.path))
+
+
+def open_state(cfg: Config) -> State:
+    """Open the configured state, creating or migrating its schema (on PostgreSQL under an
+    advisory lock, one process at a time). Raise `ConfigError` for an unreadable password source
+    and `StateUnavailable` if the database cannot be reached."""
+    if cfg.state.url is None:
+        return open_sqlite(cfg)
+    from archiver.state.pg_state import open_postgres
+
+    return open_postgres(cfg, _password(cfg.state))
+
+
+def _password(state: StateConfig) -> str | None:
+    password = state.resolve_password()
+    if password:
+        register_secret(password)
+    return password

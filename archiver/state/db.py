@@ -1,0 +1,123 @@
+"""One way to run SQL on either backend: the `Db` protocol, and its SQLite side.
+
+The tables' code (ledger, call log) is written once, in the SQL both SQLite ≥ 3.35 and PostgreSQL
+understand (`?` marks, `ON CONFLICT`, `RETURNING`); the PostgreSQL side (`archiver.state.postgres`)
+turns the marks into psycopg's. Where the two engines really differ (claiming with `SKIP LOCKED`,
+the schema's DDL) the caller asks `dialect`.
+
+Every statement runs in autocommit: one statement is one transaction, so a process killed at any
+moment leaves the previous or the next state. `executemany` is one transaction for the batch.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+__all__ = ["Db", "Dialect", "Param", "Result", "SqliteDb", "StateUnavailable", "connect"]
+
+Dialect = Literal["sqlite", "postgresql"]
+# A bound value. A list binds as an array on PostgreSQL (`= ANY(?)`); SQLite callers expand it.
+Param = str | int | float | bytes | None | list[str]
+
+
+class StateUnavailable(Exception):
+    """The state database could not be reached for longer than the outage budget. `reason` is
+    safe to log (never a password)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A statement's rows (all of them: every query here is bounded) and affected-row count."""
+
+    rows: list[tuple[Any, ...]]
+    rowcount: int
+
+    def one(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+
+class Db(Protocol):
+    """A connection (or pool) to the state database."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
+        """Run one statement in its own transaction; return its rows and row count."""
+        ...
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Param]]) -> None:
+        """Run `sql` once per row, all in one transaction."""
+        ...
+
+    def executescript(self, script: str) -> None:
+        """Run several `;`-separated statements (DDL) in one transaction."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the state file at `path` (creating its folder) the way every table in it is used:
+    autocommit, WAL, and waiting rather than failing while another connection writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    # NORMAL keeps every commit through a process crash (SIGKILL); only power loss can undo
+    # the last few, and the bucket-side HEAD check covers that case too.
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    return connection
+
+
+class SqliteDb:
+    """One SQLite connection, shared by the threads of one process (one statement at a time)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> SqliteDb:
+        return cls(connect(path))
+
+    @property
+    def dialect(self) -> Dialect:
+        return "sqlite"
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        return self._db
+
+    def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
+        with self._lock:
+            cursor = self._db.execute(sql, params)
+            rows = cursor.fetchall()
+            return Result(rows, cursor.rowcount)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Param]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany(sql, rows)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def executescript(self, script: str) -> None:
+        with self._lock:
+            self._db.executescript(script)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

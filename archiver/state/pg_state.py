@@ -1,0 +1,51 @@
+"""The PostgreSQL implementation of `State` (`[state] url`)."""
+
+from __future__ import annotations
+
+from archiver.config import Config
+from archiver.state.api import BaseState, RequestGate
+from archiver.state.postgres import (
+    PbxSlots,
+    PostgresDb,
+    apply_migrations,
+    make_conninfo,
+    redact_url,
+)
+
+__all__ = ["PostgresState", "open_postgres"]
+
+
+class PostgresState(BaseState):
+    """The state in one PostgreSQL database, shared by any number of workers."""
+
+    def __init__(self, db: PostgresDb, cfg: Config, where: str) -> None:
+        super().__init__(db, cfg, where)
+        self._pg = db
+        self._gates: dict[str, PbxSlots] = {}
+
+    def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
+        gate = self._gates.get(pbx)
+        if gate is None:
+            gate = PbxSlots(self._pg.pool, pbx, limit, outage_s=self._pg.outage_s)
+            self._gates[pbx] = gate
+        return gate
+
+
+def open_postgres(cfg: Config, password: str | None) -> PostgresState:
+    """Connect to `cfg.state.url`, migrate, and return the state."""
+    state = cfg.state
+    assert state.url is not None  # noqa: S101 - open_state only calls this with a url
+    # Each PBX request slot holds a connection while its request runs.
+    slots = sum(pbx.max_concurrent_requests for pbx in cfg.pbx)
+    db = PostgresDb(
+        make_conninfo(state.url, password, state.tls_options()),
+        pool_size=state.pool_size + slots,
+        outage_s=state.outage_s,
+    )
+    db.open()
+    try:
+        apply_migrations(db)
+    except BaseException:
+        db.close()
+        raise
+    return PostgresState(db, cfg, redact_url(state.url))

@@ -1,0 +1,264 @@
+"""The state in PostgreSQL: a connection pool, the migrations, and cross-worker PBX request slots.
+
+Driver: psycopg 3 with psycopg_pool. Its synchronous API matches the sqlite3 one the ledger and
+the call log were written against, so both backends share one set of table code and the CLI and
+the web can use the state without an event loop; the one asynchronous need (waiting for a PBX
+request slot) runs its few statements in a thread. asyncpg would have forced an async state
+interface on every caller and a second copy of every query.
+
+A statement that fails because the server is gone (a restart, a network cut) is retried with
+backoff for up to `state.outage_s` (stamina logs each retry), then raises `StateUnavailable`.
+A statement whose connection broke after the server committed it runs twice: every write here is
+idempotent or harmless twice (a failure's attempt count can be one too high), except a call placed
+through `archiver call` at the very moment of a cut, which can be logged twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import importlib.resources
+import random
+import re
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final, TypeVar
+
+import psycopg
+import stamina
+import structlog
+from psycopg import conninfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from archiver.state.db import Dialect, Param, Result, StateUnavailable
+
+__all__ = ["PbxSlots", "PostgresDb", "apply_migrations", "make_conninfo", "redact_url"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+# pg_advisory_lock keys: one for migrations, and a namespace per PBX for its request slots.
+_MIGRATION_LOCK: Final = 0x61726368  # "arch"
+_MIGRATIONS: Final = "archiver.state.migrations.postgresql"
+_TRANSIENT: Final = (psycopg.OperationalError, PoolTimeout)
+_SLOT_POLL_S: Final = (0.02, 0.08)  # jittered wait between tries for a free PBX request slot
+
+
+def make_conninfo(url: str, password: str | None, tls: dict[str, str]) -> str:
+    """The libpq connection string for `url` with the password and TLS options added."""
+    extra: dict[str, Any] = dict(tls)
+    if password is not None:
+        extra["password"] = password
+    extra.setdefault("application_name", "archiver")
+    extra.setdefault("connect_timeout", 10)
+    return conninfo.make_conninfo(url, **extra)
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`, for messages."""
+    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+@functools.lru_cache(maxsize=256)
+def _psycopg_sql(sql: str) -> str:
+    """Our `?` marks as psycopg's `%s` (a literal `%` doubled first)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _retrying(outage_s: float, what: str, call: Callable[[], T]) -> T:
+    """Run `call`, retrying while the server is unreachable, for up to `outage_s`."""
+    try:
+        for attempt in stamina.retry_context(
+            on=_TRANSIENT, attempts=None, timeout=outage_s, wait_initial=0.1, wait_max=2.0
+        ):
+            with attempt:
+                return call()
+    except _TRANSIENT as error:
+        reason = f"PostgreSQL unreachable for {outage_s:.0f} s ({what}): {_first_line(error)}"
+        raise StateUnavailable(reason) from None
+    raise AssertionError("unreachable: retry_context either returns or raises")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+class PostgresDb:
+    """A pool of autocommit connections to one database."""
+
+    def __init__(self, dsn: str, *, pool_size: int, outage_s: float) -> None:
+        self.outage_s = outage_s
+        self._dsn = dsn
+        self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+            name="archiver-state",
+        )
+
+    def open(self) -> None:
+        """Open the pool and wait for its first connection. Raise StateUnavailable if the
+        server cannot be reached or refuses us (the reason never holds the password)."""
+        self.pool.open()
+        try:
+            self.pool.wait(timeout=15.0)
+        except PoolTimeout:
+            reason = self._connect_error()
+            self.pool.close()
+            raise StateUnavailable(f"cannot connect to PostgreSQL: {reason}") from None
+
+    def _connect_error(self) -> str:
+        try:
+            with psycopg.connect(self._dsn, autocommit=True):
+                return "the pool timed out"
+        except psycopg.Error as error:
+            return _first_line(error)
+
+    @property
+    def dialect(self) -> Dialect:
+        return "postgresql"
+
+    def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
+        text = _psycopg_sql(sql)
+
+        def run() -> Result:
+            with self.pool.connection() as conn:
+                cursor = conn.execute(text, params)
+                rows = cursor.fetchall() if cursor.description is not None else []
+                return Result(rows, cursor.rowcount)
+
+        return _retrying(self.outage_s, "statement", run)
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Param]]) -> None:
+        text = _psycopg_sql(sql)
+
+        def run() -> None:
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cursor:
+                cursor.executemany(text, rows)
+
+        _retrying(self.outage_s, "batch", run)
+
+    def executescript(self, script: str) -> None:
+        def run() -> None:
+            with self.pool.connection() as conn, conn.transaction():
+                conn.execute(script.encode())
+
+        _retrying(self.outage_s, "script", run)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    """The numbered SQL files, in order: (version, file name, text)."""
+    found = []
+    for item in importlib.resources.files(_MIGRATIONS).iterdir():
+        match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", item.name)
+        if match is not None:
+            found.append((int(match.group(1)), item.name, item.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def apply_migrations(db: PostgresDb) -> list[str]:
+    """Bring the schema up to date, one process at a time (a session advisory lock: a second
+    process waits, then finds nothing left to do). Return the names of the files applied."""
+
+    def run() -> list[str]:
+        applied: list[str] = []
+        with db.pool.connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                    " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                )
+                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+                for version, name, text in _migrations():
+                    if version in done:
+                        continue
+                    with conn.transaction():
+                        conn.execute(text.encode())
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, applied_at)"
+                            " VALUES (%s, %s, %s)",
+                            (version, name, time.time()),
+                        )
+                    applied.append(name)
+            finally:
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+        return applied
+
+    applied = _retrying(db.outage_s, "migrations", run)
+    if applied:
+        log.info("state_migrated", backend="postgresql", applied=applied)
+    return applied
+
+
+class PbxSlots:
+    """At most `limit` requests to one PBX at once across every worker sharing the database.
+
+    Each slot is a session advisory lock (`pg_try_advisory_lock(pbx namespace, slot)`) held on a
+    connection of its own for as long as the request runs. Chosen over a leased counter because
+    PostgreSQL itself releases a dead worker's locks the moment its connection drops: a SIGKILLed
+    worker never holds a PBX slot until a lease runs out. While the database is restarting the
+    locks are gone too, so for those seconds the workers together may exceed the limit by the
+    requests already running; new ones wait for the server.
+    """
+
+    def __init__(self, pool: ConnectionPool[Any], pbx: str, limit: int, *, outage_s: float) -> None:
+        self._pool = pool
+        self._limit = limit
+        self._outage_s = outage_s
+        # A stable signed 32-bit namespace per PBX name (advisory keys are two int4s).
+        self._namespace = zlib.crc32(f"archiver.pbx:{pbx}".encode()) - 2**31
+
+    def __call__(self) -> AbstractAsyncContextManager[None]:
+        return self._held()
+
+    @contextlib.asynccontextmanager
+    async def _held(self) -> AsyncIterator[None]:
+        conn, slot = await self._acquire()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self._release, conn, slot)
+
+    async def _acquire(self) -> tuple[psycopg.Connection[Any], int]:
+        while True:
+            conn = await asyncio.to_thread(
+                _retrying, self._outage_s, "pbx slot", lambda: self._pool.getconn()
+            )
+            try:
+                slot = await asyncio.to_thread(
+                    _retrying, self._outage_s, "pbx slot", lambda c=conn: self._try_lock(c)
+                )
+            except BaseException:
+                self._pool.putconn(conn)
+                raise
+            if slot is not None:
+                return conn, slot
+            self._pool.putconn(conn)
+            await asyncio.sleep(random.uniform(*_SLOT_POLL_S))  # noqa: S311 - jitter, not crypto
+
+    def _try_lock(self, conn: psycopg.Connection[Any]) -> int | None:
+        row = conn.execute(
+            "SELECT s FROM generate_series(0, %s - 1) AS s"
+            " WHERE pg_try_advisory_lock(%s, s) LIMIT 1",
+            (self._limit, self._namespace),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _release(self, conn: psycopg.Connection[Any], slot: int) -> None:
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (self._namespace, slot))
+        except psycopg.Error:
+            pass  # the connection broke: the server dropped its locks with it
+        finally:
+            self._pool.putconn(conn)
