@@ -4,6 +4,10 @@ One recording goes list → name → settle → download → transcode → store
 small function or client call; this module sequences them, bounds concurrency, retries what is
 transient and records every outcome in the ledger. One recording's failure is logged with its
 reason and never stops the others.
+
+Several daemons may share one state (PostgreSQL): each recording is claimed with a lease before
+its work starts (skipped if another worker holds it), the lease is renewed while the work goes
+on, and a worker that lost its lease stops before uploading and writes nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from archiver.pipeline.transcode import (
 )
 from archiver.pipeline.transcode_batch import BatchJob, BatchTranscoder
 from archiver.s3.store import S3Store, StoredObject, StoreError, object_key, object_metadata
+from archiver.state.api import worker_id
+from archiver.state.db import StateUnavailable
 from archiver.state.ledger import FINAL_STATES, Ledger, LedgerEntry
 
 __all__ = ["Archiver", "PollReport", "clear_work_dir", "days_to_poll", "poll_ticks"]
@@ -62,6 +68,10 @@ _MAX_REMEMBERED_INVALID = 100_000
 # A uniqueid's epoch is the channel's creation in UTC; the name's time is local. More than this
 # apart means the configured time zone is probably not the PBX's.
 _TZ_MISMATCH_S = 900
+
+
+class LeaseLost(Exception):
+    """Another worker took this recording over (our lease ran out): stop, write nothing."""
 
 
 class RecordingFailed(Exception):
@@ -85,6 +95,8 @@ class PollReport:
     already_present: int = 0
     failed: int = 0
     empty: int = 0
+    taken_elsewhere: int = 0  # another worker sharing the state held or finished it
+    deferred: int = 0  # the state database was unreachable; the next poll takes it again
     listing_errors: list[str] = field(default_factory=list)
     auth_refused: list[str] = field(default_factory=list)  # PBX names that refused us
     backing_off: list[str] = field(default_factory=list)  # PBX names skipped this poll
@@ -172,6 +184,8 @@ class Archiver:
     # Extra S3 metadata for a recording (the dial status of a call placed through archiver).
     extra_metadata: Callable[[Recording], Mapping[str, str]] | None = None
     observer: Observer = field(default_factory=NullObserver)
+    # This process's name in the recordings' leases.
+    worker: str = field(default_factory=worker_id)
 
     def __post_init__(self) -> None:
         settings = self.cfg.transcode
@@ -291,6 +305,24 @@ class Archiver:
             self.observer.listed(client.name, ok=False, discovered=0, due=0)
             return []
         recordings = self._parse(client.cfg, listing.lines, report)
+        try:
+            return self._plan_day(client, day, recordings, report, len(listing.lines))
+        except StateUnavailable as error:
+            report.listing_errors.append(error.reason)
+            log.error(
+                "state_unavailable", pbx=client.name, day=day.isoformat(), reason=error.reason
+            )
+            return []
+
+    def _plan_day(
+        self,
+        client: PbxClient,
+        day: date,
+        recordings: list[Recording],
+        report: PollReport,
+        listed: int,
+    ) -> list[Recording]:
+        """Record the day's new recordings as discovered; return those due now."""
         known = self.ledger.states_for_day(client.name, day.isoformat())
         now = self.clock()
         due: list[Recording] = []
@@ -315,7 +347,7 @@ class Archiver:
             "listed",
             pbx=client.name,
             day=day.isoformat(),
-            listed=len(listing.lines),
+            listed=listed,
             valid=len(recordings),
             due=len(due),
         )
@@ -383,7 +415,13 @@ class Archiver:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _archive_counted(self, client: PbxClient, rec: Recording, report: PollReport) -> None:
-        outcome = await self.archive_one(client, rec)
+        try:
+            outcome = await self.archive_one(client, rec)
+        except StateUnavailable as error:
+            # Nothing could be recorded: the recording stays as it was, and the next poll (of
+            # this or another worker) takes it again once the database is back.
+            log.error("state_unavailable", pbx=rec.pbx, name=rec.name, reason=error.reason)
+            outcome = "deferred"
         report.add_outcome(outcome)
         self.observer.finished(rec.pbx, outcome)
         if self.on_done is not None:
@@ -397,15 +435,31 @@ class Archiver:
         with structlog.contextvars.bound_contextvars(
             pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name
         ):
-            return await self._archive_bound(client, rec)
+            lease_s = self.cfg.state.lease_s
+            if not self.ledger.claim(rec.key, self.worker, lease_s):
+                log.debug("taken_elsewhere")
+                return "taken_elsewhere"
+            lease = _Lease(self.ledger, rec.key, self.worker, lease_s)
+            try:
+                async with lease.renewed():
+                    return await self._archive_bound(client, rec, lease)
+            except LeaseLost:
+                log.warning("lease_lost", hint="another worker took it over; it archives it")
+                return "taken_elsewhere"
+            finally:
+                # Unreleased, the lease just runs out: no need to wait for the database again.
+                with contextlib.suppress(StateUnavailable):
+                    self.ledger.release(rec.key, self.worker)
 
-    async def _archive_bound(self, client: PbxClient, rec: Recording) -> str:
+    async def _archive_bound(self, client: PbxClient, rec: Recording, lease: _Lease) -> str:
         token = _work_token(rec)
         source = self.work_dir / f"{token}.src"
         mp3 = self.work_dir / f"{token}.mp3"
         started = time.monotonic()
         try:
-            stored = await self._stages(client, rec, source, mp3)
+            stored = await self._stages(client, rec, source, mp3, lease)
+        except LeaseLost:
+            raise
         except BadAudio as error:
             if error.empty:
                 return await self._empty(rec, source, error.reason)
@@ -425,7 +479,7 @@ class Archiver:
         self, rec: Recording, reason: str, *, retryable: bool = True, unexpected: bool = False
     ) -> str:
         """Record `rec` as failed with `reason` (an unexpected error with its traceback)."""
-        self.ledger.fail(rec.key, reason, retryable=retryable)
+        self.ledger.fail(rec.key, reason, retryable=retryable, owner=self.worker)
         if unexpected:
             log.exception("failed", reason=reason)
         else:
@@ -449,7 +503,7 @@ class Archiver:
                 return self._failed(rec, f"quarantine: unexpected {name}: {error}", unexpected=True)
             kept_at = stored.key
             reason = f"{reason} (original kept at {kept_at})"
-        self.ledger.mark_empty(rec.key, reason, object_key=kept_at)
+        self.ledger.mark_empty(rec.key, reason, object_key=kept_at, owner=self.worker)
         log.info("empty", reason=reason)
         return "empty"
 
@@ -468,25 +522,31 @@ class Archiver:
         return await asyncio.get_running_loop().run_in_executor(self._uploaders, put)
 
     async def _stages(
-        self, client: PbxClient, rec: Recording, source: Path, mp3: Path
+        self, client: PbxClient, rec: Recording, source: Path, mp3: Path, lease: _Lease
     ) -> StoredObject:
         download = await self._retry(lambda: client.download(rec, source), "download", rec.pbx)
         self.observer.downloaded(rec.pbx, download.size_bytes)
         self.ledger.advance(
-            rec.key, "downloaded", source_sha256=download.sha256, source_bytes=download.size_bytes
+            rec.key,
+            "downloaded",
+            owner=self.worker,
+            source_sha256=download.sha256,
+            source_bytes=download.size_bytes,
         )
         result = await self._transcode(rec, source, mp3)
         self.ledger.advance(
             rec.key,
             "transcoded",
+            owner=self.worker,
             mp3_bytes=result.mp3_bytes,
             mp3_md5=result.md5_b64,
             audio_s=result.mp3_duration_s,
         )
+        lease.check()  # the last moment to stand back without work done twice
         stored = await self._retry(
             lambda: self._upload(rec, result, download.sha256), "upload", rec.pbx
         )
-        self.ledger.advance(rec.key, "verified", object_key=stored.key)
+        self.ledger.advance(rec.key, "verified", owner=self.worker, object_key=stored.key)
         self.observer.stored(
             rec.pbx,
             mp3_bytes=result.mp3_bytes,
@@ -563,6 +623,42 @@ class Archiver:
         finally:
             self.observer.stage_done(stage, pbx, time.monotonic() - started, ok=ok)
         raise AssertionError("unreachable: retry_context either returns or raises")
+
+
+class _Lease:
+    """Our claim on one recording, renewed every third of `lease_s` while the work goes on."""
+
+    def __init__(self, ledger: Ledger, key: str, owner: str, lease_s: float) -> None:
+        self._ledger = ledger
+        self._key = key
+        self._owner = owner
+        self._lease_s = lease_s
+        self.lost = False
+
+    def check(self) -> None:
+        """Raise LeaseLost if another worker has taken the recording over."""
+        if self.lost or not self._ledger.renew(self._key, self._owner, self._lease_s):
+            self.lost = True
+            raise LeaseLost(self._key)
+
+    @contextlib.asynccontextmanager
+    async def renewed(self) -> AsyncIterator[None]:
+        renewer = asyncio.create_task(self._renew_until_cancelled())
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _renew_until_cancelled(self) -> None:
+        while not self.lost:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                self.lost = not self._ledger.renew(self._key, self._owner, self._lease_s)
+            except StateUnavailable as error:
+                # The lease may run out meanwhile; `check` before the upload decides.
+                log.warning("lease_not_renewed", reason=error.reason)
 
 
 async def _as_async(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:

@@ -25,7 +25,9 @@ __all__ = ["OUTCOMES", "Metrics", "PbxProgress", "Sample"]
 # without depending on prometheus-client.
 Sample = tuple[str, dict[str, str], float]
 
-OUTCOMES = ("archived", "already_present", "failed", "empty")
+# `taken_elsewhere`: another worker sharing the state holds it (or finished it first);
+# `deferred`: the state database was unreachable, the next poll takes it again.
+OUTCOMES = ("archived", "already_present", "failed", "empty", "taken_elsewhere", "deferred")
 # Seconds: a listing or a short call takes well under a second; a long download or a retried
 # stage can take minutes.
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
