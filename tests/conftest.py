@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import state_config
 
-from archiver.config import Config, S3Config, parse_config
+from archiver.config import Config, S3Config
 from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
 from archiver.state.api import State, open_state
@@ -28,18 +29,6 @@ def postgres() -> Iterator[LocalPostgres]:
     the end of the session."""
     with LocalPostgres() as server:
         yield server
-
-
-def state_config(state: dict[str, object]) -> Config:
-    """A minimal valid config with the given `[state]` table."""
-    return parse_config(
-        {
-            "pbx": {"url": "http://127.0.0.1:1", "username": "u", "password": "p"},
-            "s3": {"bucket": "unused"},
-            "state": state,
-        },
-        "test",
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -24,7 +24,20 @@ from archiver.pbx.client import PbxClient
 from archiver.pipeline.daemon import Archiver, PollReport
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3.store import S3Store
+from archiver.state.api import State
 from archiver.state.ledger import Ledger
+
+
+def state_config(state: dict[str, object]) -> Config:
+    """A minimal valid config with the given `[state]` table."""
+    return parse_config(
+        {
+            "pbx": {"url": "http://127.0.0.1:1", "username": "u", "password": "p"},
+            "s3": {"bucket": "unused"},
+            "state": state,
+        },
+        "test",
+    )
 
 
 def daemon_toml(
@@ -138,13 +151,18 @@ class Rig:
     s3: SeaweedS3
     tmp: Path
 
-    def archiver(self, **kwargs: Any) -> Archiver:
+    def archiver(self, state: State | None = None, **kwargs: Any) -> Archiver:
+        """An Archiver on its own SQLite ledger, or on `state` (its PBX client then keeps to
+        the request slots shared through it)."""
         pbx = self.cfg.pbx[0]
+        client = PbxClient(pbx, self.options.password)
+        if state is not None:
+            client.shared_gate = state.pbx_gate(pbx.name, pbx.max_concurrent_requests)
         return Archiver(
             cfg=self.cfg,
-            ledger=Ledger.open(self.cfg.state.path),
+            ledger=Ledger.open(self.cfg.state.path) if state is None else state.ledger,
             store=S3Store(self.cfg.s3),
-            clients={pbx.name: PbxClient(pbx, self.options.password)},
+            clients={pbx.name: client},
             ffmpeg=find_ffmpeg(None),
             **kwargs,
         )

@@ -135,3 +135,32 @@ def test_example_documents_every_key() -> None:
         assert f"[{section}]" in text or f"[[{section}]]" in text, section
         for name in model.model_fields:  # type: ignore[union-attr]
             assert f"{name} =" in text, f"{section}.{name}"
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"url": "postgresql://archiver:Sekrit-1@db/archiver"}, "must not contain the password"),
+        ({"url": "postgresql://archiver@db/archiver?password=Sekrit-1"}, "must not contain"),
+        ({"url": "mysql://archiver@db/archiver"}, "must be postgresql://"),
+        ({"url": "postgresql://a@db/x", "password_env": "A", "password_file": "/f"}, "at most one"),
+        ({"password_env": "A"}, "url is not"),
+    ],
+)
+def test_state_url_problems_are_named_without_the_password(
+    state: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**MINIMAL, "state": state}, "x.toml")
+    assert message in str(raised.value)
+    assert "Sekrit-1" not in str(raised.value)
+
+
+def test_state_backend_password_and_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DBPW", "from-env")
+    state = {"url": "postgresql://a@db/x", "password_env": "DBPW", "sslmode": "verify-full"}
+    cfg = parse_config({**MINIMAL, "state": state}, "x.toml")
+    assert cfg.state.backend == "postgresql"
+    assert cfg.state.resolve_password() == "from-env"
+    assert cfg.state.tls_options() == {"sslmode": "verify-full"}
+    assert parse_config(MINIMAL, "x.toml").state.backend == "sqlite"

@@ -14,6 +14,7 @@ from archiver.lab.simulator.audio import (
 )
 from archiver.lab.simulator.corpus import AudioFormat, Corpus, SimRecording, format_name
 from archiver.lab.simulator.server import (
+    CONCURRENCY_KEY,
     CORPUS_KEY,
     REQUEST_LINES_KEY,
     REQUESTED_KEY,
@@ -26,6 +27,7 @@ from archiver.lab.simulator.server import (
 )
 
 __all__ = [
+    "CONCURRENCY_KEY",
     "CORPUS_KEY",
     "REQUESTED_KEY",
     "REQUEST_LINES_KEY",

@@ -276,9 +276,33 @@ async def _record_request_line(request: web.Request, handler: Handler) -> web.St
     return await handler(request)
 
 
+@dataclass
+class Concurrency:
+    """Requests being answered now, and the most ever answered at once (the PBX is one small
+    box: tests check that every worker together keeps to its request limit)."""
+
+    now: int = 0
+    peak: int = 0
+
+
+CONCURRENCY_KEY = web.AppKey("concurrency", Concurrency)
+
+
+@web.middleware
+async def _count_concurrency(request: web.Request, handler: Handler) -> web.StreamResponse:
+    seen = request.app[CONCURRENCY_KEY]
+    seen.now += 1
+    seen.peak = max(seen.peak, seen.now)
+    try:
+        return await handler(request)
+    finally:
+        seen.now -= 1
+
+
 def build_app(options: SimulatorOptions) -> web.Application:
     """Return the simulator's application; its corpus (`app[CORPUS_KEY]`) is built here, once."""
-    app = web.Application(middlewares=[_record_request_line])
+    app = web.Application(middlewares=[_record_request_line, _count_concurrency])
+    app[CONCURRENCY_KEY] = Concurrency()
     app[OPTIONS_KEY] = options
     app[REQUEST_LINES_KEY] = []
     app[CORPUS_KEY] = options.build_corpus()
