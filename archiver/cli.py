@@ -35,7 +35,7 @@ from archiver.service.http import Health, add_metrics_routes, build_http_app, st
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier
 from archiver.service.startup import Service, check_pbxs
-from archiver.state.api import State, open_state
+from archiver.state.api import State, free_dead_local_leases, open_state
 from archiver.state.calls import CallLog
 from archiver.state.db import StateUnavailable
 
@@ -264,6 +264,9 @@ async def _archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
     if removed:
         log.info("work_dir_cleared", removed=removed)
     log.info("state_opened", backend=state.backend, where=state.where)
+    dead = free_dead_local_leases(state.ledger)
+    if dead:
+        log.info("dead_workers_leases_freed", workers=dead)
     store = S3Store(cfg.s3)
     archiver = Archiver(cfg=cfg, ledger=state.ledger, store=store, clients=clients, ffmpeg=ffmpeg)
     archiver.extra_metadata = state.calls.recording_metadata

@@ -4,6 +4,7 @@ failures, re-queueing, survival across reopen, and the leases several workers sh
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 from zoneinfo import ZoneInfo
 
@@ -12,7 +13,7 @@ import pytest
 
 from archiver.config import Config
 from archiver.names import Recording, parse_name
-from archiver.state.api import State, open_state
+from archiver.state.api import State, free_dead_local_leases, open_state, worker_id
 
 IST = ZoneInfo("Europe/Istanbul")
 
@@ -118,3 +119,27 @@ def test_final_recordings_cannot_be_claimed(state: State) -> None:
     assert not ledger.claim(a.key, "w1", lease_s=60)
     assert not ledger.claim(b.key, "w1", lease_s=60)
     assert not ledger.claim(_rec(3).key, "w1", lease_s=60)  # unknown: never discovered
+
+
+def test_a_dead_local_workers_leases_are_freed_at_start(state: State) -> None:
+    ledger = state.ledger
+    a, b = _rec(1), _rec(2)
+    ledger.discover([a, b])
+    gone = f"{worker_id().split(':')[0]}:{_exited_pid()}:abc"  # this host, a PID now free
+    alive = worker_id()  # this process
+    elsewhere = "other-host:1:abc"
+    assert ledger.claim(a.key, gone, lease_s=600)
+    assert ledger.claim(b.key, alive, lease_s=600)
+    assert ledger.claim(_rec(3).key, elsewhere, lease_s=600) is False  # not discovered
+    ledger.discover([_rec(3)])
+    assert ledger.claim(_rec(3).key, elsewhere, lease_s=600)
+    assert free_dead_local_leases(ledger) == [gone]
+    assert ledger.claim(a.key, "w2", lease_s=60)  # free at once
+    assert not ledger.claim(b.key, "w2", lease_s=60)  # its owner lives
+    assert not ledger.claim(_rec(3).key, "w2", lease_s=60)  # another host: wait for the lease
+
+
+def _exited_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid

@@ -16,13 +16,20 @@ recording was requested or stored). Progress goes to stderr, the daemon's logs t
 `duplicated` counts objects beyond the first for one source recording (by `source-name`
 metadata); `corrupt` counts objects whose bytes' MD5 is not their `md5` metadata, or whose
 `source-sha256` is not the SHA-256 of the PBX's file; `tempfiles` counts files left in the work
-folder; `stale_multipart` counts incomplete multipart uploads under the prefix.
+folders; `stale_multipart` counts incomplete multipart uploads under the prefix. A second line,
+`uploads N`, counts the uploads S3 accepted (seen by a pass-through proxy in front of it): more
+than `archived` means a recording was worked on twice even where HEAD-before-PUT hid it.
+
+`--workers 2 --state postgresql` runs two daemons on the one PBX sharing a PostgreSQL state (a
+local server, `archiver.lab.postgres`); the SIGKILLs alternate between them, and PostgreSQL itself
+is crashed (`pg_ctl -m immediate stop`) and started again once, a quarter of the way in.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import os
 import random
@@ -38,6 +45,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from archiver.lab.postgres import LocalPostgres
+from archiver.lab.s3proxy import CountingS3Proxy
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimRecording, SimulatorOptions, SimulatorThread
 
@@ -62,6 +71,7 @@ class Audit:
     stale_multipart: int
     unexpected: int  # objects of recordings that were not listed as valid
     hostile_requested: int  # downloads of anything but a valid listed recording
+    uploads: int  # uploads S3 accepted under the prefix
 
     def line(self) -> str:
         return (
@@ -80,10 +90,22 @@ class Audit:
             or self.stale_multipart
             or self.unexpected
             or self.hostile_requested
+            or self.uploads > self.archived
         )
 
 
-def _config(sim_url: str, s3_url: str, data: Path) -> str:
+# Short, so that a killed worker's recordings are taken over within the run even when no
+# worker restarts on its host (a restarted one frees its dead predecessor's leases at once).
+LEASE_S = 20.0
+
+
+def _state_table(data: Path, work: Path, pg_url: str | None) -> str:
+    if pg_url is None:
+        return f'path = "{data / "ledger.sqlite3"}"\nwork_dir = "{work}"\n'
+    return f'url = "{pg_url}"\nwork_dir = "{work}"\nlease_s = {LEASE_S}\noutage_s = 60\n'
+
+
+def _config(sim_url: str, s3_url: str, state_table: str) -> str:
     return f"""
 [pbx]
 url = "{sim_url}"
@@ -107,8 +129,7 @@ addressing_style = "path"
 stale_multipart_s = 5
 
 [state]
-path = "{data / "ledger.sqlite3"}"
-
+{state_table}
 [retry]
 attempts = 8
 timeout_s = 60
@@ -195,36 +216,65 @@ def _wait_for_work(daemon: _Daemon, log_path: Path, timeout_s: float = 60.0) -> 
         time.sleep(0.2)
 
 
-def _chaos(args: argparse.Namespace, daemon: _Daemon, s3: SeaweedS3, log_path: Path) -> None:
-    """Kill the daemon `args.kills` times at random moments; halfway, stop S3 under a daemon
-    that is mid-run and let that daemon live through the whole outage."""
+def _pg_outage(pg: LocalPostgres, seconds: float) -> None:
+    _say(f"crashing PostgreSQL (pg_ctl -m immediate stop) for {seconds:.0f} s")
+    pg.crash()
+    time.sleep(seconds)
+    pg.start()
+    _say("PostgreSQL is back")
+
+
+def _chaos(
+    args: argparse.Namespace,
+    daemons: list[_Daemon],
+    s3: SeaweedS3,
+    log_path: Path,
+    pg: LocalPostgres | None,
+) -> None:
+    """Kill the daemons `args.kills` times at random moments, taking turns; a quarter of the
+    way, crash PostgreSQL (if the state is there) under running daemons; halfway, stop S3
+    under a daemon that is mid-run and let it live through the whole outage."""
     rng = random.Random(args.seed)  # noqa: S311 -- repeatable kill moments, not crypto
     kills = 0
-    outage_done = False
+    outage_done = pg_outage_done = False
     min_life_s, max_life_s = args.min_life_s, args.max_life_s
-    daemon.start()
+    for daemon in daemons:
+        daemon.start()
     while kills < args.kills:
+        if pg is not None and kills >= args.kills // 4 and not pg_outage_done:
+            pg_outage_done = True
+            _wait_for_work(daemons[0], log_path)
+            _pg_outage(pg, args.pg_outage_s)
         if kills >= args.kills // 2 and not outage_done:
             outage_done = True
             _plant_stale_multipart(s3)
-            _wait_for_work(daemon, log_path)
+            _wait_for_work(daemons[0], log_path)
             outage = threading.Thread(target=_outage, args=(s3, args.outage_s), daemon=True)
             outage.start()
             outage.join()
         time.sleep(rng.uniform(min_life_s, max_life_s))
-        if daemon.kill():
+        victim = daemons[kills % len(daemons)]
+        if victim.kill():
             kills += 1
-            _say(f"SIGKILL {kills}/{args.kills}")
+            _say(f"SIGKILL {kills}/{args.kills} (worker {daemons.index(victim)})")
         else:
             # Once everything is archived a life is only start-up and listing (a second or
             # two): aim the next kills there, or they would never land.
-            _say(f"daemon had exited with {daemon.process.returncode if daemon.process else '?'}")
+            code = victim.process.returncode if victim.process else "?"
+            _say(f"worker {daemons.index(victim)} had exited with {code}")
             min_life_s, max_life_s = 0.3, max(0.6, max_life_s / 2)
-        daemon.start()
-    daemon.kill()
+        victim.start()
+    for daemon in daemons:
+        daemon.kill()
 
 
-def audit(s3: SeaweedS3, valid: list[SimRecording], sim: SimulatorThread, work: Path) -> Audit:
+def audit(
+    s3: SeaweedS3,
+    valid: list[SimRecording],
+    sim: SimulatorThread,
+    works: list[Path],
+    proxy: CountingS3Proxy,
+) -> Audit:
     """Compare the bucket under the prefix with the valid recordings the simulator lists."""
     corpus = sim.corpus
     by_name = {rec.name: rec for rec in valid}
@@ -255,10 +305,13 @@ def audit(s3: SeaweedS3, valid: list[SimRecording], sim: SimulatorThread, work: 
         lost=len(valid) - archived,
         duplicated=sum(count - 1 for name, count in per_source.items() if name in by_name),
         corrupt=corrupt,
-        tempfiles=sum(1 for path in work.rglob("*") if path.is_file()) if work.exists() else 0,
+        tempfiles=sum(
+            sum(1 for path in work.rglob("*") if path.is_file()) for work in works if work.exists()
+        ),
         stale_multipart=len(uploads.get("Uploads", [])),
         unexpected=unexpected,
         hostile_requested=sum(1 for name in sim.requested if name not in allowed),
+        uploads=proxy.upload_count(f"/{BUCKET}/{PREFIX}/"),
     )
 
 
@@ -272,6 +325,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-life-s", type=float, default=8.0)
     parser.add_argument("--max-duration-s", type=int, default=8, help="longest call simulated")
     parser.add_argument("--seed", type=int, default=2016)
+    parser.add_argument("--workers", type=int, default=1, help="daemons sharing the work")
+    parser.add_argument("--state", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--pg-outage-s", type=float, default=5.0)
     return parser
 
 
@@ -294,15 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     started = time.monotonic()
     try:
-        with (
-            SimulatorThread(options) as sim,
-            SeaweedS3(data_dir=state / "s3") as s3,
-            (data / "daemon.log").open("w") as log,
-        ):
+        with contextlib.ExitStack() as stack:
+            sim = stack.enter_context(SimulatorThread(options))
+            s3 = stack.enter_context(SeaweedS3(data_dir=state / "s3"))
+            proxy = stack.enter_context(CountingS3Proxy(s3.endpoint_url))
+            log = stack.enter_context((data / "daemon.log").open("w"))
+            pg = stack.enter_context(LocalPostgres()) if args.state == "postgresql" else None
+            pg_url = pg.create_database("archiver") if pg is not None else None
             s3.create_bucket(BUCKET)
             valid = [rec for rec in sim.corpus.recordings() if rec.valid]
-            config = state / "archiver.toml"
-            config.write_text(_config(sim.base_url, s3.endpoint_url, state), encoding="utf-8")
+            works = [state / f"work-{n}" for n in range(args.workers)]
+            configs = []
+            for n, work in enumerate(works):
+                config = state / f"archiver-{n}.toml"
+                table = _state_table(state, work, pg_url)
+                config.write_text(_config(sim.base_url, proxy.endpoint_url, table), "utf-8")
+                configs.append(config)
             env = {
                 **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
                 "CHAOS_PBX_PASSWORD": PASSWORD,
@@ -312,21 +375,28 @@ def main(argv: list[str] | None = None) -> int:
                 "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
-            _say(f"{len(valid)} valid recordings; daemon log {data / 'daemon.log'}")
-            daemon = _Daemon(config, env, days, log)
+            _say(
+                f"{len(valid)} valid recordings; {args.workers} worker(s) on {args.state}; "
+                f"daemon log {data / 'daemon.log'}"
+            )
+            daemons = [_Daemon(config, env, days, log) for config in configs]
             try:
-                _chaos(args, daemon, s3, data / "daemon.log")
+                _chaos(args, daemons, s3, data / "daemon.log", pg)
                 _say("final clean run")
-                daemon.start()
-                code = daemon.finish(timeout_s=1800)
-                _say(f"final run exited with {code}")
+                for daemon in daemons:
+                    daemon.start()
+                codes = [daemon.finish(timeout_s=1800) for daemon in daemons]
+                _say(f"final run exited with {codes}")
             finally:
-                daemon.kill()
-            result = audit(s3, valid, sim, state / "work")
+                for daemon in daemons:
+                    daemon.kill()
+            result = audit(s3, valid, sim, works, proxy)
+            _say(f"the PBX answered at most {sim.peak_requests} request(s) at once")
     finally:
         if owned:
             shutil.rmtree(data, ignore_errors=True)
     print(result.line(), flush=True)
+    print(f"uploads {result.uploads}", flush=True)
     if result.unexpected or result.hostile_requested:
         _say(f"unexpected objects {result.unexpected}, bad requests {result.hostile_requested}")
     _say(f"wall {time.monotonic() - started:.0f} s")

@@ -24,7 +24,15 @@ from archiver.state.db import Db, Dialect, SqliteDb
 from archiver.state.ledger import Ledger
 from archiver.state.ledger import create_sqlite_schema as create_ledger_schema
 
-__all__ = ["BaseState", "RequestGate", "SqliteState", "State", "open_state", "worker_id"]
+__all__ = [
+    "BaseState",
+    "RequestGate",
+    "SqliteState",
+    "State",
+    "free_dead_local_leases",
+    "open_state",
+    "worker_id",
+]
 
 # Entered around every request to one PBX: waits for one of that PBX's shared request slots.
 RequestGate = Callable[[], AbstractAsyncContextManager[None]]
@@ -59,7 +67,35 @@ class State(Protocol):
 def worker_id() -> str:
     """This process's name in leases: host, PID and a random tag (a PID is reused after a
     restart; the old process's leases must not look like ours)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(3)}"
+    return f"{_host()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _host() -> str:
+    return socket.gethostname()[:40].replace(":", "-")
+
+
+def free_dead_local_leases(ledger: Ledger) -> list[str]:
+    """End the leases of workers on this host whose process is gone (a crash, a SIGKILL), so a
+    restarted daemon takes their recordings at once instead of after `lease_s`. Workers on other
+    hosts are left to their leases running out: we cannot see their processes. Return the dead
+    workers' names."""
+    dead = []
+    for owner in ledger.lease_holders(f"{_host()}:"):
+        parts = owner.split(":")
+        if len(parts) == 3 and parts[1].isdigit() and not _alive(int(parts[1])):
+            ledger.release_all(owner)
+            dead.append(owner)
+    return dead
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class BaseState:

@@ -260,6 +260,23 @@ class Ledger:
         )  # fmt: skip
         return written.rowcount > 0
 
+    def lease_holders(self, prefix: str) -> list[str]:
+        """The workers whose names start with `prefix` that hold unexpired leases."""
+        rows = self._db.execute(
+            "SELECT DISTINCT lease_owner FROM recordings"
+            f" WHERE lease_until > {self._now} AND substr(lease_owner, 1, length(?)) = ?",
+            (prefix, prefix),
+        ).rows
+        return [str(row[0]) for row in rows]
+
+    def release_all(self, owner: str) -> int:
+        """End every lease `owner` holds (it is known to be dead); return how many."""
+        return self._db.execute(
+            "UPDATE recordings SET lease_until = NULL WHERE lease_owner = ? AND lease_until IS"
+            " NOT NULL",
+            (owner,),
+        ).rowcount
+
     def requeue_failed(self, *, only_retryable: bool = False) -> int:
         """Give failed recordings a fresh start (attempts reset); return how many."""
         condition = "state = 'failed'" + (" AND retryable = 1" if only_retryable else "")

@@ -582,6 +582,13 @@ class SimulatorThread:
         return self._runner.app[REQUEST_LINES_KEY].copy()
 
     @property
+    def peak_requests(self) -> int:
+        """The most requests it was ever answering at once."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return self._runner.app[CONCURRENCY_KEY].peak
+
+    @property
     def requested(self) -> list[str]:
         """A copy of every `filename=` fileget.cgi was asked for so far."""
         if self._runner is None:
