@@ -7,6 +7,7 @@ run after the field checks. This module imports nothing of ours.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import string
@@ -391,6 +392,18 @@ class CallbacksConfig(_Strict):
     per_source_burst: Annotated[int, Field(ge=1, le=100000)] = 30
     global_rate_per_s: Annotated[float, Field(gt=0, le=100000)] = 50.0
     global_burst: Annotated[int, Field(ge=1, le=1000000)] = 300
+    # When given, only these addresses or networks (the PBX's) may call back; others get 403.
+    allowed_sources: Annotated[list[str], Field(max_length=64)] = []
+
+    @field_validator("allowed_sources")
+    @classmethod
+    def _sources_are_networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or network") from None
+        return values
 
     @field_validator("token")
     @classmethod

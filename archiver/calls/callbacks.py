@@ -2,12 +2,17 @@
 and after an automatic call (pbx-api.md section 6); each one is stored in the call log.
 
 The PBX cannot sign requests, so the secret is the URL itself: the last path segment must equal
-`callbacks.token` (compared in constant time; the path is never logged). A request is checked
-cheapest-first: the rate limits (per source address and overall, 429), the size (414/413), the
-token (403), then the parameters (400 with the reason). What passes is stored before the reply,
-as one short SQLite statement, so the PBX gets its answer in about a millisecond.
+`callbacks.token` (compared in constant time; the path is never logged). A request is checked in
+this order: the source address against `callbacks.allowed_sources` (403, when set), the size
+(414/413), the token (constant-time), the rate limits (429), then the token's verdict (403) and
+the parameters (400 with the reason). A request with a wrong token spends only its own source
+address's bucket, never the shared one: a flood of guesses from many addresses cannot lock out
+the PBX's real callbacks, and guessing from one address is still throttled. What passes is
+stored before the reply, as one short SQLite statement, so the PBX gets its answer in about a
+millisecond. Refusals are counted in a metric and logged at most once per
+`_REFUSAL_LOG_EVERY_S` per HTTP status, with how many were not.
 
-Statuses: `1`..`9` are progress codes, the documented words (case-insensitive) final statuses;
+Statuses: `1`..`9` are progress codes, the documented words (ASCII, any case) final statuses;
 anything else is stored as given (escaped, cut to 64 characters) with kind `unknown`, never
 dropped: a firmware with a status we have not seen must not lose calls.
 """
@@ -15,6 +20,7 @@ dropped: a firmware with a status we have not seen must not lose calls.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -33,10 +39,12 @@ __all__ = [
     "FINAL_STATUSES",
     "CallbackStats",
     "RateLimiter",
+    "RefusalLog",
     "TokenBucket",
     "add_callback_routes",
     "classify_status",
     "parse_ended",
+    "parse_sources",
 ]
 
 log = structlog.get_logger(__name__)
@@ -53,6 +61,8 @@ _ENDED_NO: Final = ("hayir", "hay\u0131r")  # with and without the dotless i
 _MAX_QUERY_BYTES: Final = 512
 _MAX_UNKNOWN_CHARS: Final = 64
 _MAX_SOURCES: Final = 10_000
+# A flood of refused requests must not flood the journal: one warning per status this often.
+_REFUSAL_LOG_EVERY_S: Final = 10.0
 
 
 def classify_status(raw: str) -> tuple[str, EventKind]:
@@ -60,7 +70,9 @@ def classify_status(raw: str) -> tuple[str, EventKind]:
     stored escaped (printable ASCII) and cut to 64 characters, with kind `unknown`."""
     if len(raw) == 1 and raw in "123456789":
         return raw, "progress"
-    word = raw.strip().upper()
+    # ASCII only before upper(): Unicode case mapping turns look-alikes into the real words
+    # ("bu\u017fy".upper() == "BUSY"), and a look-alike is not what the PBX documents.
+    word = raw.strip().upper() if raw.isascii() else ""
     if word in FINAL_STATUSES:
         return word, "final"
     return ascii(raw)[1:-1][:_MAX_UNKNOWN_CHARS], "unknown"
@@ -116,9 +128,9 @@ class RateLimiter:
     _sources: OrderedDict[str, TokenBucket] = field(default_factory=OrderedDict)
     _global: TokenBucket | None = None
 
-    def acquire(self, source: str) -> float:
-        """Take one token from `source`'s bucket and the global one; return 0. If either is
-        empty take nothing and return the seconds to wait (for Retry-After)."""
+    def acquire(self, source: str, *, shared: bool = True) -> float:
+        """Take one token from `source`'s bucket and (if `shared`) the global one; return 0. If
+        one is empty take nothing and return the seconds to wait (for Retry-After)."""
         now_s = self.clock()
         if self._global is None:
             self._global = TokenBucket(self.global_rate_per_s, self.global_burst)
@@ -129,11 +141,12 @@ class RateLimiter:
         while len(self._sources) > self.max_sources:
             self._sources.popitem(last=False)
         bucket.refill(now_s)
+        buckets = [bucket, self._global] if shared else [bucket]
         self._global.refill(now_s)
-        wait_s = max(bucket.wait_s(), self._global.wait_s())
+        wait_s = max(each.wait_s() for each in buckets)
         if wait_s == 0:
-            bucket.tokens -= 1
-            self._global.tokens -= 1
+            for each in buckets:
+                each.tokens -= 1
         return wait_s
 
 
@@ -161,25 +174,58 @@ class CallbackStats:
 CALLBACK_STATS_KEY = web.AppKey("callback_stats", CallbackStats)
 
 
+@dataclass
+class RefusalLog:
+    """Decides which refusals are logged: the first of each HTTP status, then at most one per
+    `every_s`, which carries how many were refused without a log line since."""
+
+    every_s: float = _REFUSAL_LOG_EVERY_S
+    clock: Callable[[], float] = time.monotonic
+    _last_s: dict[int, float] = field(default_factory=dict)
+    _quiet: Counter[int] = field(default_factory=Counter)
+
+    def admit(self, status: int) -> int | None:
+        """Return None to stay quiet, else how many refusals of `status` went unlogged."""
+        now_s = self.clock()
+        last_s = self._last_s.get(status)
+        if last_s is not None and now_s - last_s < self.every_s:
+            self._quiet[status] += 1
+            return None
+        self._last_s[status] = now_s
+        return self._quiet.pop(status, 0)
+
+
+def parse_sources(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """`callbacks.allowed_sources` as networks (an address is a /32 or /128)."""
+    return tuple(ipaddress.ip_network(value, strict=False) for value in values)
+
+
 @dataclass(frozen=True)
 class _Receiver:
-    token: bytes
+    token: bytes = field(repr=False)
     calls: CallLog
     limiter: RateLimiter
     stats: CallbackStats
+    allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
     async def handle(self, request: web.Request) -> web.Response:
         source = request.remote or "unknown"
-        wait_s = self.limiter.acquire(source)
-        if wait_s > 0:
-            return self._refuse(429, "too many requests", source, retry_after_s=wait_s)
+        if self.allowed and not self._allowed(source):
+            return self._refuse(403, "source address not in callbacks.allowed_sources", source)
         if len(request.rel_url.raw_query_string) > _MAX_QUERY_BYTES:
             return self._refuse(414, f"query longer than {_MAX_QUERY_BYTES} bytes", source)
         if request.body_exists:
             return self._refuse(413, "a callback has no body", source)
         given = request.match_info["token"].encode()
-        if not hmac.compare_digest(given, self.token):
+        valid = hmac.compare_digest(given, self.token)
+        # A wrong token spends only its sender's own bucket (guessing stays throttled), never
+        # the shared one that the PBX's real callbacks need.
+        wait_s = self.limiter.acquire(source, shared=valid)
+        if not valid and wait_s == 0:
             return self._refuse(403, "forbidden", source)
+        if wait_s > 0:
+            return self._refuse(429, "too many requests", source, retry_after_s=wait_s)
         try:
             number, status, kind, ended = _parse(request)
         except ValueError as error:
@@ -199,13 +245,27 @@ class _Receiver:
         )
         return web.Response(text="ok\n")
 
+    def _allowed(self, source: str) -> bool:
+        try:
+            address = ipaddress.ip_address(source)
+        except ValueError:
+            return False
+        return any(address in network for network in self.allowed)
+
     def _refuse(
         self, status: int, reason: str, source: str, *, retry_after_s: float = 0.0
     ) -> web.Response:
         self.stats.refused[status] += 1
         headers = {"Retry-After": str(max(1, round(retry_after_s + 0.5)))} if status == 429 else {}
-        if status != 429:  # a flood must not flood the journal too
-            log.warning("call_result_refused", http_status=status, reason=reason, source=source)
+        unlogged = self.refusals.admit(status)
+        if unlogged is not None:
+            log.warning(
+                "call_result_refused",
+                http_status=status,
+                reason=reason,
+                source=source,
+                not_logged_since=unlogged,
+            )
         return web.Response(status=status, text=f"{reason}\n", headers=headers)
 
 
@@ -250,5 +310,6 @@ def add_callback_routes(app: web.Application, cfg: CallbacksConfig, calls: CallL
             global_burst=cfg.global_burst,
         ),
         stats=stats,
+        allowed=parse_sources(cfg.allowed_sources),
     )
     app.router.add_get(cfg.path + "/{token}", receiver.handle, allow_head=False)

@@ -200,7 +200,9 @@ class PbxClient:
             self._gate,
             self.shared_gate() if self.shared_gate is not None else contextlib.nullcontext(),
             self._guard(what),
-            self._client().get(target) as response,
+            # Never follow a redirect: it could send the password to another host, or from
+            # https to http where the certificate pin no longer applies.
+            self._client().get(target, allow_redirects=False) as response,
         ):
             self._check_status(response.status, what)
             yield response
@@ -254,6 +256,12 @@ class PbxClient:
     def _check_status(self, status: int, what: str) -> None:
         if status in (401, 403):
             raise PbxAuthError(self.name)
+        if 300 <= status < 400:
+            raise PbxError(
+                f"{what}: PBX {self.name!r} answered a redirect (HTTP {status}); redirects from "
+                "a PBX are never followed (check the url setting)",
+                transient=False,
+            )
         if status == 404:
             raise PbxError(f"{what}: PBX {self.name!r} answered 404 (gone?)", transient=False)
         if status != 200:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hmac
+import itertools
 import logging
 import random
 import re
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
@@ -101,6 +102,15 @@ class SimulatorOptions:
     # Serve as a minimal firmware CGI would (simulator/cgi.py): %XX-only decoding, HTTP/1.0,
     # text/html, no Content-Length, an unknown command or a wrong password answered 200.
     cgi_strict: bool = False
+    # A hostile PBX (issue 11), per request like the fault rates above: a 302 to
+    # `redirect_to`; a body dripped one byte every `drip_ms`; a listing followed by `bloat_mb`
+    # MiB of junk `ab` lines (downloads are left alone by that one).
+    redirect_rate: float = 0.0
+    redirect_to: str = "http://127.0.0.1:9/cgi-bin/system_cmd.cgi"
+    drip_rate: float = 0.0
+    drip_ms: int = 800
+    bloat_rate: float = 0.0
+    bloat_mb: int = 60
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -119,11 +129,13 @@ class SimulatorOptions:
             problems.append("max_duration_s must be >= 1")
         rates = {"fail_rate": self.fail_rate, "truncate_rate": self.truncate_rate}
         rates["reset_rate"] = self.reset_rate
+        rates |= {"redirect_rate": self.redirect_rate, "drip_rate": self.drip_rate}
+        rates["bloat_rate"] = self.bloat_rate
         problems += [f"{k}: {v} is not in 0..1" for k, v in rates.items() if not 0 <= v <= 1]
         if sum(rates.values()) > 1:
-            problems.append("fail_rate + truncate_rate + reset_rate must be <= 1")
-        if self.delay_ms < 0:
-            problems.append("delay_ms must be >= 0")
+            problems.append(f"{' + '.join(rates)} must be <= 1")
+        if self.delay_ms < 0 or self.drip_ms < 0 or self.bloat_mb < 0:
+            problems.append("delay_ms, drip_ms and bloat_mb must be >= 0")
         if self.hostile_lines < 0:
             problems.append("hostile_lines must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -220,16 +232,21 @@ def run_command(corpus: Corpus, command: Command) -> list[str]:
 # -- faults ----------------------------------------------------------------------------------------
 
 
+FaultKind = Literal["fail", "truncate", "reset", "redirect", "drip", "bloat"]
+
+
 @dataclass(frozen=True)
 class Fault:
     """One injected failure: `kind` and its `variant`.
 
     fail: HTTP `500`/`503` (or a 200 HTML login page for a listing with `html_errors`);
     truncate: `length` (short body under a full Content-Length) or `chunked` (no final chunk);
-    reset: abort the connection `before` the reply or `during` the body.
+    reset: abort the connection `before` the reply or `during` the body;
+    redirect: `302` to `redirect_to`; drip: the body one byte at a time; bloat: a listing with
+    `bloat_mb` MiB of junk lines after it.
     """
 
-    kind: Literal["fail", "truncate", "reset"]
+    kind: FaultKind
     variant: str
 
 
@@ -246,13 +263,29 @@ class FaultPlan:
         rng = random.Random(f"archiver-sim:{self._options.seed}:fault:{self._count}")
         u, coin = rng.random(), rng.random() < 0.5
         o = self._options
-        if u < o.fail_rate:
-            return Fault("fail", "500" if coin else "503")
-        if u < o.fail_rate + o.truncate_rate:
-            return Fault("truncate", "length" if coin else "chunked")
-        if u < o.fail_rate + o.truncate_rate + o.reset_rate:
-            return Fault("reset", "before" if coin else "during")
+        kinds: tuple[tuple[FaultKind, float], ...] = (
+            ("fail", o.fail_rate),
+            ("truncate", o.truncate_rate),
+            ("reset", o.reset_rate),
+            ("redirect", o.redirect_rate),
+            ("drip", o.drip_rate),
+            ("bloat", o.bloat_rate),
+        )
+        for kind, rate in kinds:
+            if u < rate:
+                return Fault(kind, _VARIANTS[kind][coin])
+            u -= rate
         return None
+
+
+_VARIANTS: Final[dict[str, tuple[str, str]]] = {
+    "fail": ("503", "500"),
+    "truncate": ("chunked", "length"),
+    "reset": ("during", "before"),
+    "redirect": ("302", "302"),
+    "drip": ("bytes", "bytes"),
+    "bloat": ("lines", "lines"),
+}
 
 
 # -- the application -------------------------------------------------------------------------------
@@ -411,6 +444,16 @@ async def _reply(
     if fault is None:
         return await _stream(request, chunks, size, content_type)
     _log.info("injecting fault %s/%s on %s", fault.kind, fault.variant, request.path)
+    if fault.kind == "redirect":
+        return web.Response(status=302, headers={"Location": options.redirect_to})
+    if fault.kind == "drip":
+        return await _drip(request, chunks, size, content_type, options.drip_ms / 1000)
+    if fault.kind == "bloat":
+        if not listing:
+            return await _stream(request, chunks, size, content_type)
+        junk = _bloat_chunks(options.bloat_mb)
+        total = size + len(_BLOAT_CHUNK) * options.bloat_mb
+        return await _stream(request, itertools.chain(chunks, junk), total, content_type)
     if fault.kind == "fail":
         if listing and options.html_errors:
             return web.Response(text=LOGIN_PAGE, content_type="text/html")
@@ -445,6 +488,33 @@ async def _stream(
         return response  # the client went away: nothing to report to it, nothing to log
     if fault is not None:
         _drop(request, reset=fault.kind == "reset")
+    return response
+
+
+# One MiB (less one byte) of short junk lines: what a PBX with a broken `find` could send.
+_BLOAT_CHUNK: Final = b"ab\n" * (1024 * 1024 // 3)
+
+
+def _bloat_chunks(mib: int) -> Iterable[bytes]:
+    return itertools.repeat(_BLOAT_CHUNK, mib)
+
+
+async def _drip(
+    request: web.Request, chunks: Iterable[bytes], size: int, content_type: str, every_s: float
+) -> web.StreamResponse:
+    """Send the body one byte every `every_s`, as a slow or hostile server would, until done
+    or the client gives up."""
+    response = web.StreamResponse(headers={"Content-Type": content_type})
+    response.content_length = size
+    try:
+        await response.prepare(request)
+        for chunk in chunks:
+            for index in range(len(chunk)):
+                await response.write(chunk[index : index + 1])
+                await asyncio.sleep(every_s)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client gave up, as it should
     return response
 
 
@@ -699,6 +769,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mix N hostile lines (traversal, shell, control, look-alike, 10 kB, blank) into "
         "every listing, with a BOM and CRLF line ends",
     )
+    parser.add_argument("--redirect-rate", type=_rate, default=0.0, help="share of 302s")
+    parser.add_argument("--redirect-to", default=SimulatorOptions.redirect_to, metavar="URL")
+    parser.add_argument("--drip-rate", type=_rate, default=0.0, help="share of dripped replies")
+    parser.add_argument("--drip-ms", type=int, default=800, help="between two dripped bytes")
+    parser.add_argument(
+        "--bloat-rate", type=_rate, default=0.0, help="share of listings with --bloat-mb of junk"
+    )
+    parser.add_argument("--bloat-mb", type=int, default=60)
     parser.add_argument(
         "--html-errors",
         action="store_true",
@@ -751,6 +829,12 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         son_style=args.son_style,
         hostile_lines=args.hostile_lines,
         cgi_strict=args.cgi_strict,
+        redirect_rate=args.redirect_rate,
+        redirect_to=args.redirect_to,
+        drip_rate=args.drip_rate,
+        drip_ms=args.drip_ms,
+        bloat_rate=args.bloat_rate,
+        bloat_mb=args.bloat_mb,
     )
 
 
