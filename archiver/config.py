@@ -108,6 +108,12 @@ class PbxConfig(_Strict):
     tls_fingerprint: str | None = None
     max_concurrent_requests: Annotated[int, Field(ge=1, le=16)] = 2
     request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
+    # Every request ends within this (a download: this plus its size cap at the minimum rate),
+    # and once a body is flowing it must bring at least min_transfer_bytes_per_s averaged over
+    # each transfer_window_s: a server that drips one byte at a time is cut off.
+    request_deadline_s: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    min_transfer_bytes_per_s: Annotated[float, Field(gt=0, le=1e9)] = 1024.0
+    transfer_window_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
 
     @field_validator("url")
     @classmethod

@@ -3,7 +3,12 @@ reproduced its fault on the code before the fix (real HTTP, real files)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+import time
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -11,14 +16,22 @@ import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
+from support import http_get
 
 from archiver.calls.callbacks import CALLBACK_STATS_KEY, add_callback_routes, classify_status
-from archiver.config import CallbacksConfig, PbxConfig
+from archiver.config import CallbacksConfig, Config, PbxConfig, S3Config, parse_config
 from archiver.lab.simulator import SimulatorOptions, start_simulator
+from archiver.lab.simulator.server import CORPUS_KEY
 from archiver.names import RECORDING_ROOT
 from archiver.pbx.client import PbxClient, PbxError
+from archiver.pbx.listing import MAX_LINE_BYTES, LineCollector, ListingRefused
+from archiver.pipeline.daemon import Archiver
+from archiver.pipeline.invalid_names import InvalidNameLog
+from archiver.pipeline.transcode import find_ffmpeg
+from archiver.s3.store import S3Store
 from archiver.service.http import Health, build_http_app, start_http
 from archiver.state.calls import CallLog
+from archiver.state.ledger import Ledger
 
 TOKEN = "cb-token-0123456789abcdef"
 GOOD_QUERY = "?sonuc=ANSWER&telefon=903123320404&son=1"
@@ -141,3 +154,176 @@ async def test_a_redirect_from_the_pbx_is_an_error_and_never_followed() -> None:
         await client.close()
         await runner.cleanup()
         await other_runner.cleanup()
+
+
+# -- item 10: bad names are still logged after 100,000 ---------------------------------------------
+
+
+def test_bad_names_are_logged_after_100000_others_bounded_per_listing() -> None:
+    names = InvalidNameLog()
+    with capture_logs() as logs:
+        for listing in range(101):
+            names.log("pbx", [(f"junk-{listing}-{n}", "no") for n in range(1000)])
+        names.log("pbx", [("/new/bad/line", "no")])
+    logged = [entry for entry in logs if entry["event"] == "invalid_name"]
+    assert logged[-1]["line"] == "'/new/bad/line'"  # the old code went silent at 100,000
+    assert len(logged) == 101 * 50 + 1  # at most 50 new per listing...
+    left = [entry["count"] for entry in logs if entry["event"] == "invalid_names_not_logged"]
+    assert left == [950] * 101  # ...and the rest summed up, not dropped silently
+    assert len(names._seen) <= names.remember
+
+
+# -- items 1 and 3: a hostile listing, a slow PBX --------------------------------------------------
+
+DAY = date(2016, 11, 18)
+
+
+def _archiver(cfg: Config, passwords: dict[str, str]) -> Archiver:
+    return Archiver(
+        cfg=cfg,
+        ledger=Ledger.open(cfg.state.path),
+        store=S3Store(cfg.s3),
+        clients={pbx.name: PbxClient(pbx, passwords[pbx.name]) for pbx in cfg.pbx},
+        ffmpeg=find_ffmpeg(None),
+    )
+
+
+async def _close(archiver: Archiver) -> None:
+    for client in archiver.clients.values():
+        await client.close()
+    archiver.close()
+    archiver.ledger.close()
+
+
+def _two_pbx_config(tmp_path: Path, s3_config: S3Config, ports: dict[str, int]) -> Config:
+    pbxs = [
+        {"name": name, "url": f"http://127.0.0.1:{port}", "username": "admin", "password": "pw"}
+        for name, port in ports.items()
+    ]
+    document = {
+        "pbx": pbxs,
+        "s3": s3_config.model_dump(exclude_none=True),
+        "poll": {"settle_s": 0},
+        "transcode": {"workers": 2},
+        "state": {"path": str(tmp_path / "state" / "ledger.sqlite3")},
+        "retry": {"attempts": 1, "wait_initial_s": 0, "wait_max_s": 0},
+    }
+    return parse_config(document, "test")
+
+
+class _Pinger(threading.Thread):
+    """GETs /healthz every 50 ms from another thread, noting each answer's latency (a refused
+    or timed-out request counts as 10 s)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.latencies_s: list[float] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            started = time.monotonic()
+            try:
+                status, _ = http_get(self.url, timeout_s=3)
+                took_s = time.monotonic() - started if status == 200 else 10.0
+            except OSError:
+                took_s = 10.0
+            self.latencies_s.append(took_s)
+            time.sleep(0.05)
+
+
+async def test_a_hostile_listing_is_refused_early_and_healthz_keeps_answering(
+    tmp_path: Path, s3_config: S3Config, s3_env: dict[str, str]
+) -> None:
+    """8 MiB of two-byte junk lines after the listing: refused at the line cap, parsed (what
+    there is) off the loop, /healthz answering in well under a second throughout."""
+    options = SimulatorOptions(password="pw", start=DAY, per_day=5, bloat_rate=1.0, bloat_mb=8)
+    sim, port = await start_simulator(options)
+    cfg = _two_pbx_config(tmp_path, s3_config, {"pbx": port})
+    app = build_http_app(Health())
+    http, http_port = await start_http(app, "127.0.0.1:0")
+    pinger = _Pinger(f"http://127.0.0.1:{http_port}/healthz")
+    archiver = _archiver(cfg, {"pbx": "pw"})
+    try:
+        pinger.start()
+        await asyncio.sleep(0.3)
+        report = await archiver.archive_days({"pbx": [DAY]})
+        await asyncio.sleep(0.3)
+    finally:
+        pinger.done.set()
+        await _close(archiver)
+        await http.cleanup()
+        await sim.cleanup()
+    pinger.join()
+    assert report.listing_errors, "a listing with 2.8 million junk lines must not be taken"
+    assert "more than 100000 lines" in report.listing_errors[0]
+    assert len(pinger.latencies_s) >= 5
+    assert max(pinger.latencies_s) < 1.0, pinger.latencies_s
+
+
+async def test_one_slow_pbx_does_not_hold_up_another(
+    tmp_path: Path, s3_config: S3Config, s3_env: dict[str, str]
+) -> None:
+    """The slow PBX drips every reply one byte per 0.8 s and comes first in the config; the
+    other one's recordings are archived meanwhile, in seconds."""
+    slow_options = SimulatorOptions(password="pw", start=DAY, per_day=5, drip_rate=1.0)
+    good_options = SimulatorOptions(password="pw", start=DAY, per_day=3, seed=7, max_duration_s=5)
+    slow, slow_port = await start_simulator(slow_options)
+    good, good_port = await start_simulator(good_options)
+    cfg = _two_pbx_config(tmp_path, s3_config, {"slow": slow_port, "good": good_port})
+    valid = [r for r in good.app[CORPUS_KEY].recordings() if r.valid]
+    archiver = _archiver(cfg, {"slow": "pw", "good": "pw"})
+    poll = asyncio.create_task(archiver.archive_days({"slow": [DAY], "good": [DAY]}))
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            counts = archiver.ledger.counts()
+            if counts.get("verified", 0) == len(valid):
+                break
+            await asyncio.sleep(0.2)
+        assert archiver.ledger.counts().get("verified", 0) == len(valid)
+        assert not poll.done()  # the slow PBX is still dripping its listing
+    finally:
+        poll.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await poll
+        await _close(archiver)
+        await slow.cleanup()
+        await good.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"transfer_window_s": 1.0}, r"slower than 1024 B/s \(\d B in 1 s\)"),
+        (
+            {"request_deadline_s": 1.5, "min_transfer_bytes_per_s": 0.1},
+            r"no complete answer within 1.5 s",
+        ),
+    ],
+)
+async def test_a_dripping_reply_is_cut_off(settings: dict[str, float], reason: str) -> None:
+    options = SimulatorOptions(password="pw", start=DAY, per_day=2, drip_rate=1.0, drip_ms=200)
+    runner, port = await start_simulator(options)
+    client = PbxClient(_pbx_config(port, **settings), "pw")
+    started = time.monotonic()
+    try:
+        with pytest.raises(PbxError, match=reason) as caught:
+            await client.find("20161118-")
+        assert caught.value.transient
+        assert time.monotonic() - started < 3
+    finally:
+        await client.close()
+        await runner.cleanup()
+
+
+def test_listing_lines_are_capped_in_count_and_length() -> None:
+    collector = LineCollector(max_lines=10)
+    collector.feed(b"x" * 5_000_000 + b"\nshort\n")  # one 5 MB line keeps only its start
+    listing = collector.finish()
+    assert [len(line) for line in listing.lines] == [MAX_LINE_BYTES + 1, 5]
+    with pytest.raises(ListingRefused, match="more than 10 lines"):
+        LineCollector(max_lines=10).feed(b"ab\n" * 200)
+    with pytest.raises(ListingRefused, match="larger than 100 bytes"):
+        LineCollector(max_bytes=100).feed(b"a" * 101)

@@ -31,7 +31,9 @@ from archiver.calls.autocall import AutocallRequest
 from archiver.config import PbxConfig
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
+from archiver.pbx.listing import HTML_MARKERS, LineCollector, Listing, ListingRefused
 from archiver.pbx.query import request_target
+from archiver.pbx.transfer import TooSlow, TransferFloor, chunks
 
 __all__ = [
     "Download",
@@ -42,6 +44,8 @@ __all__ = [
     "date_pattern",
     "find_command",
     "list_files_command",
+    "max_download_bytes",
+    "split_listing",
     "tls_setting",
 ]
 
@@ -52,11 +56,16 @@ _RECORDING_DIR: Final = RECORDING_ROOT.rstrip("/")
 # A find pattern: the characters of a recording name, plus '*' as in the documented examples.
 _PATTERN_RE: Final = re.compile(r"[A-Za-z0-9+*][A-Za-z0-9+*.-]{0,63}")
 _FOLDER_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,63}")
-_CHUNK_BYTES: Final = 256 * 1024
-_MAX_LISTING_BYTES: Final = 64 * 1024 * 1024
-_MAX_RECORDING_BYTES: Final = 2 * 1024 * 1024 * 1024
 _MAX_AUTOCALL_REPLY_BYTES: Final = 64 * 1024
-_HTML_MARKERS: Final = (b"<!doctype", b"<html", b"<head", b"<body", b"<title", b"<?xml")
+# The most a second of audio may take per extension (pbx-api.md): raw GSM 1,650 B/s; GSM-in-WAV
+# 1,625; a `.wav` is usually 8 kHz 16-bit PCM (16,000 B/s), allowed twice that so a 16 kHz
+# (wideband) or stereo recording still fits.
+_BYTES_PER_AUDIO_S: Final = {"gsm": 1650, "wav49": 1625, "WAV": 32_000, "wav": 32_000}
+# The name's duration is whole seconds and may count from the answer while the recording runs
+# from the dial: a quarter more plus two minutes, and room for headers.
+_DURATION_SLACK_RATIO: Final = 1.25
+_DURATION_SLACK_S: Final = 120
+_HEADER_SLACK_BYTES: Final = 64 * 1024
 
 
 class PbxError(Exception):
@@ -102,14 +111,6 @@ def date_pattern(day: date) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Listing:
-    """Lines of a listing, decoded and split; nothing in it is trusted yet."""
-
-    lines: list[str]
-    blank_lines: int = 0
-
-
-@dataclass(frozen=True, slots=True)
 class Download:
     path: Path
     size_bytes: int
@@ -131,21 +132,21 @@ def tls_setting(cfg: PbxConfig) -> ssl.SSLContext | aiohttp.Fingerprint | bool:
 
 
 def split_listing(body: bytes) -> Listing:
-    """Given a listing body, return its lines. Raise PbxError if it is an HTML page (a login or
-    error page with status 200 must never read as "no recordings")."""
-    head = body[:512].lstrip().lower()
-    if head.startswith(b"<") or any(marker in head for marker in _HTML_MARKERS):
-        raise PbxError("PBX answered with an HTML page instead of a listing", transient=True)
-    text = body.decode("utf-8", errors="replace").removeprefix("\ufeff")
-    lines: list[str] = []
-    blank = 0
-    for raw in text.split("\n"):
-        line = raw.rstrip("\r")
-        if line.strip():
-            lines.append(line)
-        else:
-            blank += 1
-    return Listing(lines=lines, blank_lines=blank)
+    """Given a whole listing body, return its lines (see `LineCollector`). Raise PbxError if
+    it is an HTML page or over the caps."""
+    collector = LineCollector()
+    try:
+        collector.feed(body)
+        return collector.finish()
+    except ListingRefused as error:
+        raise PbxError(error.reason, transient=error.transient) from None
+
+
+def max_download_bytes(rec: Recording) -> int:
+    """The most bytes `rec` may have: its format's bytes per second times its name's duration,
+    with slack (see `_BYTES_PER_AUDIO_S`). A bigger body is not that recording."""
+    audio_s = rec.duration_s * _DURATION_SLACK_RATIO + _DURATION_SLACK_S
+    return int(_BYTES_PER_AUDIO_S[rec.extension] * audio_s) + _HEADER_SLACK_BYTES
 
 
 @dataclass
@@ -189,23 +190,41 @@ class PbxClient:
             self._session = None
 
     @contextlib.asynccontextmanager
-    async def _get(self, path: str, what: str, **values: str) -> AsyncIterator[ClientResponse]:
+    async def _get(
+        self, path: str, what: str, extra_s: float = 0.0, /, **values: str
+    ) -> AsyncIterator[ClientResponse]:
         """GET `path` with `values` and our credentials, at most `max_concurrent_requests` at
-        once; a non-200 status and every aiohttp error become a sanitised PbxError. The query
-        string is built by `archiver.pbx.query` (exactly as the document writes it) and handed
-        to aiohttp as already encoded, so it reaches the wire unchanged."""
+        once, all of it (body included) within `request_deadline_s` + `extra_s` once it may
+        start; a non-200 status, a redirect, a missed deadline, a body below the minimum rate
+        and every aiohttp error become a sanitised PbxError. The query string is built by
+        `archiver.pbx.query` (exactly as the document writes it) and handed to aiohttp as
+        already encoded, so it reaches the wire unchanged."""
         params = {**values, "username": self.cfg.username, "password": self.password}
         target = URL(request_target(path, params.items()), encoded=True)
+        deadline_s = self.cfg.request_deadline_s + extra_s
         async with (
             self._gate,
             self.shared_gate() if self.shared_gate is not None else contextlib.nullcontext(),
-            self._guard(what),
-            # Never follow a redirect: it could send the password to another host, or from
-            # https to http where the certificate pin no longer applies.
-            self._client().get(target, allow_redirects=False) as response,
         ):
-            self._check_status(response.status, what)
-            yield response
+            try:
+                async with (
+                    asyncio.timeout(deadline_s) as deadline,
+                    self._guard(what),
+                    # Never follow a redirect: it could send the password to another host, or
+                    # from https to http where the certificate pin no longer applies.
+                    self._client().get(target, allow_redirects=False) as response,
+                ):
+                    self._check_status(response.status, what)
+                    yield response
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                reason = f"{what}: PBX {self.name!r}: no complete answer within {deadline_s:g} s"
+                raise PbxError(reason, transient=True) from None
+
+    def _chunks(self, response: ClientResponse) -> AsyncIterator[bytes]:
+        floor = TransferFloor(self.cfg.min_transfer_bytes_per_s, self.cfg.transfer_window_s)
+        return chunks(response, floor)
 
     async def find(self, pattern: str) -> Listing:
         """Return the paths `find` lists for `pattern` (see `find_command`)."""
@@ -224,9 +243,9 @@ class PbxClient:
         refusal; any other HTML page is returned as `(HTML page)`: it may well be the PBX's
         way of saying yes, and calling a placed call refused would lose its callbacks."""
         async with self._get("/cgi-bin/autocalls.cgi", "autocall", **call.params()) as response:
-            body = await _read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
+            body = await self._read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
         head = body[:4096].lower()
-        if head.lstrip().startswith(_HTML_MARKERS):
+        if head.lstrip().startswith(HTML_MARKERS):
             if b'type="password"' in head or b"login" in head:
                 raise PbxError("autocall: PBX answered with its login page", transient=False)
             return "(HTML page)"
@@ -234,19 +253,41 @@ class PbxClient:
         return ascii(text[:200])[1:-1]
 
     async def _listing(self, command: str) -> Listing:
+        """Stream the listing into lines within the caps of `archiver.pbx.listing`: a hostile
+        body is refused after its first lines over a cap, never held whole."""
+        collector = LineCollector()
         async with self._get("/cgi-bin/system_cmd.cgi", "listing", cmd=command) as response:
-            body = await _read_bounded(response, _MAX_LISTING_BYTES)
-        return split_listing(body)
+            async for chunk in self._chunks(response):
+                collector.feed(chunk)
+            return collector.finish()
+
+    async def _read_bounded(self, response: ClientResponse, max_bytes: int) -> bytes:
+        body = bytearray()
+        async for chunk in self._chunks(response):
+            body += chunk
+            if len(body) > max_bytes:
+                raise PbxError(f"reply larger than {max_bytes} bytes", transient=False)
+        return bytes(body)
 
     async def download(self, rec: Recording, dest: Path) -> Download:
         """Stream `rec` into `dest` (via `dest.part`, renamed when complete) and return its size
         and sha256. A body shorter than its Content-Length, an HTML page or an HTTP error raises
         PbxError and leaves no file behind."""
         partial = dest.with_name(dest.name + ".part")
-        query = {"action": "rcdownload", "filename": rec.relative_path}
+        max_bytes = max_download_bytes(rec)
+        # However big the file may be, it must come at least at the minimum rate.
+        extra_s = max_bytes / self.cfg.min_transfer_bytes_per_s
         try:
-            async with self._get("/cgi-bin/fileget.cgi", "download", **query) as response:
-                size, digest = await _stream_to_file(response, partial)
+            async with self._get(
+                "/cgi-bin/fileget.cgi",
+                "download",
+                extra_s,
+                action="rcdownload",
+                filename=rec.relative_path,
+            ) as response:
+                size, digest = await _stream_to_file(
+                    self._chunks(response), partial, response.content_length, max_bytes, rec
+                )
             await aiofiles.os.replace(partial, dest)
         except BaseException:
             await _remove_quietly(partial)
@@ -283,6 +324,11 @@ class _ErrorGuard:
         return None
 
     async def __aexit__(self, kind: type[BaseException] | None, error: object, tb: object) -> None:
+        where = f"{self._what}: PBX {self._pbx!r}"
+        if isinstance(error, TooSlow):
+            raise PbxError(f"{where}: {error.reason}", transient=True) from None
+        if isinstance(error, ListingRefused):
+            raise PbxError(f"{where}: {error.reason}", transient=error.transient) from None
         if kind is None or not issubclass(kind, aiohttp.ClientError | asyncio.TimeoutError):
             return
         reason = _describe(error)
@@ -312,31 +358,32 @@ def _describe(error: object) -> str:
     return type(error).__name__
 
 
-async def _read_bounded(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-        body += chunk
-        if len(body) > max_bytes:
-            raise PbxError(f"listing larger than {max_bytes} bytes", transient=False)
-    return bytes(body)
-
-
-async def _stream_to_file(response: aiohttp.ClientResponse, path: Path) -> tuple[int, str]:
-    expected = response.content_length
+async def _stream_to_file(
+    body: AsyncIterator[bytes], path: Path, expected: int | None, max_bytes: int, rec: Recording
+) -> tuple[int, str]:
+    if expected is not None and expected > max_bytes:
+        raise PbxError(_too_big(expected, max_bytes, rec), transient=False)
     digest = hashlib.sha256()
     size = 0
     async with aiofiles.open(path, "wb") as out:
-        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        async for chunk in body:
             if size == 0 and chunk.lstrip()[:1] == b"<":
                 raise PbxError("download: PBX sent an HTML page, not audio", transient=True)
             size += len(chunk)
-            if size > _MAX_RECORDING_BYTES:
-                raise PbxError("download: recording larger than 2 GiB", transient=False)
+            if size > max_bytes:
+                raise PbxError(_too_big(size, max_bytes, rec), transient=False)
             digest.update(chunk)
             await out.write(chunk)
     if expected is not None and size != expected:
         raise PbxError(f"download: body cut short ({size} of {expected} bytes)", transient=True)
     return size, digest.hexdigest()
+
+
+def _too_big(size: int, max_bytes: int, rec: Recording) -> str:
+    return (
+        f"download: {size} bytes or more, but a {rec.duration_s} s .{rec.extension} recording "
+        f"is at most {max_bytes}"
+    )
 
 
 async def _remove_quietly(path: Path) -> None:

@@ -35,11 +35,12 @@ from zoneinfo import ZoneInfo
 import stamina
 import structlog
 
-from archiver.config import Config, PbxConfig
+from archiver.config import Config
 from archiver.names import InvalidName, Recording, parse_path
 from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.cpus import usable_cpus
+from archiver.pipeline.invalid_names import InvalidNameLog
 from archiver.pipeline.observe import NullObserver, Observer, retry_reason
 from archiver.pipeline.quarantine import (
     QUARANTINE_CONTENT_TYPE,
@@ -59,12 +60,19 @@ from archiver.state.api import worker_id
 from archiver.state.db import StateUnavailable
 from archiver.state.ledger import FINAL_STATES, Ledger, LedgerEntry
 
-__all__ = ["Archiver", "PollReport", "clear_work_dir", "days_to_poll", "poll_ticks"]
+__all__ = [
+    "Archiver",
+    "ParsedListing",
+    "PollReport",
+    "clear_work_dir",
+    "days_to_poll",
+    "parse_listing",
+    "poll_ticks",
+]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
-_MAX_REMEMBERED_INVALID = 100_000
 # A uniqueid's epoch is the channel's creation in UTC; the name's time is local. More than this
 # apart means the configured time zone is probably not the PBX's.
 _TZ_MISMATCH_S = 900
@@ -132,6 +140,26 @@ def clear_work_dir(work_dir: Path) -> int:
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+@dataclass(frozen=True)
+class ParsedListing:
+    """A listing's lines sorted into recordings and (line, reason) pairs that are not."""
+
+    recordings: list[Recording]
+    invalid: list[tuple[str, str]]
+
+
+def parse_listing(pbx: str, lines: Iterable[str], tz: ZoneInfo) -> ParsedListing:
+    """Parse every line with `parse_path`. Pure and thread-safe: run it off the event loop."""
+    recordings: list[Recording] = []
+    invalid: list[tuple[str, str]] = []
+    for line in lines:
+        try:
+            recordings.append(parse_path(pbx, line, tz))
+        except InvalidName as error:
+            invalid.append((line, error.reason))
+    return ParsedListing(recordings, invalid)
 
 
 def is_due(
@@ -216,7 +244,7 @@ class Archiver:
         )
         # Batching needs a full batch waiting per worker while the workers run theirs.
         self._in_flight = asyncio.Semaphore((batch_files + 1) * workers + per_pbx + uploads)
-        self._invalid_seen: set[tuple[str, str]] = set()
+        self._invalid_names = InvalidNameLog()
         self._tz_warned: set[str] = set()
         self.work_dir = self.cfg.state.work_path
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -275,11 +303,13 @@ class Archiver:
     async def _due_items(
         self, plan: Mapping[str, Sequence[date]], report: PollReport, stop: asyncio.Event
     ) -> AsyncIterator[tuple[PbxClient, Recording]]:
-        """Yield the due recordings day by day. A day is listed only once the previous day's
-        recordings have all started, so memory holds one day's listing however long the
-        backfill, and the work in flight keeps the cores busy while the next day is listed."""
-        for pbx_name, days in plan.items():
-            client = self.clients[pbx_name]
+        """Yield the due recordings of every PBX, the PBXs listed concurrently (a slow one must
+        not hold up the others), each PBX day by day. A day is listed only once the previous
+        day's recordings have all been taken, so memory holds one day's listing per PBX however
+        long the backfill, and the work in flight keeps the cores busy meanwhile."""
+        queue: asyncio.Queue[tuple[PbxClient, Recording] | None] = asyncio.Queue(maxsize=1)
+
+        async def list_days(client: PbxClient, days: Sequence[date]) -> None:
             for day in days:
                 if stop.is_set():
                     return
@@ -288,7 +318,37 @@ class Archiver:
                 if self.on_planned is not None:
                     self.on_planned(report.due)  # the total planned so far
                 for rec in due:
-                    yield client, rec
+                    await queue.put((client, rec))
+
+        async def produce(client: PbxClient, days: Sequence[date]) -> None:
+            # The end marker goes in on success and failure alike (the error is re-raised by
+            # `result()` below), but not on cancellation: then nobody reads the queue any more.
+            try:
+                await list_days(client, days)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                await queue.put(None)
+                raise
+            await queue.put(None)
+
+        producers = [
+            asyncio.create_task(produce(self.clients[name], days)) for name, days in plan.items()
+        ]
+        try:
+            running = len(producers)
+            while running:
+                item = await queue.get()
+                if item is None:
+                    running -= 1
+                else:
+                    yield item
+            for producer in producers:
+                producer.result()  # a producer's bug surfaces here, not silently
+        finally:
+            for producer in producers:
+                producer.cancel()
+            await asyncio.gather(*producers, return_exceptions=True)
 
     async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
         try:
@@ -304,7 +364,15 @@ class Archiver:
             log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
             self.observer.listed(client.name, ok=False, discovered=0, due=0)
             return []
-        recordings = self._parse(client.cfg, listing.lines, report)
+        # ~3.5 us a line: a full listing parsed on the loop would stall /healthz and callbacks.
+        tz = ZoneInfo(client.cfg.timezone)
+        parsed = await asyncio.to_thread(parse_listing, client.name, listing.lines, tz)
+        recordings = parsed.recordings
+        report.listed += len(listing.lines)
+        report.invalid += len(parsed.invalid)
+        self._invalid_names.log(client.name, parsed.invalid)
+        if recordings:
+            self._check_timezone(client.name, recordings[0])
         try:
             return self._plan_day(client, day, recordings, report, len(listing.lines))
         except StateUnavailable as error:
@@ -352,28 +420,6 @@ class Archiver:
             due=len(due),
         )
         return due
-
-    def _parse(self, pbx: PbxConfig, lines: Iterable[str], report: PollReport) -> list[Recording]:
-        tz = ZoneInfo(pbx.timezone)
-        recordings: list[Recording] = []
-        for line in lines:
-            report.listed += 1
-            try:
-                recordings.append(parse_path(pbx.name, line, tz))
-            except InvalidName as error:
-                report.invalid += 1
-                self._log_invalid_once(pbx.name, line, error.reason)
-        if recordings:
-            self._check_timezone(pbx.name, recordings[0])
-        return recordings
-
-    def _log_invalid_once(self, pbx: str, line: str, reason: str) -> None:
-        marker = (pbx, line[:600])
-        if marker in self._invalid_seen or len(self._invalid_seen) >= _MAX_REMEMBERED_INVALID:
-            return
-        self._invalid_seen.add(marker)
-        # ascii() escapes control and look-alike characters, so the log line shows what was sent.
-        log.warning("invalid_name", pbx=pbx, line=ascii(line[:200]), reason=reason)
 
     def _check_timezone(self, pbx: str, rec: Recording) -> None:
         drift_s = rec.uniqueid_epoch_s - rec.started_at.timestamp()
