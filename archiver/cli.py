@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -47,6 +48,9 @@ EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Folders 0700 and files 0600 whatever the shell's umask: the ledger, its WAL, recordings
+    # and MP3s in the work folder are for the service alone (admins run `backfill` from a shell).
+    os.umask(0o077)
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -309,6 +313,12 @@ def _security_warnings(path: Path, cfg: Config) -> list[str]:
         "(set ca_file or tls_fingerprint instead)"
         for pbx in cfg.pbx
         if pbx.tls_unverified
+    ]
+    warnings += [
+        f"pbx {pbx.name!r}: url is http:// to another host: the password crosses the network "
+        "in clear (use https://)"
+        for pbx in cfg.pbx
+        if pbx.cleartext_remote
     ]
     return warnings
 

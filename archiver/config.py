@@ -148,6 +148,34 @@ class PbxConfig(_Strict):
             raise ValueError("give ca_file or tls_fingerprint, not both")
         return self
 
+    @model_validator(mode="after")
+    def _tls_settings_agree(self) -> PbxConfig:
+        # A setting that silently does nothing is a setting someone relies on in vain.
+        given = [name for name in ("ca_file", "tls_fingerprint") if getattr(self, name)]
+        if given and not self.url.startswith("https://"):
+            raise ValueError(
+                f"{' and '.join(given)} apply to https only, and url is http:// (nothing would "
+                "be checked): use an https:// url or remove them"
+            )
+        if not self.verify_tls and self.ca_file is not None:
+            raise ValueError("verify_tls = false ignores ca_file: remove one of them")
+        return self
+
+    @property
+    def cleartext_remote(self) -> bool:
+        """http:// to a host that is not this machine: the password crosses the network in
+        clear. (Loopback stays quiet: the simulator and the tests use it.)"""
+        match = re.fullmatch(r"http://(\[[^\]]+\]|[^:/]+)(:[0-9]+)?", self.url)
+        if match is None:
+            return False
+        host = match[1].strip("[]")
+        if host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return True  # a host name: it could resolve anywhere
+
     @property
     def tls_unverified(self) -> bool:
         """HTTPS with neither certificate verification nor a pinned fingerprint."""

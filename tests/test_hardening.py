@@ -5,29 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
-from support import http_get
+from support import daemon_toml, http_get, run_archiver
 
 from archiver.calls.callbacks import CALLBACK_STATS_KEY, add_callback_routes, classify_status
 from archiver.config import CallbacksConfig, Config, PbxConfig, S3Config, parse_config
-from archiver.lab.simulator import SimulatorOptions, start_simulator
+from archiver.lab.seaweed import SeaweedS3
+from archiver.lab.simulator import SimulatorOptions, SimulatorThread, audio, start_simulator
 from archiver.lab.simulator.server import CORPUS_KEY
-from archiver.names import RECORDING_ROOT
-from archiver.pbx.client import PbxClient, PbxError
+from archiver.names import RECORDING_ROOT, parse_path
+from archiver.pbx.client import PbxClient, PbxError, max_download_bytes
 from archiver.pbx.listing import MAX_LINE_BYTES, LineCollector, ListingRefused
-from archiver.pipeline.daemon import Archiver
+from archiver.pipeline.daemon import Archiver, parse_listing
 from archiver.pipeline.invalid_names import InvalidNameLog
-from archiver.pipeline.transcode import find_ffmpeg
+from archiver.pipeline.transcode import Engine, TranscodeError, find_ffmpeg, transcode_to_mp3
 from archiver.s3.store import S3Store
 from archiver.service.http import Health, build_http_app, start_http
 from archiver.state.calls import CallLog
@@ -176,6 +181,7 @@ def test_bad_names_are_logged_after_100000_others_bounded_per_listing() -> None:
 # -- items 1 and 3: a hostile listing, a slow PBX --------------------------------------------------
 
 DAY = date(2016, 11, 18)
+IST = ZoneInfo("Europe/Istanbul")
 
 
 def _archiver(cfg: Config, passwords: dict[str, str]) -> Archiver:
@@ -327,3 +333,182 @@ def test_listing_lines_are_capped_in_count_and_length() -> None:
         LineCollector(max_lines=10).feed(b"ab\n" * 200)
     with pytest.raises(ListingRefused, match="larger than 100 bytes"):
         LineCollector(max_bytes=100).feed(b"a" * 101)
+
+
+# -- item 8: cleartext and contradictory TLS settings ----------------------------------------------
+
+
+def test_an_http_pbx_on_another_host_warns_at_every_start_loopback_stays_quiet() -> None:
+    with capture_logs() as logs:
+        for url in ("http://127.0.0.1:9999", "http://[::1]:9999", "http://localhost:9999"):
+            PbxClient(PbxConfig(url=url, username="admin", password="pw"), "pw")  # type: ignore[arg-type]
+    assert [entry for entry in logs if entry["event"] == "pbx_password_in_cleartext"] == []
+    for url in ("http://192.0.2.10:9999", "http://pbx.example.com:9999"):
+        with capture_logs() as logs:
+            PbxClient(PbxConfig(url=url, username="admin", password="pw"), "pw")  # type: ignore[arg-type]
+        assert [entry["event"] for entry in logs] == ["pbx_password_in_cleartext"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (
+            {"url": "http://192.0.2.10:9999", "ca_file": "/etc/ssl/pbx.pem"},
+            "ca_file apply to https only",
+        ),
+        (
+            {"url": "http://192.0.2.10:9999", "tls_fingerprint": "ab" * 32},
+            "tls_fingerprint apply to https only",
+        ),
+        (
+            {"url": "https://192.0.2.10:9999", "verify_tls": False, "ca_file": "/etc/ssl/pbx.pem"},
+            "verify_tls = false ignores ca_file",
+        ),
+    ],
+)
+def test_check_config_refuses_contradictory_tls_settings(
+    tmp_path: Path, settings: dict[str, object], reason: str
+) -> None:
+    lines = [f"{key} = {_toml(value)}" for key, value in settings.items()]
+    config = tmp_path / "archiver.toml"
+    config.write_text(
+        "[pbx]\nusername = 'admin'\npassword_env = 'X'\n" + "\n".join(lines) + "\n"
+        "[s3]\nbucket = 'bucket'\n",
+        encoding="utf-8",
+    )
+    result = run_archiver("check-config", "--config", str(config), env=dict(os.environ))
+    assert result.returncode == 1
+    assert reason in result.stderr
+
+
+def test_check_config_warns_about_a_cleartext_password(tmp_path: Path) -> None:
+    config = tmp_path / "archiver.toml"
+    config.write_text(
+        "[pbx]\nurl = 'http://192.0.2.10:9999'\nusername = 'admin'\npassword_env = 'X'\n"
+        "[s3]\nbucket = 'bucket'\n",
+        encoding="utf-8",
+    )
+    result = run_archiver("check-config", "--config", str(config), env={**os.environ, "X": "pw"})
+    assert result.returncode == 0, result.stderr
+    assert "the password crosses the network in clear" in result.stderr
+
+
+def _toml(value: object) -> str:
+    return "false" if value is False else f"'{value}'"
+
+
+# -- item 9: 0700 folders, 0600 files, whatever the umask ------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_state_and_work_files_are_private_under_umask_022(
+    tmp_path: Path, s3_env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    """`archiver run` started from a shell with umask 022; looked at while it runs (the WAL
+    and SHM files exist only while the ledger is open)."""
+    options = SimulatorOptions(password="pw", start=DAY, per_day=3, max_duration_s=5)
+    state = tmp_path / "state"
+    ledger = state / "ledger.sqlite3"
+    wanted = [state, ledger, state / "work", state / "ledger.sqlite3-wal"]
+    wanted.append(state / "ledger.sqlite3-shm")
+    with SimulatorThread(options) as sim:
+        config = tmp_path / "archiver.toml"
+        config.write_text(daemon_toml(sim.base_url, seaweed, bucket, state), encoding="utf-8")
+        env = {**os.environ, **s3_env, "TEST_PBX_PASSWORD": "pw"}
+        old = os.umask(0o022)
+        try:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "archiver", "run", "--config", str(config)],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        finally:
+            os.umask(old)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not all(path.exists() for path in wanted):
+                time.sleep(0.2)
+            found = {path.name: _mode(path) for path in wanted}
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=60)
+    assert found == {path.name: 0o700 if path.is_dir() else 0o600 for path in wanted[:3]} | {
+        "ledger.sqlite3-wal": 0o600,
+        "ledger.sqlite3-shm": 0o600,
+    }
+
+
+async def test_a_download_is_private_under_umask_022(tmp_path: Path) -> None:
+    options = SimulatorOptions(password="pw", start=DAY, per_day=2, max_duration_s=5)
+    runner, port = await start_simulator(options)
+    client = PbxClient(_pbx_config(port), "pw")
+    old = os.umask(0o022)
+    try:
+        listing = await client.find("20161118-")
+        rec = next(r for r in parse_listing("pbx", listing.lines, IST).recordings)
+        done = await client.download(rec, tmp_path / "one.src")
+        ledger = Ledger.open(tmp_path / "private" / "ledger.sqlite3")
+        ledger.close()
+    finally:
+        os.umask(old)
+        await client.close()
+        await runner.cleanup()
+    assert _mode(done.path) == 0o600
+    assert _mode(tmp_path / "private") == 0o700
+    assert _mode(tmp_path / "private" / "ledger.sqlite3") == 0o600
+
+
+# -- item 4: downloads capped by duration, a time limit on every transcode -------------------------
+
+
+async def test_a_download_bigger_than_its_duration_allows_is_refused(tmp_path: Path) -> None:
+    """The PBX sends 60 MiB for a recording whose name says a few seconds: refused at the
+    cap (bytes per second of the format x duration + slack), no file left behind."""
+    options = SimulatorOptions(
+        password="pw", start=DAY, per_day=2, max_duration_s=5, bloat_rate=1.0, bloat_mb=60
+    )
+    runner, port = await start_simulator(options)
+    client = PbxClient(_pbx_config(port), "pw")
+    try:
+        sim = next(r for r in runner.app[CORPUS_KEY].recordings() if r.valid)
+        rec = parse_path("pbx", f"/var/spool/asterisk/monitor/{sim.relative_path}", IST)
+        with pytest.raises(PbxError, match=r"bytes or more, but a \d+ s \.\w+ recording") as caught:
+            await client.download(rec, tmp_path / "one.src")
+        assert not caught.value.transient
+        assert max_download_bytes(rec) < 5 * 1024 * 1024
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("engine", ["pydub", "ffmpeg"])
+def test_a_transcode_past_its_time_limit_is_killed(tmp_path: Path, engine: Engine) -> None:
+    source = tmp_path / "long.gsm"
+    source.write_bytes(audio.gsm_raw_bytes(1800.0))  # half an hour: far more than 0.3 s of work
+    started = time.monotonic()
+    with pytest.raises(TranscodeError, match=r"ran longer than 0.3 s and was killed"):
+        transcode_to_mp3(
+            source, tmp_path / "long.mp3", ffmpeg=find_ffmpeg(None), tags={}, engine=engine,
+            timeout_s=0.3,
+        )  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["long.gsm"]
+    assert not _ffmpeg_children()
+
+
+def _ffmpeg_children() -> list[int]:
+    """ffmpeg processes whose parent is this test process."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(os.getpid()) and "ffmpeg" in fields["Name"]:
+            found.append(int(status.parent.name))
+    return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -166,6 +167,13 @@ class PbxClient:
         self._gate = asyncio.Semaphore(self.cfg.max_concurrent_requests)
         # Every URL this client builds carries the password: scrub it from every log line.
         register_secret(self.password)
+        if self.cfg.cleartext_remote:
+            log.warning(
+                "pbx_password_in_cleartext",
+                pbx=self.name,
+                hint="the url is http:// to another host: use https:// (with ca_file or "
+                "tls_fingerprint for a self-signed certificate)",
+            )
 
     @property
     def name(self) -> str:
@@ -365,7 +373,8 @@ async def _stream_to_file(
         raise PbxError(_too_big(expected, max_bytes, rec), transient=False)
     digest = hashlib.sha256()
     size = 0
-    async with aiofiles.open(path, "wb") as out:
+    # 0600 whatever the umask: a call recording is for the service alone.
+    async with aiofiles.open(path, "wb", opener=_private) as out:
         async for chunk in body:
             if size == 0 and chunk.lstrip()[:1] == b"<":
                 raise PbxError("download: PBX sent an HTML page, not audio", transient=True)
@@ -384,6 +393,10 @@ def _too_big(size: int, max_bytes: int, rec: Recording) -> str:
         f"download: {size} bytes or more, but a {rec.duration_s} s .{rec.extension} recording "
         f"is at most {max_bytes}"
     )
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
 
 
 async def _remove_quietly(path: Path) -> None:

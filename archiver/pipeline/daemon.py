@@ -68,6 +68,7 @@ __all__ = [
     "days_to_poll",
     "parse_listing",
     "poll_ticks",
+    "transcode_limit_s",
 ]
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,8 @@ T = TypeVar("T")
 # A uniqueid's epoch is the channel's creation in UTC; the name's time is local. More than this
 # apart means the configured time zone is probably not the PBX's.
 _TZ_MISMATCH_S = 900
+_TRANSCODE_BASE_S = 120.0
+_TRANSCODE_S_PER_AUDIO_S = 2.0
 
 
 class LeaseLost(Exception):
@@ -191,6 +194,14 @@ def id3_tags(rec: Recording) -> dict[str, str]:
         "duration": str(rec.duration_s),
         "uniqueid": rec.uniqueid,
     }
+
+
+def transcode_limit_s(rec: Recording) -> float:
+    """How long transcoding `rec` may take before ffmpeg is killed and the recording fails:
+    ffmpeg encodes a call 100-300 times faster than it plays here, so two seconds per second of
+    audio (the download cap allows a little more audio than the name says) and two minutes of
+    start-up leave room for a machine under load while a stuck ffmpeg is still stopped."""
+    return _TRANSCODE_BASE_S + _TRANSCODE_S_PER_AUDIO_S * rec.duration_s
 
 
 def _work_token(rec: Recording) -> str:
@@ -604,7 +615,9 @@ class Archiver:
     async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
         loop = asyncio.get_running_loop()
         settings = self.cfg.transcode
-        job = _TranscodeJob(source, mp3, self.ffmpeg, settings.bitrate, id3_tags(rec))
+        job = _TranscodeJob(
+            source, mp3, self.ffmpeg, settings.bitrate, id3_tags(rec), transcode_limit_s(rec)
+        )
         started = time.monotonic()
         ok = False
         try:
@@ -729,6 +742,7 @@ class _TranscodeJob:
     ffmpeg: str
     bitrate: str
     tags: dict[str, str]
+    timeout_s: float = 300.0
 
     def __call__(self) -> TranscodeResult:
         return transcode_to_mp3(
@@ -738,4 +752,5 @@ class _TranscodeJob:
             bitrate=self.bitrate,
             tags=self.tags,
             engine="pydub",
+            timeout_s=self.timeout_s,
         )

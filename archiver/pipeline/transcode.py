@@ -48,8 +48,13 @@ with warnings.catch_warnings():
     # pydub warns at import when no ffmpeg is on PATH (we always name the binary), and Python 3.11
     # warns that pydub's `audioop` is deprecated (the package depends on audioop-lts for 3.13+).
     warnings.simplefilter("ignore")
+    import pydub.audio_segment
     from pydub import AudioSegment
     from pydub.exceptions import CouldntDecodeError, CouldntEncodeError
+
+from archiver.pipeline.time_limit import install, killed_after
+
+install(pydub.audio_segment)
 
 __all__ = [
     "BadAudio",
@@ -345,8 +350,8 @@ def transcode_to_mp3(
     Synchronous and blocking: run it in a thread or process pool. `ffmpeg` is a path from
     `find_ffmpeg`. The MP3 is written to a temporary name in `dst`'s folder and renamed onto `dst`
     only once its duration matches the source's within max(0.3 s, 2 %); on any failure the
-    temporary file is removed and `dst` is left untouched. `timeout_s` bounds the ``"ffmpeg"``
-    engine only (pydub has no timeout).
+    temporary file is removed and `dst` is left untouched. `timeout_s` bounds either engine:
+    ffmpeg still running then is killed and TranscodeError says so.
 
     Raise BadAudio if the source is unusable, TranscodeError if ffmpeg fails or the MP3 does not
     check out, ValueError for a tag name ffmpeg cannot take, OSError for file-system errors.
@@ -356,7 +361,13 @@ def transcode_to_mp3(
     tmp = _temp_path_next_to(dst)
     try:
         if engine == "pydub":
-            _encode_with_pydub(probe, src, tmp, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags)
+            with killed_after(timeout_s) as watch:
+                try:
+                    _encode_with_pydub(probe, src, tmp, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags)
+                except TranscodeError:
+                    if watch.expired:
+                        raise _killed(timeout_s) from None
+                    raise
         elif engine == "ffmpeg":
             command = _ffmpeg_command(probe, src, tmp, ffmpeg, bitrate=bitrate, metadata=metadata)
             _run_ffmpeg(command, timeout_s=timeout_s)
@@ -528,12 +539,16 @@ def _run_ffmpeg(command: Sequence[str], *, timeout_s: float) -> None:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise TranscodeError(f"ffmpeg ran longer than {timeout_s:g} s and was killed") from None
+        raise _killed(timeout_s) from None
     except OSError as exc:
         raise TranscodeError(f"cannot run ffmpeg: {exc.strerror}") from None
     if done.returncode != 0:
         stderr = done.stderr.decode("utf-8", "replace")
         raise TranscodeError(f"ffmpeg exited with {done.returncode}: {_last_line(stderr)}")
+
+
+def _killed(timeout_s: float) -> TranscodeError:
+    return TranscodeError(f"ffmpeg ran longer than {timeout_s:g} s and was killed")
 
 
 def _check_duration(mp3: Path, *, expected_s: float) -> float:

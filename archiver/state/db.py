@@ -11,6 +11,7 @@ moment leaves the previous or the next state. `executemany` is one transaction f
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -69,7 +70,9 @@ class Db(Protocol):
 def connect(path: Path) -> sqlite3.Connection:
     """Open the state file at `path` (creating its folder) the way every table in it is used:
     autocommit, WAL, and waiting rather than failing while another connection writes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # SQLite creates the file (and its -wal and -shm) under the process umask: make it first.
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     connection.execute("PRAGMA journal_mode=WAL")
     # NORMAL keeps every commit through a process crash (SIGKILL); only power loss can undo

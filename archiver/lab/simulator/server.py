@@ -104,7 +104,7 @@ class SimulatorOptions:
     cgi_strict: bool = False
     # A hostile PBX (issue 11), per request like the fault rates above: a 302 to
     # `redirect_to`; a body dripped one byte every `drip_ms`; a listing followed by `bloat_mb`
-    # MiB of junk `ab` lines (downloads are left alone by that one).
+    # MiB of junk `ab` lines (a download: the recording followed by as much junk).
     redirect_rate: float = 0.0
     redirect_to: str = "http://127.0.0.1:9/cgi-bin/system_cmd.cgi"
     drip_rate: float = 0.0
@@ -242,7 +242,7 @@ class Fault:
     fail: HTTP `500`/`503` (or a 200 HTML login page for a listing with `html_errors`);
     truncate: `length` (short body under a full Content-Length) or `chunked` (no final chunk);
     reset: abort the connection `before` the reply or `during` the body;
-    redirect: `302` to `redirect_to`; drip: the body one byte at a time; bloat: a listing with
+    redirect: `302` to `redirect_to`; drip: the body one byte at a time; bloat: the body with
     `bloat_mb` MiB of junk lines after it.
     """
 
@@ -449,8 +449,6 @@ async def _reply(
     if fault.kind == "drip":
         return await _drip(request, chunks, size, content_type, options.drip_ms / 1000)
     if fault.kind == "bloat":
-        if not listing:
-            return await _stream(request, chunks, size, content_type)
         junk = _bloat_chunks(options.bloat_mb)
         total = size + len(_BLOAT_CHUNK) * options.bloat_mb
         return await _stream(request, itertools.chain(chunks, junk), total, content_type)
