@@ -1,7 +1,7 @@
 """Peak memory and task count of `archiver backfill` on the heaviest recordings, to choose the
 unit's `MemoryMax=` and `TasksMax=` (systemd/archiver.service). Not part of scripts/test.
 
-The heaviest load: two-hour calls (the download cap allows them) in each source format, with the
+The heaviest load: two-hour calls (the download cap allows them) as PCM WAV and raw GSM, with the
 default engine (pydub decodes the whole call into memory), `transcode.workers` in parallel. The
 daemon's process tree is sampled every 50 ms from /proc: the sum of VmRSS over the tree and the
 sum of its threads (systemd's TasksMax= counts every thread of every process in the unit).
@@ -83,7 +83,7 @@ def main() -> int:
         SeaweedS3(data_dir=Path(tmp) / "s3") as s3,
     ):
         calls = 0
-        for fmt in ("wav_pcm", "gsm", "wav_gsm"):
+        for fmt in ("wav_pcm", "gsm"):
             for n in range(args.workers):
                 sim.corpus.add(
                     caller=f"10{n}", callee="903123320404", duration_s=duration_s, fmt=fmt,

@@ -512,3 +512,15 @@ def _ffmpeg_children() -> list[int]:
         if fields.get("PPid", "").strip() == str(os.getpid()) and "ffmpeg" in fields["Name"]:
             found.append(int(status.parent.name))
     return found
+
+
+def test_the_unit_caps_memory_and_tasks_with_measured_values() -> None:
+    unit = (Path(__file__).resolve().parent.parent / "systemd" / "archiver.service").read_text()
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and line[0] != "#"
+    )
+    assert settings["MemoryMax"] == "1536M" and settings["TasksMax"] == "128"
+    # The comment above them says how they were measured.
+    comment = unit[: unit.index("\nMemoryMax=")].rstrip().splitlines()[-6:]
+    assert all(line.startswith("#") for line in comment)
+    assert "bench/unit_limits.py" in comment[0]

@@ -10,8 +10,21 @@ bucket with the simulator's valid listing and prints one line:
     expected N archived N lost 0 duplicated 0 corrupt 0 tempfiles 0 stale_multipart 0
 
 and exits 1 if any of the last five is not 0 (or if a file the PBX never listed as a valid
-recording was requested or stored). Progress goes to stderr, the daemon's logs to
-`<data>/daemon.log`. Everything binds to 127.0.0.1; every process it starts, it stops.
+recording was requested or stored).
+
+Then the hostile-PBX phase: `archiver run` (the daemon, with its HTTP server) polls two PBXs,
+a hostile one listed first that answers every request with a slow drip (one byte every 0.8 s), a
+302 redirect to another port or a listing followed by 60 MiB of junk lines, and a good one with
+yesterday's recordings. /healthz is asked every 0.25 s throughout. Once the good PBX is archived
+and the daemon has met each hostile reply, it is stopped and the phase prints
+
+    hostile_pbx expected N archived N lost 0 duplicated 0 corrupt 0 tempfiles 0 stale_multipart 0
+    healthz_missed 0 healthz_max_ms M faults_seen 3
+
+(one line), exiting 1 unless those zeros hold and all three faults were met
+(`archiver/lab/chaos_hostile.py`). Progress goes to stderr, the daemon's logs to
+`<data>/daemon.log` and `<data>/daemon-hostile.log`. Everything binds to 127.0.0.1; every
+process it starts, it stops.
 
 `duplicated` counts objects beyond the first for one source recording (by `source-name`
 metadata); `corrupt` counts objects whose bytes' MD5 is not their `md5` metadata, or whose
@@ -45,6 +58,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TextIO
 
+from archiver.lab.chaos_hostile import hostile_phase
 from archiver.lab.postgres import LocalPostgres
 from archiver.lab.s3proxy import CountingS3Proxy
 from archiver.lab.seaweed import SeaweedS3
@@ -273,7 +287,8 @@ def audit(
     valid: list[SimRecording],
     sim: SimulatorThread,
     works: list[Path],
-    proxy: CountingS3Proxy,
+    proxy: CountingS3Proxy | None = None,
+    bucket: str = BUCKET,
 ) -> Audit:
     """Compare the bucket under the prefix with the valid recordings the simulator lists."""
     corpus = sim.corpus
@@ -281,10 +296,10 @@ def audit(
     client = s3.client()
     per_source: Counter[str] = Counter()
     corrupt = unexpected = 0
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/")
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{PREFIX}/")
     for page in pages:
         for item in page.get("Contents", []):
-            got = client.get_object(Bucket=BUCKET, Key=item["Key"])
+            got = client.get_object(Bucket=bucket, Key=item["Key"])
             body = got["Body"].read()
             meta = got["Metadata"]
             source = meta.get("source-name", "")
@@ -297,7 +312,7 @@ def audit(
             sha256 = hashlib.sha256(corpus.audio_bytes(rec)).hexdigest()
             corrupt += md5 != meta.get("md5") or sha256 != meta.get("source-sha256")
     archived = sum(1 for name in by_name if per_source[name] > 0)
-    uploads = client.list_multipart_uploads(Bucket=BUCKET, Prefix=f"{PREFIX}/")
+    uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=f"{PREFIX}/")
     allowed = {rec.relative_path for rec in valid}
     return Audit(
         expected=len(valid),
@@ -311,7 +326,7 @@ def audit(
         stale_multipart=len(uploads.get("Uploads", [])),
         unexpected=unexpected,
         hostile_requested=sum(1 for name in sim.requested if name not in allowed),
-        uploads=proxy.upload_count(f"/{BUCKET}/{PREFIX}/"),
+        uploads=proxy.upload_count(f"/{bucket}/{PREFIX}/") if proxy is not None else -1,
     )
 
 
@@ -328,6 +343,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, help="daemons sharing the work")
     parser.add_argument("--state", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pg-outage-s", type=float, default=5.0)
+    parser.add_argument("--hostile-max-s", type=float, default=300.0,
+                        help="longest the hostile-PBX phase may take")  # fmt: skip
+    parser.add_argument("--skip-hostile", action="store_true", help="no hostile-PBX phase")
     return parser
 
 
@@ -349,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
         hostile_lines=100,
     )  # fmt: skip
     started = time.monotonic()
+    hostile = None
     try:
         with contextlib.ExitStack() as stack:
             sim = stack.enter_context(SimulatorThread(options))
@@ -392,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                     daemon.kill()
             result = audit(s3, valid, sim, works, proxy)
             _say(f"the PBX answered at most {sim.peak_requests} request(s) at once")
+            hostile = None if args.skip_hostile else hostile_phase(args, s3, data, env)
     finally:
         if owned:
             shutil.rmtree(data, ignore_errors=True)
@@ -399,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"uploads {result.uploads}", flush=True)
     if result.unexpected or result.hostile_requested:
         _say(f"unexpected objects {result.unexpected}, bad requests {result.hostile_requested}")
+    if hostile is not None:
+        print(hostile.line(), flush=True)
     _say(f"wall {time.monotonic() - started:.0f} s")
-    return 0 if result.ok else 1
+    return 0 if result.ok and (hostile is None or hostile.ok) else 1
 
 
 if __name__ == "__main__":
