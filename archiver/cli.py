@@ -119,6 +119,20 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--json", action="store_true")
     reconcile.set_defaults(handler=_cmd_reconcile)
 
+    state = sub.add_parser("state", help="the state's own housekeeping")
+    state_sub = state.add_subparsers(dest="state_command", metavar="STATE_COMMAND", required=True)
+    copy = state_sub.add_parser(
+        "copy", parents=[common], help="copy a SQLite state into PostgreSQL (idempotent)"
+    )
+    copy.add_argument("--from", dest="source", type=Path, required=True, help="the SQLite file")
+    copy.add_argument(
+        "--to",
+        dest="target",
+        help="postgresql://USER@HOST/DB (default: [state] url, with its password source; "
+        "otherwise libpq's PGPASSWORD or ~/.pgpass)",
+    )
+    copy.set_defaults(handler=_cmd_state_copy)
+
     check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     check.set_defaults(handler=_cmd_check_config)
 
@@ -195,6 +209,54 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     for key, reason in report.unmapped:
         print(f"not mapped  {key!a}  {reason}")
     return EXIT_OK
+
+
+def _cmd_state_copy(args: argparse.Namespace) -> int:
+    from archiver.state.copy import copy_state
+    from archiver.state.db import SqliteDb
+    from archiver.state.pg_state import open_database
+    from archiver.state.postgres import redact_url
+
+    if not args.source.is_file():
+        print(f"error: {args.source}: no such SQLite file", file=sys.stderr)
+        return EXIT_CONFIG
+    target, password, tls = _copy_target(args)
+    if target is None:
+        print("error: give --to postgresql://... or set [state] url in the config", file=sys.stderr)
+        return EXIT_CONFIG
+    shown = redact_url(target)
+    if shown != target:  # a password typed into the URL: keep it out of every log line too
+        register_secret(target)
+    db = open_database(target, password, tls, pool_size=2, outage_s=10.0)
+    try:
+        with contextlib.closing(SqliteDb.open(args.source)) as source:
+            copied = copy_state(source, db)
+    finally:
+        db.close()
+    print(f"copied {args.source} -> {shown}")
+    for table in copied:
+        print(f"  {table.table:<14} {table.source_rows:>9} in the file, {table.copied:>9} copied,"
+              f" {table.already_there:>9} already there")  # fmt: skip
+    return EXIT_OK
+
+
+def _copy_target(args: argparse.Namespace) -> tuple[str | None, str | None, dict[str, str]]:
+    """Where `state copy` writes: --to (password from libpq's own sources) or the config's
+    [state] url with its password and TLS settings."""
+    try:
+        cfg = load_config(config_path(args.config))
+    except ConfigError:
+        if args.target is None:
+            raise
+        return args.target, None, {}
+    if args.target is not None and args.target != cfg.state.url:
+        return args.target, None, {}
+    if cfg.state.url is None:
+        return None, None, {}
+    password = cfg.state.resolve_password()
+    if password:
+        register_secret(password)
+    return cfg.state.url, password, cfg.state.tls_options()
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

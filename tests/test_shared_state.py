@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 from support import Rig, run_archiver, start_rig, state_config
 
+from archiver.calls.autocall import AutocallRequest
 from archiver.config import Config, S3Config
 from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
@@ -240,3 +242,52 @@ def test_a_statement_waits_for_a_restarting_server(scram_postgres: LocalPostgres
         restart.join()
         state.close()
     assert time.monotonic() - started >= 0.9
+
+
+def test_state_copy_moves_sqlite_over_idempotently_and_hides_the_password(
+    scram_postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    path = tmp_path / "old" / "ledger.sqlite3"
+    old = open_state(state_config({"path": str(path)}))
+    recs = [
+        parse_name("pbx", "t", f"20161118-1100{n:02d}-100-200-1479456211.{n}-5.gsm", IST)
+        for n in range(5)
+    ]
+    old.ledger.discover(recs)
+    old.ledger.advance(recs[0].key, "verified", object_key="k/0.mp3")
+    old.ledger.fail(recs[1].key, "bad audio: not GSM", retryable=False)
+    call_id = old.calls.begin("pbx", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1"))
+    old.calls.record_event(number="903123320404", status="ANSWER", kind="final", ended=True,
+                           source="127.0.0.1")  # fmt: skip
+    old.close()
+    database = scram_postgres.create_database()
+    target = database.replace("archiver_test@", f"archiver_test:{DB_PASSWORD}@")
+    env = {**os.environ, "ARCHIVER_CONFIG": "/nonexistent.toml"}
+    first = run_archiver("state", "copy", "--from", str(path), "--to", target, env=env)
+    assert first.returncode == 0, first.stderr
+    assert DB_PASSWORD not in first.stdout + first.stderr
+    assert "archiver_test:***@" in first.stdout
+    assert re.search(r"recordings\s+5 in the file,\s+5 copied,\s+0 already there", first.stdout)
+    assert re.search(r"call_events\s+1 in the file,\s+1 copied", first.stdout)
+    again = run_archiver("state", "copy", "--from", str(path), "--to", target, env=env)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"recordings\s+5 in the file,\s+0 copied,\s+5 already there", again.stdout)
+    os.environ["ARCHIVER_TEST_DB_PASSWORD"] = DB_PASSWORD
+    try:
+        moved = open_state(
+            state_config({"url": database, "password_env": "ARCHIVER_TEST_DB_PASSWORD"})
+        )
+    finally:
+        del os.environ["ARCHIVER_TEST_DB_PASSWORD"]
+    try:
+        assert moved.ledger.counts()["verified"] == 1 and moved.ledger.counts()["failed"] == 1
+        entry = moved.ledger.get(recs[1].key)
+        assert entry is not None and entry.last_error == "bad audio: not GSM"
+        summary = moved.calls.get(call_id)
+        assert summary is not None and summary.status == "ANSWER"
+        # The next call logged gets a new id, not one the copy brought over.
+        assert moved.calls.begin("pbx", AutocallRequest("903123320405", 2, 10, 1, 1, "", "-1")) > (
+            call_id
+        )
+    finally:
+        moved.close()

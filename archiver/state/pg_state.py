@@ -12,7 +12,7 @@ from archiver.state.postgres import (
     redact_url,
 )
 
-__all__ = ["PostgresState", "open_postgres"]
+__all__ = ["PostgresState", "open_database", "open_postgres"]
 
 
 class PostgresState(BaseState):
@@ -37,15 +37,26 @@ def open_postgres(cfg: Config, password: str | None) -> PostgresState:
     assert state.url is not None  # noqa: S101 - open_state only calls this with a url
     # Each PBX request slot holds a connection while its request runs.
     slots = sum(pbx.max_concurrent_requests for pbx in cfg.pbx)
-    db = PostgresDb(
-        make_conninfo(state.url, password, state.tls_options()),
+    db = open_database(
+        state.url,
+        password,
+        state.tls_options(),
         pool_size=state.pool_size + slots,
         outage_s=state.outage_s,
     )
+    return PostgresState(db, cfg, redact_url(state.url))
+
+
+def open_database(
+    url: str, password: str | None, tls: dict[str, str], *, pool_size: int, outage_s: float
+) -> PostgresDb:
+    """Connect to `url` and bring its schema up to date. Raise StateUnavailable if it cannot
+    be reached or refuses us."""
+    db = PostgresDb(make_conninfo(url, password, tls), pool_size=pool_size, outage_s=outage_s)
     db.open()
     try:
         apply_migrations(db)
     except BaseException:
         db.close()
         raise
-    return PostgresState(db, cfg, redact_url(state.url))
+    return db
