@@ -170,10 +170,13 @@ def _cmd_status(args: argparse.Namespace) -> int:
     with contextlib.closing(open_state(cfg)) as state:
         counts = state.ledger.counts()
         failures = state.ledger.recent_failures(10)
+        where = {"backend": state.backend, "where": state.where}
     if args.json:
-        print(json.dumps({"counts": counts, "failures": [asdict(f) for f in failures]}, indent=2))
+        failed = [asdict(f) for f in failures]
+        print(json.dumps({"counts": counts, "failures": failed, "state": where}, indent=2))
         return EXIT_OK
-    print("  ".join(f"{state} {count}" for state, count in counts.items()))
+    print(f"state: {where['backend']} {where['where']}")
+    print("  ".join(f"{name} {count}" for name, count in counts.items()))
     for entry in failures:
         print(f"failed  {entry.key}  attempts={entry.attempts}  {entry.last_error}")
     return EXIT_OK

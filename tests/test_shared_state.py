@@ -213,7 +213,7 @@ def test_cli_status_reads_postgresql_and_says_why_not(
     env = {**os.environ, "P": "x"}
     ok = run_archiver("status", "--json", "--config", str(config), env=env)
     assert ok.returncode == 0, ok.stderr
-    assert '"verified": 0' in ok.stdout
+    assert '"verified": 0' in ok.stdout and '"backend": "postgresql"' in ok.stdout
     secret.write_text("Not-The-Password-5")
     refused = run_archiver("status", "--config", str(config), env=env)
     assert refused.returncode == 2
