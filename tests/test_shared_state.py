@@ -291,3 +291,37 @@ def test_state_copy_moves_sqlite_over_idempotently_and_hides_the_password(
         )
     finally:
         moved.close()
+
+
+def test_workers_need_only_select_insert_update(postgres: LocalPostgres) -> None:
+    url = postgres.create_database()
+    open_state(state_config({"url": url})).close()  # the owner migrates once
+    database = url.rsplit("/", 1)[1]
+    postgres.psql(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'worker_role') THEN"
+        " CREATE ROLE worker_role LOGIN; END IF; END $$"
+    )
+    postgres.psql(
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
+        " GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO worker_role;"
+        " GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO worker_role",
+        database,
+    )
+    worker = open_state(state_config({"url": postgres.url(database, user="worker_role")}))
+    try:
+        rec = parse_name("pbx", "t", "20161118-110332-100-200-1479456211.1-5.gsm", IST)
+        worker.ledger.discover([rec])
+        assert worker.ledger.claim(rec.key, "w1", lease_s=60)
+        assert worker.ledger.advance(rec.key, "verified", owner="w1", object_key="k")
+        worker.ledger.release(rec.key, "w1")
+        assert worker.calls.begin("pbx", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1"))
+        gate = worker.pbx_gate("pbx", 1)
+        assert gate is not None
+
+        async def one_request() -> None:
+            async with gate():
+                pass
+
+        asyncio.run(one_request())
+    finally:
+        worker.close()

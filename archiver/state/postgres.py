@@ -174,10 +174,14 @@ def apply_migrations(db: PostgresDb) -> list[str]:
         with db.pool.connection() as conn:
             conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
             try:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
-                    " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-                )
+                # Checked first: a worker role without CREATE on the schema must still start
+                # once the owner has migrated.
+                exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+                if exists is None or exists[0] is None:
+                    conn.execute(
+                        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                        " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+                    )
                 done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
                 for version, name, text in _migrations():
                     if version in done:
