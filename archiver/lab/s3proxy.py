@@ -80,7 +80,10 @@ class CountingS3Proxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None  # noqa: S101 - set in _start, before any request
-        body = await request.read()
+        try:
+            body = await request.read()
+        except ConnectionResetError:  # the client died mid-upload (chaos kills it): nothing sent
+            return web.Response(status=400)
         try:
             async with self._session.request(
                 request.method,
