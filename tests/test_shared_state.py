@@ -163,8 +163,8 @@ async def test_two_workers_archive_each_recording_once(rig: Rig) -> None:
     assert sum(report.already_present for report in reports) == 0  # no work done twice
     assert done == counts["verified"] == len(rig.objects())
     assert sum(report.empty for report in reports) == counts["empty"]
-    assert all(report.archived > 0 for report in reports)  # both did a share
-    assert sum(report.taken_elsewhere for report in reports) > 0
+    for report in reports:  # what each found due, it archived or left to the other
+        assert report.archived + report.empty + report.taken_elsewhere == report.due
     # Each worker may send 2 requests at once; the PBX saw at most 2 from both together.
     assert rig.runner.app[CONCURRENCY_KEY].peak == 2
     for state in states:
