@@ -1,8 +1,6 @@
 """The `archiver` command: argument parsing and wiring, nothing else.
 
-Exit codes: 0 success; 1 bad configuration or usage; 2 the PBX or S3 could not be reached or
-refused our credentials (one-shot commands); 3 the run finished but some recordings failed
-(`archiver status` lists them).
+Exit codes: see `archiver.exits`.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ import structlog
 from archiver import __version__
 from archiver.calls.callbacks import CALLBACK_STATS_KEY, add_callback_routes
 from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
+from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 from archiver.logs import configure_logging, register_secret
 from archiver.names import InvalidName, parse_path
 from archiver.pbx.client import PbxClient, PbxError, date_pattern
@@ -43,8 +42,6 @@ from archiver.state.db import StateUnavailable
 __all__ = ["main"]
 
 log = structlog.get_logger("archiver")
-
-EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_SOME_FAILED = 0, 1, 2, 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

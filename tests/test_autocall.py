@@ -15,17 +15,12 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from archiver.calls.autocall import (
-    AutocallRequest,
-    InvalidNumber,
-    build_request,
-    normalise_number,
-    pbx_datetime,
-)
+from archiver.calls.autocall import AutocallRequest, build_request, pbx_datetime
 from archiver.calls.callbacks import add_callback_routes
 from archiver.config import AutocallConfig, CallbacksConfig, PbxConfig
 from archiver.lab.simulator import SimulatorOptions, start_simulator
 from archiver.lab.simulator.server import DIALER_KEY
+from archiver.numbers import InvalidNumber, normalise_number
 from archiver.pbx.client import PbxAuthError, PbxClient, PbxError
 from archiver.service.http import Health, build_http_app, start_http
 from archiver.state.calls import CallLog
@@ -127,8 +122,8 @@ async def test_unanswered_call_retries_then_ends(receiver: tuple[str, CallLog]) 
     )
     try:
         request = build_request("03123320404", AutocallConfig(max_retries=2, retry_interval_s=10))
-        call_id = calls.begin("pbx", request)
-        assert await client.place_call(request) == "OK"
+        call_id = calls.begin("pbx", request.number, request.params())
+        assert await client.place_call(request.params()) == "OK"
         calls.finish_placing(call_id, accepted=True, reply="OK")
         played = runner.app[DIALER_KEY].calls[-1]
         await _wait(played.done)
@@ -150,7 +145,7 @@ async def test_answered_call_leaves_a_recording(receiver: tuple[str, CallLog]) -
     url, calls = receiver
     runner, client = await _simulator(callback_url=url, dial_outcomes="ANSWER=1")
     try:
-        await client.place_call(build_request("903123320404", AutocallConfig()))
+        await client.place_call(build_request("903123320404", AutocallConfig()).params())
         played = runner.app[DIALER_KEY].calls[-1]
         await _wait(played.done)
         listing = await client.find("100-903123320404")
@@ -188,7 +183,7 @@ async def test_simulator_refuses_bad_autocall_requests() -> None:
         assert len(runner.app[DIALER_KEY].calls) == 1
         wrong = PbxClient(client.cfg, "Wrong-Password-777")
         with pytest.raises(PbxAuthError) as caught:
-            await wrong.place_call(build_request("903123320404", AutocallConfig()))
+            await wrong.place_call(build_request("903123320404", AutocallConfig()).params())
         await wrong.close()
         assert "Wrong-Password-777" not in str(caught.value)
     finally:
@@ -204,7 +199,7 @@ async def test_scheduled_call_waits_for_its_time(receiver: tuple[str, CallLog]) 
         when = pbx_datetime(at, IST, now=datetime.now(IST))
         request = build_request("903123320404", AutocallConfig(max_retries=0), datetime_param=when)
         started = asyncio.get_running_loop().time()
-        await client.place_call(request)
+        await client.place_call(request.params())
         played = runner.app[DIALER_KEY].calls[-1]
         await asyncio.sleep(0.1)
         assert played.sent == []
@@ -239,9 +234,9 @@ async def test_html_replies_login_page_refused_other_pages_accepted() -> None:
     request = build_request("903123320404", AutocallConfig())
     try:
         with pytest.raises(PbxError, match="login page"):
-            await client.place_call(request)
+            await client.place_call(request.params())
         current["page"] = "other"
-        assert await client.place_call(request) == "(HTML page)"
+        assert await client.place_call(request.params()) == "(HTML page)"
     finally:
         await client.close()
         await runner.cleanup()

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from archiver.calls.autocall import build_request
+from archiver.calls.autocall import AutocallRequest, build_request
 from archiver.calls.callbacks import (
     CALLBACK_STATS_KEY,
     FINAL_STATUSES,
@@ -173,10 +173,10 @@ def test_rate_limiter_buckets_refill_and_global_cap() -> None:
 
 async def test_events_tie_to_the_latest_call_to_that_number(receiver: Receiver) -> None:
     defaults = AutocallConfig()
-    first = receiver.calls.begin("pbx", build_request(NUMBER, defaults), dial_at=1000.0)
-    second = receiver.calls.begin("pbx", build_request("03123320404", defaults))
+    first = _begin(receiver.calls, build_request(NUMBER, defaults), dial_at=1000.0)
+    second = _begin(receiver.calls, build_request("03123320404", defaults))
     receiver.calls.finish_placing(second, accepted=True, reply="OK")
-    other = receiver.calls.begin("pbx", build_request("905412535962", defaults))
+    other = _begin(receiver.calls, build_request("905412535962", defaults))
     receiver.calls.finish_placing(other, accepted=False, reply="refused")
     for query in ["?sonuc=1&telefon=903123320404&son=0", "?sonuc=BUSY&telefon=3123320404&son=1",
                   "?sonuc=ANSWER&telefon=905412535962&son=1"]:  # fmt: skip
@@ -203,9 +203,7 @@ def test_recordings_match_a_call_by_number_and_window(tmp_path: Path) -> None:
     ist = ZoneInfo("Europe/Istanbul")
     calls = CallLog.open(tmp_path / "ledger.sqlite3", window_s=600)
     dialled = datetime(2026, 11, 26, 10, 0, 0, tzinfo=ist)
-    call_id = calls.begin(
-        "pbx", build_request(NUMBER, AutocallConfig()), dial_at=dialled.timestamp()
-    )
+    call_id = _begin(calls, build_request(NUMBER, AutocallConfig()), dial_at=dialled.timestamp())
     calls.record_event(number=NUMBER, status="2", kind="progress", ended=False, source="t",
                        received_at=dialled.timestamp() + 5)  # fmt: skip
 
@@ -284,3 +282,7 @@ def test_token_credential_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyP
         CallbacksConfig(enabled=True, token_credential="short").resolve_token()
     with pytest.raises(ConfigError, match="cannot read secret file"):
         CallbacksConfig(enabled=True, token_credential="absent").resolve_token()
+
+
+def _begin(calls: CallLog, request: AutocallRequest, *, dial_at: float | None = None) -> int:
+    return calls.begin("pbx", request.number, request.params(), dial_at=dial_at)

@@ -30,8 +30,8 @@ from typing import Final
 import structlog
 from aiohttp import web
 
-from archiver.calls.autocall import InvalidNumber, normalise_number
 from archiver.config import CallbacksConfig
+from archiver.numbers import InvalidNumber, normalise_number
 from archiver.state.calls import CallLog, EventKind
 
 __all__ = [

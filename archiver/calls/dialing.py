@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from archiver.calls.autocall import AutocallRequest, InvalidNumber, build_request, normalise_number
+from archiver.calls.autocall import AutocallRequest, build_request
 from archiver.calls.autocall import pbx_datetime as to_pbx_datetime
-from archiver.cli import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 from archiver.config import Config, PbxConfig, config_path, load_config
+from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
+from archiver.numbers import InvalidNumber, normalise_number
 from archiver.pbx.client import PbxClient, PbxError
 from archiver.state.api import open_state
 from archiver.state.calls import CallSummary
@@ -107,10 +108,10 @@ async def _place(
     state = open_state(cfg)
     calls = state.calls
     try:
-        call_id = calls.begin(pbx.name, request, dial_at=dial_at)
+        call_id = calls.begin(pbx.name, request.number, request.params(), dial_at=dial_at)
         client = PbxClient(pbx, pbx.resolve_password())
         try:
-            reply = await client.place_call(request)
+            reply = await client.place_call(request.params())
         except PbxError as error:
             calls.finish_placing(call_id, accepted=False, reply=error.reason)
             print(f"error: {error.reason}", file=sys.stderr)

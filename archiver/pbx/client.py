@@ -14,7 +14,7 @@ import hashlib
 import os
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import date
@@ -28,7 +28,6 @@ import structlog
 from aiohttp import ClientResponse
 from yarl import URL
 
-from archiver.calls.autocall import AutocallRequest
 from archiver.config import PbxConfig
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
@@ -244,13 +243,14 @@ class PbxClient:
     async def list_files(self, folder: str) -> Listing:
         return await self._listing(list_files_command(folder))
 
-    async def place_call(self, call: AutocallRequest) -> str:
-        """Ask the PBX to dial `call` (autocalls.cgi) and return its reply, made printable and
+    async def place_call(self, params: Mapping[str, str]) -> str:
+        """Ask the PBX to dial (autocalls.cgi with the query `params`, validated by the caller:
+        `archiver.calls.autocall.AutocallRequest.params()`) and return its reply, made printable and
         cut to 200 characters (the reply's format is undocumented). Raise PbxError or
         PbxAuthError. An HTML login page (a session that expired, answered with 200) is a
         refusal; any other HTML page is returned as `(HTML page)`: it may well be the PBX's
         way of saying yes, and calling a placed call refused would lose its callbacks."""
-        async with self._get("/cgi-bin/autocalls.cgi", "autocall", **call.params()) as response:
+        async with self._get("/cgi-bin/autocalls.cgi", "autocall", **params) as response:
             body = await self._read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
         head = body[:4096].lower()
         if head.lstrip().startswith(HTML_MARKERS):

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-from archiver.calls.autocall import AutocallRequest, InvalidNumber, normalise_number
 from archiver.names import Recording
+from archiver.numbers import InvalidNumber, normalise_number
 from archiver.state.db import Db, Param, SqliteDb
 
 __all__ = ["CallEvent", "CallLog", "CallSummary", "EventKind", "PlacedState"]
@@ -111,14 +112,17 @@ class CallLog:
 
     # -- placed calls ------------------------------------------------------------------------------
 
-    def begin(self, pbx: str, call: AutocallRequest, *, dial_at: float | None = None) -> int:
-        """Log a call about to be placed (before the request, so no early callback can miss it);
-        return its id. `dial_at` (epoch s) defaults to now."""
+    def begin(
+        self, pbx: str, number: str, params: Mapping[str, str], *, dial_at: float | None = None
+    ) -> int:
+        """Log a call to `number` (normalised) about to be placed with the autocalls.cgi query
+        `params` (before the request, so no early callback can miss it); return its id.
+        `dial_at` (epoch s) defaults to now."""
         now = time.time()
         row = self._db.execute(
             "INSERT INTO autocalls (pbx, number, placed_at, dial_at, params, state)"
             " VALUES (?, ?, ?, ?, ?, 'placing') RETURNING id",
-            (pbx, call.number, now, now if dial_at is None else dial_at, json.dumps(call.params())),
+            (pbx, number, now, now if dial_at is None else dial_at, json.dumps(dict(params))),
         ).rows[0]
         return int(row[0])
 
