@@ -156,6 +156,7 @@ async def test_wrong_password_is_one_clear_error() -> None:
         await runner.cleanup()
     assert "refused the username/password" in str(caught.value)
     assert PASSWORD not in str(caught.value) and not caught.value.transient
+    assert caught.value.kind == "refused"
 
 
 async def test_truncated_download_leaves_nothing(tmp_path: Path) -> None:
@@ -169,7 +170,7 @@ async def test_truncated_download_leaves_nothing(tmp_path: Path) -> None:
         for _ in range(4):  # both truncation styles: short Content-Length, cut chunked body
             with pytest.raises(PbxError) as caught:
                 await client.download(rec, tmp_path / "x.src")
-            assert caught.value.transient
+            assert caught.value.transient and caught.value.kind == "truncated"
             assert PASSWORD not in str(caught.value)
     finally:
         await client.close()
@@ -178,15 +179,17 @@ async def test_truncated_download_leaves_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "expected"),
+    ("fault", "expected", "kinds"),
     [
-        ({"fail_rate": 1.0}, "answered HTTP 5"),
-        ({"reset_rate": 1.0}, "PBX 'pbx'"),
-        ({"fail_rate": 1.0, "html_errors": True}, "HTML page"),
-        ({"delay_ms": 4000}, "timed out"),
+        ({"fail_rate": 1.0}, "answered HTTP 5", {"http_5xx"}),
+        ({"reset_rate": 1.0}, "PBX 'pbx'", {"disconnected", "connection", "truncated"}),
+        ({"fail_rate": 1.0, "html_errors": True}, "HTML page", {"html_page"}),
+        ({"delay_ms": 4000}, "timed out", {"timeout"}),
     ],
 )
-async def test_listing_faults_are_errors_not_empty(fault: dict[str, object], expected: str) -> None:
+async def test_listing_faults_are_errors_not_empty(
+    fault: dict[str, object], expected: str, kinds: set[str]
+) -> None:
     options = SimulatorOptions(username="admin", password=PASSWORD, per_day=3, **fault)  # type: ignore[arg-type]
     client, runner = await _client_for(options)
     try:
@@ -196,7 +199,7 @@ async def test_listing_faults_are_errors_not_empty(fault: dict[str, object], exp
         await client.close()
         await runner.cleanup()  # type: ignore[attr-defined]
     assert expected in str(caught.value)
-    assert caught.value.transient
+    assert caught.value.transient and caught.value.kind in kinds
     assert PASSWORD not in str(caught.value) and "password" not in str(caught.value)
 
 

@@ -19,10 +19,11 @@ import pytest
 from support import daemon_toml, free_port, http_get, metric_value, wait_for
 
 from archiver.config import PbxConfig
+from archiver.errors import KINDS
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread, start_simulator
 from archiver.pbx.client import PbxClient
-from archiver.pipeline.observe import retry_reason
+from archiver.pipeline.observe import RETRY_REASONS, retry_reason
 from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
@@ -181,7 +182,7 @@ async def test_metrics_and_readyz_over_http() -> None:
         assert (status, body) == (503, "b: last listing failed\n")
         metrics.listed("b", ok=True, discovered=0, due=0)
         metrics.stage_done("download", "a", 0.3, ok=True)
-        metrics.retrying("download", "a", retry_reason("download: PBX 'a': timed out"))
+        metrics.retrying("download", "a", retry_reason("timeout"))
         metrics.downloaded("a", 1000)
         metrics.stored("a", mp3_bytes=400, audio_s=12.5, uploaded=True)
         metrics.finished("a", "archived")
@@ -220,11 +221,14 @@ async def test_metrics_and_readyz_over_http() -> None:
 
 
 def test_retry_reasons_are_a_fixed_vocabulary() -> None:
-    assert retry_reason("listing: PBX 'pbx' answered HTTP 503") == "http_5xx"
-    assert retry_reason("download: body cut short (10 of 20 bytes)") == "truncated"
-    assert retry_reason("download: PBX 'pbx': connection closed by the PBX") == "disconnected"
-    assert retry_reason("upload x: SlowDown (HTTP 503)") == "throttled"
-    assert retry_reason("something https://u:secret@host/ said") == "other"
+    """Every kind maps to one of the retry labels, and the labels are the same set as before
+    kinds existed (when they came from matching words of the message)."""
+    assert set(RETRY_REASONS) == {
+        "timeout", "truncated", "html_page", "disconnected", "connect", "connection",
+        "throttled", "http_5xx", "http_status", "other",
+    }  # fmt: skip
+    assert {retry_reason(kind) for kind in KINDS} == set(RETRY_REASONS)
+    assert retry_reason("conflict") == "other"
 
 
 def test_run_under_systemd(

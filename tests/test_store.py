@@ -383,30 +383,45 @@ def test_wrong_secret_on_put_is_signature_mismatch(
 
 
 @pytest.mark.parametrize(
-    ("code", "status", "transient"),
+    ("code", "status", "transient", "kind"),
     [
-        ("SlowDown", 503, True),
-        ("InternalError", 500, True),
-        ("RequestTimeout", 400, True),
-        ("BadDigest", 400, True),
-        ("AccessDenied", 403, False),
-        ("NoSuchBucket", 404, False),
-        ("InvalidAccessKeyId", 403, False),
-        ("SignatureDoesNotMatch", 403, False),
+        ("SlowDown", 503, True, "throttled"),
+        ("InternalError", 500, True, "http_5xx"),
+        ("RequestTimeout", 400, True, "timeout"),
+        ("BadDigest", 400, True, "http_status"),
+        ("TooManyRequests", 429, True, "throttled"),
+        ("AccessDenied", 403, False, "refused"),
+        ("NoSuchBucket", 404, False, "not_found"),
+        ("InvalidAccessKeyId", 403, False, "refused"),
+        ("SignatureDoesNotMatch", 403, False, "refused"),
     ],
 )
 def test_error_classification(
-    seaweed: SeaweedS3, s3_config: S3Config, mp3: Mp3, code: str, status: int, transient: bool
+    seaweed: SeaweedS3,
+    s3_config: S3Config,
+    mp3: Mp3,
+    code: str,
+    status: int,
+    transient: bool,
+    kind: str,
 ) -> None:
+    """Transient or not, and the kind, come from the code and status: a message that says
+    "timed out" does not make an error a timeout."""
     # Throttling and 5xx cannot be provoked from SeaweedFS on demand: botocore's Stubber stands in.
     client = seaweed.client()
     store = S3Store(s3_config, client=client)
     with Stubber(client) as stubber:
         stubber.add_client_error("head_object", service_error_code="404", http_status_code=404)
-        stubber.add_client_error("put_object", service_error_code=code, http_status_code=status)
+        stubber.add_client_error(
+            "put_object",
+            service_error_code=code,
+            service_message="the request timed out (timeout)",
+            http_status_code=status,
+        )
         with pytest.raises(StoreError) as caught:
             put(store, mp3, "k/x.mp3", mp3.metadata(recording()))
     assert caught.value.transient is transient
+    assert caught.value.kind == kind
     assert code in caught.value.reason
 
 

@@ -29,6 +29,7 @@ from aiohttp import ClientResponse
 from yarl import URL
 
 from archiver.config import PbxConfig
+from archiver.errors import ArchiverError, Kind
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
 from archiver.pbx.listing import HTML_MARKERS, LineCollector, Listing, ListingRefused
@@ -68,14 +69,9 @@ _DURATION_SLACK_S: Final = 120
 _HEADER_SLACK_BYTES: Final = 64 * 1024
 
 
-class PbxError(Exception):
-    """The PBX did not give a usable answer. `reason` is safe to log; `transient` says whether
-    asking again later can help."""
-
-    def __init__(self, reason: str, *, transient: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
+class PbxError(ArchiverError):
+    """The PBX did not give a usable answer (see `ArchiverError` for `reason`, `transient` and
+    `kind`)."""
 
 
 class PbxAuthError(PbxError):
@@ -83,7 +79,9 @@ class PbxAuthError(PbxError):
 
     def __init__(self, pbx: str) -> None:
         super().__init__(
-            f"PBX {pbx!r} refused the username/password (HTTP 401/403)", transient=False
+            f"PBX {pbx!r} refused the username/password (HTTP 401/403)",
+            transient=False,
+            kind="refused",
         )
 
 
@@ -139,7 +137,7 @@ def split_listing(body: bytes) -> Listing:
         collector.feed(body)
         return collector.finish()
     except ListingRefused as error:
-        raise PbxError(error.reason, transient=error.transient) from None
+        raise PbxError(error.reason, transient=error.transient, kind=error.kind) from None
 
 
 def max_download_bytes(rec: Recording) -> int:
@@ -255,7 +253,9 @@ class PbxClient:
         head = body[:4096].lower()
         if head.lstrip().startswith(HTML_MARKERS):
             if b'type="password"' in head or b"login" in head:
-                raise PbxError("autocall: PBX answered with its login page", transient=False)
+                raise PbxError(
+                    "autocall: PBX answered with its login page", transient=False, kind="refused"
+                )
             return "(HTML page)"
         text = body.decode("utf-8", errors="replace").strip()
         return ascii(text[:200])[1:-1]
@@ -274,7 +274,9 @@ class PbxClient:
         async for chunk in self._chunks(response):
             body += chunk
             if len(body) > max_bytes:
-                raise PbxError(f"reply larger than {max_bytes} bytes", transient=False)
+                raise PbxError(
+                    f"reply larger than {max_bytes} bytes", transient=False, kind="too_large"
+                )
         return bytes(body)
 
     async def download(self, rec: Recording, dest: Path) -> Download:
@@ -312,9 +314,14 @@ class PbxClient:
                 transient=False,
             )
         if status == 404:
-            raise PbxError(f"{what}: PBX {self.name!r} answered 404 (gone?)", transient=False)
+            raise PbxError(
+                f"{what}: PBX {self.name!r} answered 404 (gone?)", transient=False, kind="not_found"
+            )
         if status != 200:
-            raise PbxError(f"{what}: PBX {self.name!r} answered HTTP {status}", transient=True)
+            kind: Kind = "http_5xx" if status >= 500 else "http_status"
+            raise PbxError(
+                f"{what}: PBX {self.name!r} answered HTTP {status}", transient=True, kind=kind
+            )
 
     def _guard(self, what: str) -> _ErrorGuard:
         return _ErrorGuard(self.name, what)
@@ -331,60 +338,72 @@ class _ErrorGuard:
     async def __aenter__(self) -> None:
         return None
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: object, tb: object) -> None:
+    async def __aexit__(self, cls: type[BaseException] | None, error: object, tb: object) -> None:
         where = f"{self._what}: PBX {self._pbx!r}"
         if isinstance(error, TooSlow):
-            raise PbxError(f"{where}: {error.reason}", transient=True) from None
+            raise PbxError(f"{where}: {error.reason}", transient=True, kind="timeout") from None
         if isinstance(error, ListingRefused):
-            raise PbxError(f"{where}: {error.reason}", transient=error.transient) from None
-        if kind is None or not issubclass(kind, aiohttp.ClientError | asyncio.TimeoutError):
+            raise PbxError(
+                f"{where}: {error.reason}", transient=error.transient, kind=error.kind
+            ) from None
+        if cls is None or not issubclass(cls, aiohttp.ClientError | asyncio.TimeoutError):
             return
-        reason = _describe(error)
+        reason, kind = _describe(error)
         # A certificate that fails its check fails the same way next time: no retries.
         transient = not isinstance(error, _CERTIFICATE_ERRORS)
-        raise PbxError(f"{self._what}: PBX {self._pbx!r}: {reason}", transient=transient) from None
+        raise PbxError(
+            f"{self._what}: PBX {self._pbx!r}: {reason}", transient=transient, kind=kind
+        ) from None
 
 
 _CERTIFICATE_ERRORS = (aiohttp.ServerFingerprintMismatch, aiohttp.ClientConnectorCertificateError)
 
 
-def _describe(error: object) -> str:
+def _describe(error: object) -> tuple[str, Kind]:
+    """A reason (no URL) and the kind of an aiohttp or timeout error."""
     if isinstance(error, aiohttp.ServerFingerprintMismatch):
-        return "TLS certificate does not match the configured tls_fingerprint"
+        return "TLS certificate does not match the configured tls_fingerprint", "tls"
     if isinstance(error, aiohttp.ClientConnectorCertificateError):
-        return "TLS certificate not trusted (set ca_file or tls_fingerprint)"
+        return "TLS certificate not trusted (set ca_file or tls_fingerprint)", "tls"
     if isinstance(error, aiohttp.ClientPayloadError):
-        return "response body cut short"
+        return "response body cut short", "truncated"
     if isinstance(error, aiohttp.ServerDisconnectedError):
-        return "connection closed by the PBX"
+        return "connection closed by the PBX", "disconnected"
     if isinstance(error, aiohttp.ClientConnectorError):
-        return f"cannot connect ({error.os_error.strerror or type(error.os_error).__name__})"
+        cause = error.os_error.strerror or type(error.os_error).__name__
+        return f"cannot connect ({cause})", "connect"
     if isinstance(error, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return "timed out"
+        return "timed out", "timeout"
     if isinstance(error, aiohttp.ClientOSError):
-        return f"connection error ({error.strerror or 'reset'})"
-    return type(error).__name__
+        return f"connection error ({error.strerror or 'reset'})", "connection"
+    return type(error).__name__, "other"
 
 
 async def _stream_to_file(
     body: AsyncIterator[bytes], path: Path, expected: int | None, max_bytes: int, rec: Recording
 ) -> tuple[int, str]:
     if expected is not None and expected > max_bytes:
-        raise PbxError(_too_big(expected, max_bytes, rec), transient=False)
+        raise PbxError(_too_big(expected, max_bytes, rec), transient=False, kind="too_large")
     digest = hashlib.sha256()
     size = 0
     # 0600 whatever the umask: a call recording is for the service alone.
     async with aiofiles.open(path, "wb", opener=_private) as out:
         async for chunk in body:
             if size == 0 and chunk.lstrip()[:1] == b"<":
-                raise PbxError("download: PBX sent an HTML page, not audio", transient=True)
+                raise PbxError(
+                    "download: PBX sent an HTML page, not audio", transient=True, kind="html_page"
+                )
             size += len(chunk)
             if size > max_bytes:
-                raise PbxError(_too_big(size, max_bytes, rec), transient=False)
+                raise PbxError(_too_big(size, max_bytes, rec), transient=False, kind="too_large")
             digest.update(chunk)
             await out.write(chunk)
     if expected is not None and size != expected:
-        raise PbxError(f"download: body cut short ({size} of {expected} bytes)", transient=True)
+        raise PbxError(
+            f"download: body cut short ({size} of {expected} bytes)",
+            transient=True,
+            kind="truncated",
+        )
     return size, digest.hexdigest()
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from archiver.errors import ArchiverError
+
 __all__ = [
     "HTML_MARKERS",
     "MAX_LINE_BYTES",
@@ -36,14 +38,9 @@ _HEAD_BYTES: Final = 512
 HTML_MARKERS: Final = (b"<!doctype", b"<html", b"<head", b"<body", b"<title", b"<?xml")
 
 
-class ListingRefused(Exception):
-    """The body is not a listing we will read (an HTML page, or over a cap). `reason` is safe
-    to log; `transient` says whether asking again can help."""
-
-    def __init__(self, reason: str, *, transient: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
+class ListingRefused(ArchiverError):
+    """The body is not a listing we will read (an HTML page, or over a cap); see
+    `ArchiverError` for `reason`, `transient` and `kind`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +80,9 @@ class LineCollector:
     def feed(self, chunk: bytes) -> None:
         self._bytes += len(chunk)
         if self._bytes > self.max_bytes:
-            raise ListingRefused(f"listing larger than {self.max_bytes} bytes", transient=False)
+            raise ListingRefused(
+                f"listing larger than {self.max_bytes} bytes", transient=False, kind="too_large"
+            )
         if not self._head_checked:
             self._head += chunk
             if len(self._head) < _HEAD_BYTES:
@@ -104,12 +103,14 @@ class LineCollector:
         start = head[:_HEAD_BYTES].lstrip().lower()
         if start.startswith(b"<") or any(marker in start for marker in HTML_MARKERS):
             reason = "PBX answered with an HTML page instead of a listing"
-            raise ListingRefused(reason, transient=True)
+            raise ListingRefused(reason, transient=True, kind="html_page")
         return head
 
     def _split(self, chunk: bytes) -> None:
         if self._ended + chunk.count(b"\n") >= self.max_lines:
-            raise ListingRefused(f"listing has more than {self.max_lines} lines", transient=False)
+            raise ListingRefused(
+                f"listing has more than {self.max_lines} lines", transient=False, kind="too_large"
+            )
         pieces = chunk.split(b"\n")
         for piece in pieces[:-1]:
             self._extend(piece)

@@ -36,6 +36,7 @@ import stamina
 import structlog
 
 from archiver.config import Config
+from archiver.errors import ArchiverError
 from archiver.names import InvalidName, Recording, parse_path
 from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
@@ -85,13 +86,8 @@ class LeaseLost(Exception):
     """Another worker took this recording over (our lease ran out): stop, write nothing."""
 
 
-class RecordingFailed(Exception):
-    """One recording could not be archived; `reason` is safe to log."""
-
-    def __init__(self, reason: str, *, transient: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
+class RecordingFailed(ArchiverError):
+    """One recording could not be archived (see `ArchiverError`); `reason` names the stage."""
 
 
 @dataclass
@@ -629,7 +625,9 @@ class Archiver:
             ok = True
             return result
         except TranscodeError as error:
-            raise RecordingFailed(f"transcode: {error.reason}", transient=False) from None
+            raise RecordingFailed(
+                f"transcode: {error.reason}", transient=False, kind="transcode"
+            ) from None
         finally:
             self.observer.stage_done("transcode", rec.pbx, time.monotonic() - started, ok=ok)
 
@@ -655,8 +653,8 @@ class Archiver:
 
         def transient(error: Exception) -> bool:
             nonlocal last_reason
-            if _is_transient(error):
-                last_reason = retry_reason(getattr(error, "reason", ""))
+            if isinstance(error, PbxError | StoreError) and error.transient:
+                last_reason = retry_reason(error.kind)
                 return True
             return False
 
@@ -678,7 +676,9 @@ class Archiver:
                         ok = True
                         return value
         except (PbxError, StoreError) as error:
-            raise RecordingFailed(f"{stage}: {error.reason}", transient=error.transient) from error
+            raise RecordingFailed(
+                f"{stage}: {error.reason}", transient=error.transient, kind=error.kind
+            ) from error
         finally:
             self.observer.stage_done(stage, pbx, time.monotonic() - started, ok=ok)
         raise AssertionError("unreachable: retry_context either returns or raises")
@@ -727,10 +727,6 @@ async def _as_async(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
     else:
         for item in items:
             yield item
-
-
-def _is_transient(error: Exception) -> bool:
-    return isinstance(error, PbxError | StoreError) and error.transient
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,11 @@ PBX name, a stage name, a fixed reason word or a number: nothing that can hold a
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Final, Protocol
 
-__all__ = ["STAGES", "NullObserver", "Observer", "retry_reason"]
+from archiver.errors import Kind
+
+__all__ = ["RETRY_REASONS", "STAGES", "NullObserver", "Observer", "retry_reason"]
 
 # The stages timed by `stage_done` (labels of the latency histogram).
 STAGES = ("list", "download", "transcode", "upload")
@@ -59,26 +61,15 @@ class NullObserver:
         return None
 
 
-# Reason words for retries, matched against the sanitised `reason` texts pbx.py and store.py
-# build. A fixed vocabulary keeps the metric's label set small and free of anything variable.
-_REASON_WORDS = (
-    ("timed out", "timeout"),
-    ("timeout", "timeout"),
-    ("cut short", "truncated"),
-    ("html page", "html_page"),
-    ("closed by", "disconnected"),
-    ("cannot connect", "connect"),
-    ("connection", "connection"),
-    ("slowdown", "throttled"),
-    ("http 5", "http_5xx"),
-    ("http ", "http_status"),
-)
+# The label values of archiver_retries_total{reason}: the transient kinds of `archiver.errors`,
+# and "other". A fixed vocabulary keeps the label set small and free of anything variable.
+RETRY_REASONS: Final[tuple[str, ...]] = (
+    "timeout", "truncated", "html_page", "disconnected", "connect", "connection", "throttled",
+    "http_5xx", "http_status", "other",
+)  # fmt: skip
 
 
-def retry_reason(reason: str) -> str:
-    """Map a sanitised error reason to one of a few fixed words (else "other")."""
-    lowered = reason.lower()
-    for needle, word in _REASON_WORDS:
-        if needle in lowered:
-            return word
-    return "other"
+def retry_reason(kind: Kind) -> str:
+    """The retry label for an error of `kind`: the kind itself if it is one of `RETRY_REASONS`,
+    else "other"."""
+    return kind if kind in RETRY_REASONS else "other"

@@ -33,15 +33,20 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
     PartialCredentialsError,
+    ReadTimeoutError,
     SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from archiver.config import S3Config
+from archiver.errors import ArchiverError, Kind
 from archiver.names import Recording
 
 if TYPE_CHECKING:
@@ -95,31 +100,35 @@ _TRANSIENT_CODES = frozenset(
     }
 )  # fmt: skip
 _TRANSIENT_STATUS = frozenset({408, 429})
+_TIMEOUT_CODES = frozenset({"RequestTimeout", "RequestTimeoutException"})
+_THROTTLE_CODES = frozenset(
+    {
+        "SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+        "RequestLimitExceeded", "TooManyRequests", "TooManyRequestsException",
+    }
+)  # fmt: skip
+_REFUSED_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"})
+_NOT_FOUND_CODES = frozenset({"NoSuchBucket", "404"})
 _MAX_SERVER_MESSAGE_CHARS = 200
 _URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
 
 
-class StoreError(Exception):
-    """Storing failed. `reason` is safe to log; `transient` says whether a retry can help."""
-
-    def __init__(self, reason: str, *, transient: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.transient = transient
+class StoreError(ArchiverError):
+    """Storing failed (see `ArchiverError` for `reason`, `transient` and `kind`)."""
 
 
 class VerifyError(StoreError):
     """The object read back after upload does not match what was sent; a retry re-uploads."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason, transient=True)
+        super().__init__(reason, transient=True, kind="mismatch")
 
 
 class ConflictError(StoreError):
     """An object from a different source is at the key; it is never overwritten."""
 
     def __init__(self, reason: str) -> None:
-        super().__init__(reason, transient=False)
+        super().__init__(reason, transient=False, kind="conflict")
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,8 +299,22 @@ def _client_error(action: str, where: str, error: ClientError) -> StoreError:
     }.get(code, "")
     detail = f": {message}" if message else ""
     return StoreError(
-        f"{action} {where}: {code} (HTTP {status}){hint}{detail}", transient=transient
+        f"{action} {where}: {code} (HTTP {status}){hint}{detail}",
+        transient=transient,
+        kind=_client_error_kind(code, status),
     )
+
+
+def _client_error_kind(code: str, status: int) -> Kind:
+    if code in _TIMEOUT_CODES:
+        return "timeout"
+    if code in _THROTTLE_CODES:
+        return "throttled"
+    if code in _REFUSED_CODES:
+        return "refused"
+    if code in _NOT_FOUND_CODES:
+        return "not_found"
+    return "http_5xx" if status >= 500 else "http_status"
 
 
 def _botocore_error(action: str, where: str, error: Exception) -> StoreError:
@@ -300,8 +323,28 @@ def _botocore_error(action: str, where: str, error: Exception) -> StoreError:
         error, BotoConnectionError | HTTPClientError | IncompleteReadError
     ) and not isinstance(error, SSLError)
     return StoreError(
-        f"{action} {where}: {type(error).__name__}: {_clean(str(error))}", transient=transient
+        f"{action} {where}: {type(error).__name__}: {_clean(str(error))}",
+        transient=transient,
+        kind=_botocore_kind(error),
     )
+
+
+def _botocore_kind(error: Exception) -> Kind:
+    if isinstance(error, SSLError):
+        return "tls"
+    if isinstance(error, ReadTimeoutError | ConnectTimeoutError):
+        return "timeout"
+    if isinstance(error, IncompleteReadError):
+        return "truncated"
+    if isinstance(error, EndpointConnectionError):
+        return "connect"
+    if isinstance(error, ConnectionClosedError):
+        return "disconnected"
+    if isinstance(error, BotoConnectionError | HTTPClientError):
+        return "connection"
+    if isinstance(error, NoCredentialsError | PartialCredentialsError):
+        return "refused"
+    return "other"
 
 
 # Everything botocore and boto3 raise for a failed request. Anything else (ParamValidationError,
