@@ -48,7 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Folders 0700 and files 0600 whatever the shell's umask: the ledger, its WAL, recordings
     # and MP3s in the work folder are for the service alone (admins run `backfill` from a shell).
     os.umask(0o077)
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -73,7 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_UNREACHABLE
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser for `argv`. The lab (the simulator's options) is imported only when `argv`
+    names `simulate`: no product command loads test code."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, help="TOML file (default: $ARCHIVER_CONFIG, then "
                         "/etc/archiver/archiver.toml)")  # fmt: skip
@@ -139,11 +142,18 @@ def _parser() -> argparse.ArgumentParser:
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    from archiver.lab.simulator.server import add_arguments
-
-    add_arguments(simulate)
     simulate.set_defaults(handler=_cmd_simulate)
+    if _command(argv) == "simulate":
+        from archiver.lab.simulator.server import add_arguments
+
+        add_arguments(simulate)
     return parser
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names: its first word that is not an option (the top-level options
+    take no values)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def _load(args: argparse.Namespace) -> Config:

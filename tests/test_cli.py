@@ -184,3 +184,24 @@ def test_daemon_serves_healthz(
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=30)
     assert process.returncode == 0
+
+
+def test_product_commands_do_not_import_the_lab(tmp_path: Path, env: dict[str, str]) -> None:
+    """`archiver run` (and every command but `simulate`) loads no test code; `simulate --help`
+    still shows the simulator's options."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[pbx]\n", "utf-8")
+    probe = (
+        "import sys\n"
+        "from archiver.cli import main\n"
+        f"for command in ('run', 'check-config'):\n"
+        f"    assert main([command, '--config', {str(bad)!r}]) == 1\n"
+        "print(sorted(name for name in sys.modules if name.startswith('archiver.lab')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "[]"
+    helped = _archiver("simulate", "--help", env=env)
+    assert helped.returncode == 0 and "--per-day" in helped.stdout
