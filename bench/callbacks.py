@@ -20,10 +20,10 @@ from pathlib import Path
 import aiohttp
 
 from archiver.calls.callbacks import add_callback_routes
-from archiver.state.calls import CallLog
 from archiver.config import CallbacksConfig
-from archiver.service.http import Health, build_http_app, start_http
 from archiver.logs import configure_logging
+from archiver.service.http import Health, build_http_app, start_http
+from archiver.state.calls import CallLog
 
 TOKEN = "bench-token-0123456789abcdef"  # noqa: S105 -- a throwaway local test token
 

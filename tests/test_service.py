@@ -22,8 +22,8 @@ from archiver.config import PbxConfig
 from archiver.errors import KINDS
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread, start_simulator
+from archiver.observe import RETRY_REASONS, retry_reason
 from archiver.pbx.client import PbxClient
-from archiver.pipeline.observe import RETRY_REASONS, retry_reason
 from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s

@@ -38,11 +38,11 @@ import structlog
 from archiver.config import Config
 from archiver.errors import ArchiverError
 from archiver.names import InvalidName, Recording, parse_path
+from archiver.observe import NullObserver, Observer, retry_reason
 from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.cpus import usable_cpus
 from archiver.pipeline.invalid_names import InvalidNameLog
-from archiver.pipeline.observe import NullObserver, Observer, retry_reason
 from archiver.pipeline.quarantine import (
     QUARANTINE_CONTENT_TYPE,
     digests,

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from archiver.pipeline.observe import STAGES
+from archiver.observe import STAGES
 
 __all__ = ["OUTCOMES", "Metrics", "PbxProgress", "Sample"]
 
@@ -56,7 +56,7 @@ class _Today:
 
 
 class Metrics:
-    """Counts the daemon's events (an `archiver.pipeline.observe.Observer`) and renders them."""
+    """Counts the daemon's events (an `archiver.observe.Observer`) and renders them."""
 
     def __init__(self, pbx_names: Sequence[str], on_event: Callable[[], None] | None = None):
         self.registry = CollectorRegistry(auto_describe=True)
