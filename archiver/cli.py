@@ -22,22 +22,33 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from archiver import __version__
-from archiver.calls.callbacks import CALLBACK_STATS_KEY, add_callback_routes
+from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
 from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
 from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 from archiver.logs import configure_logging, register_secret
 from archiver.names import InvalidName, parse_path
-from archiver.pbx.client import PbxClient, PbxError, date_pattern
-from archiver.pipeline.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
-from archiver.pipeline.transcode import FfmpegNotFound, find_ffmpeg
-from archiver.s3.store import S3Store, StoreError
-from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
-from archiver.service.metrics import Metrics
-from archiver.service.notify import Notifier
-from archiver.service.startup import Service, check_pbxs
-from archiver.state.api import State, free_dead_local_leases, open_state
-from archiver.state.calls import CallLog
-from archiver.state.db import StateUnavailable
+from archiver.pbx import PbxClient, PbxError, date_pattern
+from archiver.pipeline import (
+    Archiver,
+    FfmpegNotFound,
+    PollReport,
+    clear_work_dir,
+    find_ffmpeg,
+    poll_ticks,
+    reconcile,
+)
+from archiver.s3 import S3Store, StoreError
+from archiver.service import (
+    Health,
+    Metrics,
+    Notifier,
+    Service,
+    add_metrics_routes,
+    build_http_app,
+    check_pbxs,
+    start_http,
+)
+from archiver.state import CallLog, State, StateUnavailable, free_dead_local_leases, open_state
 
 __all__ = ["main"]
 
@@ -136,8 +147,6 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", parents=[common], help="validate the configuration")
     check.set_defaults(handler=_cmd_check_config)
 
-    from archiver.calls.dialing import add_call_parsers
-
     add_call_parsers(sub, common)
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
@@ -198,8 +207,6 @@ def _cmd_retry(args: argparse.Namespace) -> int:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
-    from archiver.pipeline.reconcile import reconcile
-
     cfg = _load(args)
     try:
         with contextlib.closing(open_state(cfg)) as state:

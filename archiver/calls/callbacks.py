@@ -32,7 +32,7 @@ from aiohttp import web
 
 from archiver.config import CallbacksConfig
 from archiver.numbers import InvalidNumber, normalise_number
-from archiver.state.calls import CallLog, EventKind
+from archiver.state import CallLog, EventKind
 
 __all__ = [
     "CALLBACK_STATS_KEY",

@@ -23,9 +23,8 @@ from archiver.calls.autocall import pbx_datetime as to_pbx_datetime
 from archiver.config import Config, PbxConfig, config_path, load_config
 from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 from archiver.numbers import InvalidNumber, normalise_number
-from archiver.pbx.client import PbxClient, PbxError
-from archiver.state.api import open_state
-from archiver.state.calls import CallSummary
+from archiver.pbx import PbxClient, PbxError
+from archiver.state import CallSummary, open_state
 
 __all__ = ["add_call_parsers"]
 

@@ -39,7 +39,7 @@ from archiver.config import Config
 from archiver.errors import ArchiverError
 from archiver.names import InvalidName, Recording, parse_path
 from archiver.observe import NullObserver, Observer, retry_reason
-from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.cpus import usable_cpus
 from archiver.pipeline.invalid_names import InvalidNameLog
@@ -56,10 +56,8 @@ from archiver.pipeline.transcode import (
     transcode_to_mp3,
 )
 from archiver.pipeline.transcode_batch import BatchJob, BatchTranscoder
-from archiver.s3.store import S3Store, StoredObject, StoreError, object_key, object_metadata
-from archiver.state.api import worker_id
-from archiver.state.db import StateUnavailable
-from archiver.state.ledger import FINAL_STATES, Ledger, LedgerEntry
+from archiver.s3 import S3Store, StoredObject, StoreError, object_key, object_metadata
+from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, worker_id
 
 __all__ = [
     "Archiver",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.names import Recording
-from archiver.s3.store import object_metadata
+from archiver.s3 import object_metadata
 
 __all__ = [
     "QUARANTINE_CONTENT_TYPE",

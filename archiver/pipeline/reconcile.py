@@ -25,8 +25,8 @@ import structlog
 from archiver.config import Config
 from archiver.names import InvalidName, Recording, parse_name
 from archiver.pipeline.quarantine import QUARANTINE_SEGMENT
-from archiver.s3.store import ObjectInfo, S3Store
-from archiver.state.ledger import Ledger, State
+from archiver.s3 import ObjectInfo, S3Store
+from archiver.state import Ledger, RecordingState
 
 __all__ = ["ReconcileReport", "Unmappable", "map_object", "reconcile"]
 
@@ -66,7 +66,7 @@ def _md5_hex(md5_b64: str) -> str:
 
 def map_object(
     info: ObjectInfo, timezones: Mapping[str, ZoneInfo], prefix: str, *, etag_is_md5: bool = True
-) -> tuple[Recording, State]:
+) -> tuple[Recording, RecordingState]:
     """Given one object's HEAD, return the recording it holds and the ledger state it proves.
 
     `timezones` maps each configured PBX name to its zone. Raise `Unmappable` with a reason if

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.service.http import Health
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
