@@ -10,8 +10,15 @@ import pytest
 from mutagen.id3 import ID3
 
 from archiver.lab.simulator import audio
-from archiver.pipeline.transcode import BadAudio, TranscodeError, TranscodeResult, transcode_to_mp3
-from archiver.pipeline.transcode_batch import BatchJob, BatchTranscoder, transcode_batch
+from archiver.pipeline.transcode import (
+    BadAudio,
+    BatchJob,
+    BatchTranscoder,
+    TranscodeError,
+    TranscodeResult,
+    transcode_batch,
+    transcode_to_mp3,
+)
 
 DEBIAN_FFMPEG = "/usr/bin/ffmpeg"
 

@@ -51,11 +51,12 @@ from archiver.pipeline.quarantine import (
 )
 from archiver.pipeline.transcode import (
     BadAudio,
+    BatchJob,
+    BatchTranscoder,
     TranscodeError,
     TranscodeResult,
     transcode_to_mp3,
 )
-from archiver.pipeline.transcode_batch import BatchJob, BatchTranscoder
 from archiver.s3 import S3Store, StoredObject, StoreError, object_key, object_metadata
 from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, worker_id
 
@@ -234,7 +235,7 @@ class Archiver:
         uploads = self.cfg.s3.max_concurrent_uploads
         batch_files = settings.batch_files if settings.engine != "pydub" else 1
         # "auto": a recording that finds a transcoder idle goes through pydub alone; those that
-        # queue behind busy transcoders share ffmpeg processes (transcode_batch.py).
+        # queue behind busy transcoders share ffmpeg processes (transcode/batch.py).
         self._batcher = (
             BatchTranscoder(
                 self._transcoders,

@@ -1,13 +1,8 @@
-"""Transcode one call recording (raw GSM, GSM-in-WAV or PCM WAV) to a verified MP3.
+"""Encode one probed source to a verified MP3, and the ffmpeg pieces a batch reuses.
 
-The stage knows files and codecs only: not S3, not the PBX. Its flow for one file:
-
-1. `probe_source` reads the file's first bytes (pure Python, no ffprobe) and decides by content,
-   not by extension, what the file is and how long it should play. An unusable file raises
-   `BadAudio`, which is permanent: retrying cannot help.
-2. `transcode_to_mp3` encodes to a temporary name next to the destination, checks the MP3's
-   duration against the source's, hashes it, and only then renames it into place, so the
-   destination either holds a checked MP3 or does not exist.
+`transcode_to_mp3` encodes to a temporary name next to the destination, checks the MP3's duration
+against the source's, hashes it, and only then renames it into place, so the destination either
+holds a checked MP3 or does not exist.
 
 Two engines produce the same MP3:
 
@@ -27,22 +22,22 @@ from __future__ import annotations
 
 import ast
 import base64
-import enum
 import functools
 import hashlib
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 from mutagen import MutagenError
 from mutagen.mp3 import MP3
+
+from archiver.pipeline.transcode.probe import Probe, SourceInfo, probe_file
 
 with warnings.catch_warnings():
     # pydub warns at import when no ffmpeg is on PATH (we always name the binary), and Python 3.11
@@ -57,40 +52,22 @@ from archiver.pipeline.time_limit import install, killed_after
 install(pydub.audio_segment)
 
 __all__ = [
-    "BadAudio",
+    "QUIET_NO_STDIN",
     "Engine",
     "FfmpegNotFound",
-    "SourceFormat",
-    "SourceInfo",
     "TranscodeError",
     "TranscodeResult",
     "find_ffmpeg",
-    "probe_source",
+    "finish_mp3",
+    "input_args",
+    "metadata_args",
+    "output_args",
+    "run_ffmpeg",
+    "temp_path_next_to",
     "transcode_to_mp3",
 ]
 
 Engine = Literal["pydub", "ffmpeg"]
-
-
-class SourceFormat(enum.Enum):
-    """What a source file holds, as detected from its content."""
-
-    GSM_RAW = "gsm"
-    WAV_PCM = "wav_pcm"
-    WAV_GSM = "wav_gsm"
-
-
-class BadAudio(Exception):
-    """The source file itself is unusable; transcoding it again will not help.
-
-    `reason` is short and safe to log. `empty` is True when the file holds no audio at all
-    (zero length, a header only, less than one frame), as opposed to holding garbage.
-    """
-
-    def __init__(self, reason: str, *, empty: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.empty = empty
 
 
 class TranscodeError(Exception):
@@ -106,15 +83,6 @@ class FfmpegNotFound(Exception):
 
 
 @dataclass(frozen=True)
-class SourceInfo:
-    """A probed source: its format, its playing time and the size of its audio payload."""
-
-    format: SourceFormat
-    duration_s: float
-    audio_bytes: int
-
-
-@dataclass(frozen=True)
 class TranscodeResult:
     """A checked MP3 in place at `mp3_path`; `md5_b64` is the base64 MD5, as rclone stores it."""
 
@@ -126,182 +94,10 @@ class TranscodeResult:
     md5_hex: str
 
 
-# Raw GSM 06.10: 33-byte frames of 160 samples (20 ms at 8 kHz); each frame's first nibble is 0xD.
-_GSM_FRAME_BYTES = 33
-_GSM_FRAME_SAMPLES = 160
-_GSM_RATE_HZ = 8000
-_GSM_MAGIC = 0xD
-_GSM_FRAMES_CHECKED = 32  # enough that random bytes pass with odds of 16**-32
-# GSM-in-WAV (Microsoft GSM 6.10, format tag 49): two frames packed into 65-byte, 320-sample blocks.
-_WAVE_FORMAT_PCM = 1
-_WAVE_FORMAT_GSM610 = 49
-_MS_GSM_BLOCK_BYTES = 65
-_MS_GSM_BLOCK_SAMPLES = 320
-_PCM_BITS = (8, 16, 24, 32)
-_RATE_RANGE_HZ = range(1000, 384_001)
-_CHANNEL_RANGE = range(1, 9)
-_MAX_WAV_CHUNKS = 64  # real files have a handful; a long walk means garbage
-_MAX_FMT_BYTES = 64  # we use the first 16 (PCM) or 20 (GSM) bytes of the fmt chunk
-
 # Duration agreement between source and MP3: MP3 frames (and encoder padding) round the length.
 _DURATION_TOLERANCE_S = 0.3
 _DURATION_TOLERANCE_RATIO = 0.02
 _REASON_MAX_CHARS = 200
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """What the encoder needs beyond `SourceInfo`: ffmpeg's demuxer and decoder names."""
-
-    info: SourceInfo
-    demuxer: str
-    decoder: str
-
-
-@dataclass(frozen=True)
-class _WavFmt:
-    tag: int
-    channels: int
-    rate_hz: int
-    block_align: int
-    bits: int
-
-
-def probe_source(path: Path) -> SourceInfo:
-    """Given a source file, return its format, duration and audio size, judged by content.
-
-    RIFF/WAVE files are parsed chunk by chunk (format tag 1 = PCM, 49 = GSM 6.10); anything else
-    must look like raw GSM (a whole number of 33-byte frames, a sample of which start with 0xD).
-    Raise `BadAudio` (``empty=True`` for zero-length, header-only or sub-frame files) when the file
-    is not usable: an unknown format, a header that lies, or random bytes. Reads only headers
-    and a few bytes per sampled frame; raise OSError if the file cannot be read.
-    """
-    return _probe(path).info
-
-
-def _probe(path: Path) -> _Probe:
-    with path.open("rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            raise BadAudio("the file is empty", empty=True)
-        head = f.read(12)
-        if head.startswith(b"RIFF"):
-            return _probe_wav(f, size, head)
-        return _probe_raw_gsm(f, size)
-
-
-def _probe_raw_gsm(f: BinaryIO, size: int) -> _Probe:
-    if size < _GSM_FRAME_BYTES:
-        raise BadAudio(f"not WAV, and {size} B is less than one GSM frame", empty=True)
-    if size % _GSM_FRAME_BYTES:
-        raise BadAudio(f"not WAV, and {size} B is not a whole number of 33-byte GSM frames")
-    frames = size // _GSM_FRAME_BYTES
-    for index in _frames_to_check(frames):
-        f.seek(index * _GSM_FRAME_BYTES)
-        if f.read(1)[0] >> 4 != _GSM_MAGIC:
-            raise BadAudio(f"not WAV, and GSM frame {index} does not start with 0xD")
-    duration_s = frames * _GSM_FRAME_SAMPLES / _GSM_RATE_HZ
-    return _Probe(SourceInfo(SourceFormat.GSM_RAW, duration_s, size), "gsm", "gsm")
-
-
-def _frames_to_check(frames: int) -> list[int]:
-    """The first and last few frame indexes, and some spread evenly between them."""
-    edge = _GSM_FRAMES_CHECKED // 4
-    spread = _GSM_FRAMES_CHECKED - 2 * edge
-    picked = {*range(min(frames, edge)), *range(max(0, frames - edge), frames)}
-    picked.update(i * frames // spread for i in range(spread))
-    return sorted(picked)
-
-
-def _probe_wav(f: BinaryIO, size: int, head: bytes) -> _Probe:
-    if len(head) < 12:
-        raise BadAudio("the RIFF header is cut short", empty=True)
-    if head[8:12] != b"WAVE":
-        raise BadAudio("a RIFF file that is not WAVE")
-    fmt: _WavFmt | None = None
-    for chunk_id, chunk_size, offset in _wav_chunks(f, size):
-        if chunk_id == b"data":
-            if fmt is None:
-                raise BadAudio("the WAV data chunk comes before any fmt chunk")
-            return _wav_probe(fmt, chunk_size, available=size - offset)
-        if offset + chunk_size > size:
-            raise BadAudio(f"the WAV {_chunk_name(chunk_id)} chunk runs past the end of the file")
-        if chunk_id == b"fmt ":
-            fmt = _parse_fmt(f.read(min(chunk_size, _MAX_FMT_BYTES)))
-    raise BadAudio("the WAV has a header but no data chunk", empty=True)
-
-
-def _wav_chunks(f: BinaryIO, size: int) -> Iterator[tuple[bytes, int, int]]:
-    """Yield (id, declared size, body offset) per chunk, leaving `f` at the body's start."""
-    position = 12
-    for _ in range(_MAX_WAV_CHUNKS):
-        f.seek(position)
-        header = f.read(8)
-        if len(header) < 8:
-            return
-        chunk_id, chunk_size = struct.unpack("<4sI", header)
-        yield chunk_id, chunk_size, position + 8
-        position += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
-        if position >= size:
-            return
-    raise BadAudio(f"the WAV has more than {_MAX_WAV_CHUNKS} chunks")
-
-
-def _chunk_name(chunk_id: bytes) -> str:
-    return repr(chunk_id.decode("ascii", "replace"))
-
-
-def _parse_fmt(body: bytes) -> _WavFmt:
-    if len(body) < 16:
-        raise BadAudio("the WAV fmt chunk is too short")
-    tag, channels, rate_hz, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", body)
-    return _WavFmt(tag, channels, rate_hz, block_align, bits)
-
-
-def _wav_probe(fmt: _WavFmt, data_bytes: int, *, available: int) -> _Probe:
-    """Check the fmt chunk against the data chunk and work out the duration."""
-    if fmt.tag == _WAVE_FORMAT_PCM:
-        sample_format, unit_samples = _check_pcm(fmt)
-        decoder = f"pcm_{sample_format}"
-        source_format = SourceFormat.WAV_PCM
-    elif fmt.tag == _WAVE_FORMAT_GSM610:
-        _check_ms_gsm(fmt)
-        unit_samples = _MS_GSM_BLOCK_SAMPLES
-        decoder = "gsm_ms"
-        source_format = SourceFormat.WAV_GSM
-    else:
-        raise BadAudio(f"WAV format tag {fmt.tag} is neither 1 (PCM) nor 49 (GSM 6.10)")
-    if min(data_bytes, available) < fmt.block_align:
-        raise BadAudio("the WAV data chunk holds no complete audio frame", empty=True)
-    if data_bytes > available:
-        raise BadAudio(f"the WAV data chunk claims {data_bytes} B but only {available} B follow")
-    duration_s = data_bytes // fmt.block_align * unit_samples / fmt.rate_hz
-    return _Probe(SourceInfo(source_format, duration_s, data_bytes), "wav", decoder)
-
-
-def _check_pcm(fmt: _WavFmt) -> tuple[str, int]:
-    """Return ffmpeg's sample-format suffix and samples per block, or raise BadAudio."""
-    _check_rate_and_channels(fmt)
-    if fmt.bits not in _PCM_BITS or fmt.block_align != fmt.channels * fmt.bits // 8:
-        raise BadAudio(
-            f"WAV PCM with {fmt.bits} bits in {fmt.block_align}-byte blocks"
-            f" of {fmt.channels} channel(s) makes no sense"
-        )
-    return ("u8" if fmt.bits == 8 else f"s{fmt.bits}le"), 1
-
-
-def _check_ms_gsm(fmt: _WavFmt) -> None:
-    _check_rate_and_channels(fmt)
-    if fmt.channels != 1 or fmt.block_align != _MS_GSM_BLOCK_BYTES:
-        raise BadAudio(
-            f"WAV GSM 6.10 must be mono in 65-byte blocks, not {fmt.channels} channel(s)"
-            f" in {fmt.block_align}-byte blocks"
-        )
-
-
-def _check_rate_and_channels(fmt: _WavFmt) -> None:
-    if fmt.rate_hz not in _RATE_RANGE_HZ or fmt.channels not in _CHANNEL_RANGE:
-        raise BadAudio(f"WAV header says {fmt.rate_hz} Hz and {fmt.channels} channel(s)")
 
 
 def find_ffmpeg(configured: str | None) -> str:
@@ -356,9 +152,9 @@ def transcode_to_mp3(
     Raise BadAudio if the source is unusable, TranscodeError if ffmpeg fails or the MP3 does not
     check out, ValueError for a tag name ffmpeg cannot take, OSError for file-system errors.
     """
-    probe = _probe(src)
-    metadata = _metadata_args(tags)  # checked before any file is created
-    tmp = _temp_path_next_to(dst)
+    probe = probe_file(src)
+    metadata = metadata_args(tags)  # checked before any file is created
+    tmp = temp_path_next_to(dst)
     try:
         if engine == "pydub":
             with killed_after(timeout_s) as watch:
@@ -370,16 +166,16 @@ def transcode_to_mp3(
                     raise
         elif engine == "ffmpeg":
             command = _ffmpeg_command(probe, src, tmp, ffmpeg, bitrate=bitrate, metadata=metadata)
-            _run_ffmpeg(command, timeout_s=timeout_s)
+            run_ffmpeg(command, timeout_s=timeout_s)
         else:
             raise ValueError(f"unknown transcode engine {engine!r}")
-        return _finish_mp3(tmp, dst, probe.info)
+        return finish_mp3(tmp, dst, probe.info)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _finish_mp3(tmp: Path, dst: Path, source: SourceInfo) -> TranscodeResult:
+def finish_mp3(tmp: Path, dst: Path, source: SourceInfo) -> TranscodeResult:
     """Check the MP3 ffmpeg wrote to `tmp` against `source`, hash it, rename it onto `dst`.
 
     Raise TranscodeError if it does not check out (`tmp` is left for the caller to remove).
@@ -399,7 +195,7 @@ def _finish_mp3(tmp: Path, dst: Path, source: SourceInfo) -> TranscodeResult:
     )
 
 
-def _temp_path_next_to(dst: Path) -> Path:
+def temp_path_next_to(dst: Path) -> Path:
     """Create an empty, uniquely named file beside `dst` (same file system: rename is atomic).
 
     The path is absolute: ffmpeg reads a relative name with a colon in it as a protocol URL.
@@ -409,7 +205,7 @@ def _temp_path_next_to(dst: Path) -> Path:
     return Path(name)
 
 
-def _metadata_args(tags: Mapping[str, str]) -> list[str]:
+def metadata_args(tags: Mapping[str, str]) -> list[str]:
     """Turn tags into ffmpeg ``-metadata key=value`` arguments; reject names ffmpeg would split."""
     args: list[str] = []
     for key, value in tags.items():
@@ -421,7 +217,7 @@ def _metadata_args(tags: Mapping[str, str]) -> list[str]:
 
 # Global options; ffmpeg honours them anywhere on the command line, even after the output name,
 # which is where pydub's decode step appends `parameters`.
-_QUIET_NO_STDIN = ["-nostdin", "-hide_banner", "-loglevel", "error"]
+QUIET_NO_STDIN = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 
 
 @functools.cache
@@ -436,7 +232,7 @@ def _segment_class(ffmpeg: str) -> Any:
 
 
 def _encode_with_pydub(
-    probe: _Probe, src: Path, tmp: Path, *, ffmpeg: str, bitrate: str, tags: Mapping[str, str]
+    probe: Probe, src: Path, tmp: Path, *, ffmpeg: str, bitrate: str, tags: Mapping[str, str]
 ) -> None:
     """Decode with pydub (ffmpeg, or pydub's own parser for PCM WAV) and export an MP3 to `tmp`.
 
@@ -449,7 +245,7 @@ def _encode_with_pydub(
             str(src.absolute()),
             format=probe.demuxer,
             codec=probe.decoder,
-            parameters=_QUIET_NO_STDIN,  # pydub leaves stdin inherited when decoding a file
+            parameters=QUIET_NO_STDIN,  # pydub leaves stdin inherited when decoding a file
         )
         with tmp.open("w+b") as out:  # pydub does not close a file it opened itself
             segment.export(
@@ -458,7 +254,7 @@ def _encode_with_pydub(
                 bitrate=bitrate,
                 tags=dict(tags),
                 id3v2_version="3",
-                parameters=_QUIET_NO_STDIN,
+                parameters=QUIET_NO_STDIN,
             )
     except CouldntEncodeError as exc:
         _remove_pydub_export_temps(str(exc))
@@ -502,23 +298,23 @@ def _pydub_reason(message: str) -> str:
 
 
 def _ffmpeg_command(
-    probe: _Probe, src: Path, tmp: Path, ffmpeg: str, *, bitrate: str, metadata: Sequence[str]
+    probe: Probe, src: Path, tmp: Path, ffmpeg: str, *, bitrate: str, metadata: Sequence[str]
 ) -> list[str]:
     """One ffmpeg pass from source to MP3, the same encoder settings as pydub's export."""
     return [
         ffmpeg,
-        *_QUIET_NO_STDIN,
-        *_input_args(probe, src),
-        *_output_args(tmp, bitrate, metadata),
+        *QUIET_NO_STDIN,
+        *input_args(probe, src),
+        *output_args(tmp, bitrate, metadata),
     ]
 
 
-def _input_args(probe: _Probe, src: Path) -> list[str]:
+def input_args(probe: Probe, src: Path) -> list[str]:
     """One input, demuxer and decoder named (no probing by ffmpeg either)."""
     return ["-f", probe.demuxer, "-c:a", probe.decoder, "-i", str(src.absolute())]
 
 
-def _output_args(tmp: Path, bitrate: str, metadata: Sequence[str], *, stream: int = 0) -> list[str]:
+def output_args(tmp: Path, bitrate: str, metadata: Sequence[str], *, stream: int = 0) -> list[str]:
     """One MP3 output of input number `stream`, the same encoder settings as pydub's export."""
     return [
         "-map", f"{stream}:a",
@@ -528,7 +324,7 @@ def _output_args(tmp: Path, bitrate: str, metadata: Sequence[str], *, stream: in
     ]  # fmt: skip
 
 
-def _run_ffmpeg(command: Sequence[str], *, timeout_s: float) -> None:
+def run_ffmpeg(command: Sequence[str], *, timeout_s: float) -> None:
     try:
         done = subprocess.run(
             command,

@@ -7,7 +7,7 @@ outputs pays the start once: 8 PCM files of 20-150 s took 0.53 s CPU in one proc
 one-file ``"ffmpeg"`` engine gives it, so the MP3s are the same.
 
 Isolation: every source is probed first (a bad one fails alone, before ffmpeg runs); every output
-is checked, hashed and renamed on its own (`transcode._finish_mp3`). If the shared ffmpeg fails
+is checked, hashed and renamed on its own (`encode.finish_mp3`). If the shared ffmpeg fails
 or one output does not check out, those files are transcoded again one by one, so one bad file
 never fails the others.
 
@@ -24,22 +24,20 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from archiver.pipeline.transcode import (
-    _QUIET_NO_STDIN,
-    BadAudio,
+from archiver.pipeline.transcode.encode import (
+    QUIET_NO_STDIN,
     Engine,
     TranscodeError,
     TranscodeResult,
-    _finish_mp3,
-    _input_args,
-    _metadata_args,
-    _output_args,
-    _Probe,
-    _probe,
-    _run_ffmpeg,
-    _temp_path_next_to,
+    finish_mp3,
+    input_args,
+    metadata_args,
+    output_args,
+    run_ffmpeg,
+    temp_path_next_to,
     transcode_to_mp3,
 )
+from archiver.pipeline.transcode.probe import BadAudio, Probe, probe_file
 
 __all__ = ["BatchJob", "BatchTranscoder", "transcode_batch"]
 
@@ -57,7 +55,7 @@ class BatchJob:
 
 Outcome = TranscodeResult | BaseException
 _Queued = tuple[BatchJob, "asyncio.Future[TranscodeResult]"]
-_Shared = tuple[int, _Probe, list[str], Path]  # job index, probe, -metadata args, temp MP3
+_Shared = tuple[int, Probe, list[str], Path]  # job index, probe, -metadata args, temp MP3
 
 
 def transcode_batch(
@@ -80,12 +78,12 @@ def transcode_batch(
     try:
         for index, job in enumerate(jobs):
             try:
-                probe = _probe(job.source)
-                metadata = _metadata_args(job.tags)
+                probe = probe_file(job.source)
+                metadata = metadata_args(job.tags)
             except (BadAudio, ValueError, OSError) as error:
                 outcomes[index] = error
                 continue
-            shared.append((index, probe, metadata, _temp_path_next_to(job.mp3)))
+            shared.append((index, probe, metadata, temp_path_next_to(job.mp3)))
         if len(shared) == 1:
             index = shared[0][0]
             outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s, solo_engine)
@@ -105,13 +103,13 @@ def _run_shared(
     bitrate: str,
     timeout_s: float,
 ) -> None:
-    command = [ffmpeg, *_QUIET_NO_STDIN]
+    command = [ffmpeg, *QUIET_NO_STDIN]
     for index, probe, _, _ in shared:
-        command += _input_args(probe, jobs[index].source)
+        command += input_args(probe, jobs[index].source)
     for stream, (_, _, metadata, tmp) in enumerate(shared):
-        command += _output_args(tmp, bitrate, metadata, stream=stream)
+        command += output_args(tmp, bitrate, metadata, stream=stream)
     try:
-        _run_ffmpeg(command, timeout_s=timeout_s * len(shared))
+        run_ffmpeg(command, timeout_s=timeout_s * len(shared))
     except TranscodeError:
         # Which input broke it is unknown: each file alone, so the good ones still get through.
         for index, _, _, _ in shared:
@@ -119,7 +117,7 @@ def _run_shared(
         return
     for index, probe, _, tmp in shared:
         try:
-            outcomes[index] = _finish_mp3(tmp, jobs[index].mp3, probe.info)
+            outcomes[index] = finish_mp3(tmp, jobs[index].mp3, probe.info)
         except (TranscodeError, OSError):
             outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
 
