@@ -421,7 +421,7 @@ def _assert_failed_cleanly(out: Path, dst: Path, old: bytes | None) -> None:
 def test_an_ffmpeg_error_leaves_dst_untouched_and_no_temp(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: Engine, old: bytes | None
 ) -> None:
-    # pydub's own temporaries go to the system temp directory: give it one we can inspect.
+    # pydub's own temporaries would go to the system temp directory: give it one we can inspect.
     system_tmp = tmp_path / "system-tmp"
     system_tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))

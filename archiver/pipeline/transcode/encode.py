@@ -7,9 +7,9 @@ holds a checked MP3 or does not exist.
 Two engines produce the same MP3:
 
 - ``"pydub"`` (default): `AudioSegment.from_file(...).export(...)`. It runs two ffmpeg processes
-  and writes a temporary WAV in the system temp directory. pydub offers no timeout, and when its
-  encode step fails it leaves its temporary files behind; we remove them (see
-  `_remove_pydub_export_temps`).
+  and writes temporary files (a WAV among them). pydub offers no timeout, and when ffmpeg fails
+  it leaves those files behind: they go to a directory of our own beside the destination, which
+  is removed whole however pydub ends (see `_pydub_scratch_dir`).
 - ``"ffmpeg"``: one ffmpeg process and no temporary WAV; with a timeout. It used 23-38 % less
   CPU than pydub on 60 s and 600 s of GSM here (bench/profile_transcode.py).
 
@@ -20,16 +20,17 @@ never runs ffprobe (which the static imageio-ffmpeg build lacks).
 
 from __future__ import annotations
 
-import ast
 import base64
+import contextlib
 import functools
 import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -241,25 +242,23 @@ def _encode_with_pydub(
     """
     segment_class = _segment_class(ffmpeg)
     try:
-        segment = segment_class.from_file(
-            str(src.absolute()),
-            format=probe.demuxer,
-            codec=probe.decoder,
-            parameters=QUIET_NO_STDIN,  # pydub leaves stdin inherited when decoding a file
-        )
-        with tmp.open("w+b") as out:  # pydub does not close a file it opened itself
-            segment.export(
-                out,
-                format="mp3",
-                bitrate=bitrate,
-                tags=dict(tags),
-                id3v2_version="3",
-                parameters=QUIET_NO_STDIN,
+        with _pydub_scratch_dir(tmp.parent):
+            segment = segment_class.from_file(
+                str(src.absolute()),
+                format=probe.demuxer,
+                codec=probe.decoder,
+                parameters=QUIET_NO_STDIN,  # pydub leaves stdin inherited when decoding a file
             )
-    except CouldntEncodeError as exc:
-        _remove_pydub_export_temps(str(exc))
-        raise TranscodeError(f"ffmpeg failed: {_pydub_reason(str(exc))}") from None
-    except CouldntDecodeError as exc:
+            with tmp.open("w+b") as out:  # pydub does not close a file it opened itself
+                segment.export(
+                    out,
+                    format="mp3",
+                    bitrate=bitrate,
+                    tags=dict(tags),
+                    id3v2_version="3",
+                    parameters=QUIET_NO_STDIN,
+                )
+    except (CouldntEncodeError, CouldntDecodeError) as exc:
         raise TranscodeError(f"ffmpeg failed: {_pydub_reason(str(exc))}") from None
     except OSError as exc:
         if exc.filename != ffmpeg:  # a file-system error, not a missing or unrunnable binary
@@ -267,26 +266,31 @@ def _encode_with_pydub(
         raise TranscodeError(f"cannot run ffmpeg: {exc.strerror}") from None
 
 
-def _remove_pydub_export_temps(message: str) -> None:
-    """Delete the WAV and MP3 temporaries that pydub 0.25.1's export leaves when ffmpeg fails.
+# pydub 0.25.1 makes its temporaries with `NamedTemporaryFile(delete=False)` in the system temp
+# directory and leaves them there when ffmpeg fails. Its module-level name is pointed at a
+# function that puts them in the calling thread's scratch directory (each transcode runs in one
+# worker thread), and that directory is removed whole afterwards.
+_scratch = threading.local()
 
-    Its error message quotes the ffmpeg command, which names both: the input after ``-i`` and the
-    output last. Only files named ``tmp*`` directly in the temp directory are removed; a message
-    in another format removes nothing.
-    """
-    _, _, rest = message.partition("Command:")
-    command_repr, _, _ = rest.partition("\n\nOutput from")
-    try:
-        command = ast.literal_eval(command_repr.strip())
-    except (ValueError, SyntaxError):
-        return
-    if not isinstance(command, list) or "-i" not in command[:-2]:
-        return
-    temp_dir = Path(tempfile.gettempdir())
-    for name in (command[command.index("-i") + 1], command[-1]):
-        path = Path(str(name))
-        if path.parent == temp_dir and path.name.startswith("tmp"):
-            path.unlink(missing_ok=True)
+
+def _named_temporary_file(*args: Any, **kwargs: Any) -> Any:
+    kwargs.setdefault("dir", getattr(_scratch, "path", None))
+    return tempfile.NamedTemporaryFile(*args, **kwargs)
+
+
+pydub.audio_segment.NamedTemporaryFile = _named_temporary_file
+
+
+@contextlib.contextmanager
+def _pydub_scratch_dir(parent: Path) -> Iterator[None]:
+    """Let pydub's temporaries of this thread go to a new directory in `parent`; remove it and
+    whatever is in it on the way out."""
+    with tempfile.TemporaryDirectory(dir=parent.absolute(), prefix=".pydub-") as path:
+        _scratch.path = path
+        try:
+            yield
+        finally:
+            _scratch.path = None
 
 
 def _pydub_reason(message: str) -> str:
