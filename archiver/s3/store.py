@@ -6,9 +6,9 @@ the key: the same source already there means a crash came between upload and led
 upload is skipped; a different source there is a conflict and is never overwritten. After
 uploading, it reads the object's size, ETag and `md5` metadata back.
 
-Retries are not made here (the daemon wraps calls with stamina): every S3 failure becomes a
-`StoreError` whose `transient` says whether trying again can help, and whose `reason` is safe to
-log (no credentials, no request signatures).
+Retries are not made here, not even by botocore (the daemon wraps calls with stamina): every S3
+failure becomes a `StoreError` whose `transient` says whether trying again can help, and whose
+`reason` is safe to log (no credentials, no request signatures).
 
 Metadata and empty fields: SeaweedFS (4.48) drops a user-metadata header whose value is empty,
 while AWS keeps it, so `object_metadata` leaves empty values out and every store returns the same
@@ -47,6 +47,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from archiver.config import S3Config
 from archiver.errors import ArchiverError, Kind
+from archiver.logs import register_secret
 from archiver.names import Recording
 
 if TYPE_CHECKING:
@@ -263,7 +264,10 @@ def _build_client(cfg: S3Config, transfer: TransferConfig) -> S3Client:
         s3={"addressing_style": cfg.addressing_style},
         request_checksum_calculation=cfg.checksum,
         response_checksum_validation=cfg.checksum,
-        retries={"mode": "standard", "max_attempts": 3},
+        # One retry layer: the daemon's (stamina: attempts and total-time caps from [retry], each
+        # retry logged and counted in archiver_retries_total). botocore retrying underneath would
+        # multiply the attempts and hide them from both.
+        retries={"mode": "standard", "max_attempts": 1},
         connect_timeout=10,
         read_timeout=60,
         max_pool_connections=max(
@@ -271,7 +275,11 @@ def _build_client(cfg: S3Config, transfer: TransferConfig) -> S3Client:
         ),
     )
     # Credentials from boto3's default chain: environment, shared files, instance/container role.
-    return boto3.session.Session().client(
+    session = boto3.session.Session()
+    credentials = session.get_credentials()
+    if credentials is not None:  # the log scrubber learns the secret key, as it does PBX passwords
+        register_secret(credentials.get_frozen_credentials().secret_key or "")
+    return session.client(
         "s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config
     )
 
@@ -409,10 +417,6 @@ class S3Store:
     @property
     def bucket(self) -> str:
         return self._bucket
-
-    @property
-    def multipart_threshold_bytes(self) -> int:
-        return int(self._transfer.multipart_threshold)
 
     def _where(self, key: str | None = None) -> str:
         return f"s3://{self._bucket}/{key}" if key is not None else f"bucket {self._bucket!r}"
