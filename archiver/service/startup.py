@@ -88,12 +88,14 @@ class Service:
         """While the body runs: ping the watchdog and refresh STATUS; when `stop` is set (the
         first SIGTERM), or the body ends, send STOPPING=1."""
         tasks = [asyncio.create_task(self._pulse()), asyncio.create_task(self._on_stop(stop))]
+        for task in tasks:
+            task.add_done_callback(_log_if_failed)
         try:
             yield
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)  # each logged as it ended
             self._stopping()
 
     async def _pulse(self) -> None:
@@ -118,3 +120,9 @@ class Service:
         if not self._stopping_sent:
             self._stopping_sent = True
             self.notifier.stopping(f"stopping; {self.status_line()}")
+
+
+def _log_if_failed(task: asyncio.Task[None]) -> None:
+    """Log a helper task's failure as it happens (a dead pulse means no more watchdog pings)."""
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.error("service_task_failed", reason=f"{type(error).__name__}: {error}")

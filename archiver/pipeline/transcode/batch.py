@@ -24,6 +24,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
+import structlog
+
 from archiver.pipeline.transcode.encode import (
     QUIET_NO_STDIN,
     Engine,
@@ -40,6 +42,8 @@ from archiver.pipeline.transcode.encode import (
 from archiver.pipeline.transcode.probe import BadAudio, Probe, probe_file
 
 __all__ = ["BatchJob", "BatchTranscoder", "transcode_batch"]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -183,8 +187,14 @@ class BatchTranscoder:
         if len(self._drains) < self._workers:
             task = asyncio.create_task(self._drain())
             self._drains.add(task)
-            task.add_done_callback(self._drains.discard)
+            task.add_done_callback(self._reap)
         return await future
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        """Drop an ended worker; a failure of its own (not a job's) is logged, never lost."""
+        self._drains.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("transcode_worker_failed", reason=f"{type(error).__name__}: {error}")
 
     async def _drain(self) -> None:
         while self._pending:
@@ -221,15 +231,15 @@ class BatchTranscoder:
                     solo_engine=solo,
                 ),
             )
-        except BaseException as error:  # cancelled, or the executor shut down: nobody hangs
+        except asyncio.CancelledError:
             for _, future in live:
-                if future.done():
-                    continue
-                if isinstance(error, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(error)
+                future.cancel()
             raise
+        except Exception as error:  # the executor shut down, say: this batch's callers get it
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(error)
+            return  # and the worker goes on with the queue, so no waiting job hangs
         for (_, future), outcome in zip(live, outcomes, strict=True):
             if future.done():  # its caller was cancelled meanwhile
                 continue
