@@ -10,9 +10,8 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,31 +23,41 @@ import structlog
 from archiver import __version__
 from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
 from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
-from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
+from archiver.exits import (
+    EXIT_CONFIG,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_UNREACHABLE,
+)
 from archiver.logs import configure_logging, register_secret
-from archiver.names import InvalidName, parse_path
 from archiver.pbx import PbxClient, PbxError, date_pattern
 from archiver.pipeline import (
     Archiver,
     FfmpegNotFound,
     PollReport,
-    clear_work_dir,
+    archive_until_signalled,
     find_ffmpeg,
-    poll_ticks,
+    open_archiver,
+    parse_listing,
     reconcile,
+    serve,
+    store_ready,
 )
 from archiver.s3 import S3Store, StoreError
 from archiver.service import (
     Health,
     Metrics,
     Notifier,
+    ProgressBar,
     Service,
     add_metrics_routes,
     build_http_app,
     check_pbxs,
+    ready_window_s,
     start_http,
 )
-from archiver.state import CallLog, State, StateUnavailable, free_dead_local_leases, open_state
+from archiver.state import CallLog, State, StateUnavailable, open_state
 
 __all__ = ["main"]
 
@@ -304,15 +313,12 @@ async def _ls(cfg: Config, args: argparse.Namespace) -> int:
     except PbxError as error:
         print(f"error: {error.reason}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    parsed = parse_listing(pbx.name, listing.lines, tz)
+    for line, reason in parsed.invalid:
+        log.warning("invalid_name", line=ascii(line[:200]), reason=reason)
+    invalid = len(parsed.invalid)
     rows: list[dict[str, Any]] = []
-    invalid = 0
-    for line in listing.lines:
-        try:
-            rec = parse_path(pbx.name, line, tz)
-        except InvalidName as error:
-            invalid += 1
-            log.warning("invalid_name", line=ascii(line[:200]), reason=error.reason)
-            continue
+    for rec in parsed.recordings:
         row = asdict(rec)
         row["day"] = rec.day.isoformat()
         row["started_at"] = rec.started_at.isoformat()
@@ -329,44 +335,6 @@ async def _ls(cfg: Config, args: argparse.Namespace) -> int:
 
 def _today(tz: ZoneInfo) -> date:
     return datetime.now(tz).date()
-
-
-@contextlib.asynccontextmanager
-async def _archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
-    """The Archiver for `cfg`, with its PBX clients, ledger and store; closed on exit. Archived
-    recordings of calls placed through archiver get their dial status from the call log. Where
-    the state is shared (PostgreSQL), each PBX's request limit holds across all workers."""
-    ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
-    clients = {pbx.name: PbxClient(pbx, pbx.resolve_password()) for pbx in cfg.pbx}
-    for pbx in cfg.pbx:
-        clients[pbx.name].shared_gate = state.pbx_gate(pbx.name, pbx.max_concurrent_requests)
-        if pbx.tls_unverified:
-            log.warning("tls_verification_off", pbx=pbx.name)
-    register_secret(await asyncio.to_thread(_s3_secret_key))
-    removed = clear_work_dir(cfg.state.work_path)
-    if removed:
-        log.info("work_dir_cleared", removed=removed)
-    log.info("state_opened", backend=state.backend, where=state.where)
-    dead = free_dead_local_leases(state.ledger)
-    if dead:
-        log.info("dead_workers_leases_freed", workers=dead)
-    store = S3Store(cfg.s3)
-    archiver = Archiver(cfg=cfg, ledger=state.ledger, store=store, clients=clients, ffmpeg=ffmpeg)
-    archiver.extra_metadata = state.calls.recording_metadata
-    try:
-        yield archiver
-    finally:
-        for client in clients.values():
-            await client.close()
-        await asyncio.to_thread(archiver.close)
-
-
-def _s3_secret_key() -> str:
-    """The S3 secret key boto3's chain finds (or ""), so the log scrubber knows it too."""
-    import boto3
-
-    credentials = boto3.session.Session().get_credentials()
-    return "" if credentials is None else credentials.get_frozen_credentials().secret_key or ""
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -419,11 +387,11 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
     with contextlib.closing(open_state(cfg)) as state:
-        async with _archiver(cfg, state) as archiver:
-            if not await _store_reachable(archiver):
+        async with open_archiver(cfg, state) as archiver:
+            if not await store_ready(archiver):
                 return EXIT_UNREACHABLE
             with _progress(archiver):
-                report = await _until_signalled(cfg, lambda stop: archiver.archive_days(plan, stop))
+                report = await archive_until_signalled(archiver, plan)
     return _finish(report)
 
 
@@ -433,16 +401,12 @@ async def _run(cfg: Config, *, once: bool) -> int:
 
 
 async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
-    async with _archiver(cfg, state) as archiver:
-        if not await _store_reachable(archiver):
+    async with open_archiver(cfg, state) as archiver:
+        if not await store_ready(archiver):
             return EXIT_UNREACHABLE
         if once:
-            report = await _until_signalled(cfg, archiver.poll_once)
-            return _finish(report)
-        # Stale when neither a poll nor any stage of any recording ended for this long; a stage
-        # may legitimately take its whole retry budget.
-        stale_s = max(300.0, 3 * cfg.poll.interval_s, 2 * cfg.retry.timeout_s)
-        health = Health(stale_after_s=stale_s)
+            return _finish(await archive_until_signalled(archiver))
+        health = Health.for_config(cfg)
         metrics = Metrics([pbx.name for pbx in cfg.pbx], on_event=health.beat)
         archiver.observer = metrics
         service = Service(Notifier.from_environment(), health, metrics)
@@ -453,7 +417,7 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
             archiver.back_off(name)
         async with _http_server(cfg, health, metrics, state.calls):
             service.ready()
-            await _until_signalled(cfg, lambda stop: _loop(archiver, service, stop))
+            await serve(archiver, service)
     return EXIT_OK
 
 
@@ -469,9 +433,7 @@ async def _http_server(
     if token is not None:
         register_secret(token)
     add_callback_routes(app, cfg.callbacks, calls)
-    # Ready while every PBX answered within three polls plus one listing's retry budget.
-    window_s = 3 * cfg.poll.interval_s + cfg.retry.timeout_s
-    add_metrics_routes(app, metrics, ready_window_s=window_s)
+    add_metrics_routes(app, metrics, ready_window_s=ready_window_s(cfg))
     if CALLBACK_STATS_KEY in app:
         metrics.add_counters(app[CALLBACK_STATS_KEY].samples, "Call results received.")
     runner, port = await start_http(app, cfg.http.listen)
@@ -482,105 +444,24 @@ async def _http_server(
         await runner.cleanup()
 
 
-async def _loop(archiver: Archiver, service: Service, stop: asyncio.Event) -> PollReport:
-    report = PollReport()
-    async with service.running(stop):
-        async for tick in poll_ticks(archiver.cfg.poll.interval_s, stop):
-            service.health.beat()
-            report = await archiver.poll_once(stop)
-            service.health.beat()
-            log.info("poll_done", tick=tick, **_summary(report))
-    return report
-
-
-async def _store_reachable(archiver: Archiver) -> bool:
-    try:
-        await asyncio.to_thread(archiver.store.check_access)
-    except StoreError as error:
-        log.error("s3_unreachable", reason=error.reason)
-        return False
-    await _abort_stale_multipart(archiver)
-    return True
-
-
-async def _abort_stale_multipart(archiver: Archiver) -> None:
-    """Abort multipart uploads a crash left incomplete under our prefix (their parts cost
-    storage and a listing shows them). A failure here is logged; it never stops the run."""
-    s3 = archiver.cfg.s3
-    try:
-        aborted = await asyncio.to_thread(
-            archiver.store.abort_stale_multipart, f"{s3.prefix}/", s3.stale_multipart_s
-        )
-    except StoreError as error:
-        log.warning("stale_multipart_not_aborted", reason=error.reason)
-        return
-    if aborted:
-        log.info("stale_multipart_aborted", aborted=aborted, older_than_s=s3.stale_multipart_s)
-
-
-async def _until_signalled(cfg: Config, work: Callable[[asyncio.Event], Any]) -> PollReport:
-    """Run `work(stop)`. The first SIGTERM/SIGINT sets `stop` (no new recordings start) and
-    gives in-flight ones `shutdown_grace_s` to finish before they are cancelled; a second signal
-    cancels at once. Either way the ledger stays consistent and work files are removed."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    task: asyncio.Task[PollReport] = asyncio.ensure_future(work(stop))
-    grace_s = cfg.daemon.shutdown_grace_s
-
-    def on_signal() -> None:
-        if stop.is_set():
-            log.warning("second_signal_cancelling")
-            task.cancel()
-            return
-        log.info("stopping", grace_s=grace_s)
-        stop.set()
-        loop.call_later(grace_s, task.cancel)
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, on_signal)
-    try:
-        return await task
-    except asyncio.CancelledError:
-        log.warning("in_flight_cancelled")
-        return PollReport()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-
-
 @contextlib.contextmanager
-def _progress(archiver: Archiver) -> Any:
+def _progress(archiver: Archiver) -> Iterator[None]:
+    """A progress bar on stderr while a backfill runs at a terminal."""
     if not sys.stderr.isatty():
         yield
         return
-    from tqdm import tqdm
-
-    bar = tqdm(unit="rec", desc="archiving", file=sys.stderr)
-
-    def planned(total: int) -> None:
-        bar.total = total
-        bar.refresh()
-
-    archiver.on_planned = planned
-
-    def done(outcome: str) -> None:
-        bar.update(1)
-
-    archiver.on_done = done
+    bar = ProgressBar(sys.stderr)
+    archiver.observer = bar
     try:
         yield
     finally:
         bar.close()
 
 
-def _summary(report: PollReport) -> dict[str, Any]:
-    summary = asdict(report)
-    summary["listing_errors"] = len(report.listing_errors)
-    return summary
-
-
 def _finish(report: PollReport) -> int:
-    log.info("done", **_summary(report))
+    log.info("done", **report.summary())
+    if report.interrupted:
+        return EXIT_INTERRUPTED
     if report.auth_refused or (report.listing_errors and report.listed == 0):
         return EXIT_UNREACHABLE
     return EXIT_SOME_FAILED if report.failed or report.listing_errors else EXIT_OK

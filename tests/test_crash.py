@@ -33,6 +33,7 @@ from support import daemon_toml
 from archiver.config import parse_config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread
+from archiver.observe import NullObserver
 from archiver.pbx.client import PbxClient
 from archiver.pipeline.daemon import Archiver
 from archiver.pipeline.transcode import find_ffmpeg
@@ -193,16 +194,17 @@ async def test_s3_stopped_mid_run_backlog_drains_after_restart(
             own_seaweed.start()
             restarted.set()
 
-        def on_done(outcome: str) -> None:
-            if not triggered.is_set() and outcome == "archived":
-                triggered.set()  # once only
-                threading.Thread(target=stop_for_a_while, daemon=True).start()
+        class OnFirstArchived(NullObserver):
+            def finished(self, pbx: str, outcome: str) -> None:
+                if not triggered.is_set() and outcome == "archived":
+                    triggered.set()  # once only
+                    threading.Thread(target=stop_for_a_while, daemon=True).start()
 
         pbx = cfg.pbx[0]
         archiver = Archiver(
             cfg=cfg, ledger=Ledger.open(cfg.state.path), store=S3Store(cfg.s3),
             clients={pbx.name: PbxClient(pbx, PASSWORD)}, ffmpeg=find_ffmpeg(None),
-            on_done=on_done,
+            observer=OnFirstArchived(),
         )  # fmt: skip
         try:
             with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as events:
@@ -279,9 +281,12 @@ def test_second_signal_exits_at_once_and_leaves_a_consistent_ledger(
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=60)
         stopped_s = time.monotonic() - started
-    assert process.returncode == 0, out
+    assert process.returncode == 4, out  # interrupted, and it says what it left undone
     assert stopped_s < 10  # far less than the 60 s grace period
     assert '"second_signal_cancelling"' in out
+    interrupted = next(json.loads(line) for line in out.splitlines() if '"interrupted"' in line)
+    assert '"in_flight_cancelled"' in out
+    assert interrupted["unfinished"] > 0 and interrupted["unfinished"] >= interrupted["cancelled"]
     assert list((tmp_path / "work").iterdir()) == []
     ledger = Ledger.open(tmp_path / "ledger.sqlite3")
     try:

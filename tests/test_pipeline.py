@@ -14,11 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from mutagen.mp3 import MP3
+from structlog.testing import capture_logs
 from support import Rig, start_rig
 
 from archiver.config import S3Config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import CORPUS_KEY, SimulatorOptions
+from archiver.observe import NullObserver
 from archiver.pipeline.daemon import PollReport
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.state.ledger import Ledger
@@ -169,9 +171,49 @@ async def test_each_fixed_engine_archives_everything_too(rig: Rig, engine: str) 
     assert not list(cfg.state.work_path.iterdir())
 
 
+class _DuePerDay(NullObserver):
+    def __init__(self) -> None:
+        self.due: list[int] = []
+
+    def listed(self, pbx: str, *, ok: bool, discovered: int, due: int) -> None:
+        self.due.append(due)
+
+
 async def test_a_backfill_lists_and_plans_day_by_day(rig: Rig) -> None:
-    planned: list[int] = []
-    report = await _run(rig, on_planned=planned.append)
+    observer = _DuePerDay()
+    report = await _run(rig, observer=observer)
     first = len([r for r in _valid(rig) if r.started_local.date() == FIRST_DAY])
-    assert planned == [first, len(_valid(rig))]  # the running total, once per listed day
+    assert observer.due == [first, len(_valid(rig)) - first]  # once per listed day
+    assert report.days_planned == report.days_listed == 2
     assert report.due == report.archived == len(_valid(rig))
+
+
+async def test_an_error_escaping_one_recording_is_counted_and_the_others_go_on(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault outside a recording's own handling (here: the first recording's handler raises,
+    as a ledger write on a full disk would) ends in the report as failed, is logged with its
+    reason, and cancels nothing else."""
+    archiver = rig.archiver()
+    real = archiver.archive_one
+    seen: list[str] = []
+
+    async def first_one_breaks(client: Any, rec: Any) -> str:
+        seen.append(rec.name)
+        if len(seen) == 1:
+            raise RuntimeError("disk full")
+        return await real(client, rec)
+
+    monkeypatch.setattr(archiver, "archive_one", first_one_breaks)
+    try:
+        with capture_logs() as events:
+            report = await archiver.archive_days({"pbx": [FIRST_DAY, FIRST_DAY + timedelta(1)]})
+    finally:
+        for client in archiver.clients.values():
+            await client.close()
+        archiver.close()
+        archiver.ledger.close()
+    valid = _valid(rig)
+    assert (report.failed, report.archived, report.unfinished) == (1, len(valid) - 1, 0)
+    failed = [e for e in events if e["event"] == "failed"]
+    assert len(failed) == 1 and "RuntimeError: disk full" in failed[0]["reason"]

@@ -225,7 +225,7 @@ class PbxClient:
                 if not deadline.expired():
                     raise
                 reason = f"{what}: PBX {self.name!r}: no complete answer within {deadline_s:g} s"
-                raise PbxError(reason, transient=True) from None
+                raise PbxError(reason, transient=True, kind="timeout") from None
 
     def _chunks(self, response: ClientResponse) -> AsyncIterator[bytes]:
         floor = TransferFloor(self.cfg.min_transfer_bytes_per_s, self.cfg.transfer_window_s)
@@ -312,6 +312,7 @@ class PbxClient:
                 f"{what}: PBX {self.name!r} answered a redirect (HTTP {status}); redirects from "
                 "a PBX are never followed (check the url setting)",
                 transient=False,
+                kind="http_status",
             )
         if status == 404:
             raise PbxError(

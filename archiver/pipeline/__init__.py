@@ -1,20 +1,38 @@
 """The archiving pipeline: list, download, transcode, upload, record. `daemon` alone knows the
-order of the stages; reconcile rebuilds the ledger from the bucket.
+order of the stages; `runner` runs it once, as a backfill or until stopped (the loop and the
+shutdown policy); reconcile rebuilds the ledger from the bucket.
 
 Other parts import from here, not from the modules inside.
 """
 
 from archiver.pipeline.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
+from archiver.pipeline.listing import ParsedListing, parse_listing
 from archiver.pipeline.reconcile import ReconcileReport, reconcile
+from archiver.pipeline.runner import (
+    Ending,
+    archive_until_signalled,
+    open_archiver,
+    serve,
+    store_ready,
+    until_signalled,
+)
 from archiver.pipeline.transcode import FfmpegNotFound, find_ffmpeg
 
 __all__ = [
     "Archiver",
+    "Ending",
     "FfmpegNotFound",
+    "ParsedListing",
     "PollReport",
     "ReconcileReport",
+    "archive_until_signalled",
     "clear_work_dir",
     "find_ffmpeg",
+    "open_archiver",
+    "parse_listing",
     "poll_ticks",
     "reconcile",
+    "serve",
+    "store_ready",
+    "until_signalled",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import time
 from collections.abc import (
@@ -21,15 +22,14 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Iterable,
     Mapping,
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import stamina
@@ -37,12 +37,13 @@ import structlog
 
 from archiver.config import Config
 from archiver.errors import ArchiverError
-from archiver.names import InvalidName, Recording, parse_path
+from archiver.names import Recording
 from archiver.observe import NullObserver, Observer, retry_reason
 from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.cpus import usable_cpus
 from archiver.pipeline.invalid_names import InvalidNameLog
+from archiver.pipeline.listing import parse_listing
 from archiver.pipeline.quarantine import (
     QUARANTINE_CONTENT_TYPE,
     digests,
@@ -62,11 +63,9 @@ from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, 
 
 __all__ = [
     "Archiver",
-    "ParsedListing",
     "PollReport",
     "clear_work_dir",
     "days_to_poll",
-    "parse_listing",
     "poll_ticks",
     "transcode_limit_s",
 ]
@@ -91,8 +90,16 @@ class RecordingFailed(ArchiverError):
 
 @dataclass
 class PollReport:
-    """What one poll (or backfill) did, summed over PBXs and days."""
+    """What one poll (or backfill) did, summed over PBXs and days.
 
+    Every recording that became due ends in exactly one of archived, already_present, failed,
+    empty, taken_elsewhere, deferred or cancelled (cut off by a forced shutdown); `unfinished`
+    counts the due ones that did not end (cancelled, or never started because a stop was asked
+    for). `interrupted` is set by the runner when a signal stopped the work before it was done.
+    """
+
+    days_planned: int = 0
+    days_listed: int = 0  # listing attempted (a failed one is also in listing_errors)
     listed: int = 0
     invalid: int = 0
     due: int = 0
@@ -103,12 +110,30 @@ class PollReport:
     empty: int = 0
     taken_elsewhere: int = 0  # another worker sharing the state held or finished it
     deferred: int = 0  # the state database was unreachable; the next poll takes it again
+    cancelled: int = 0
+    interrupted: bool = False
     listing_errors: list[str] = field(default_factory=list)
     auth_refused: list[str] = field(default_factory=list)  # PBX names that refused us
     backing_off: list[str] = field(default_factory=list)  # PBX names skipped this poll
 
     def add_outcome(self, outcome: str) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
+
+    @property
+    def unfinished(self) -> int:
+        """Due recordings that did not end in an outcome (cancelled, or never started)."""
+        ended = self.archived + self.already_present + self.failed + self.empty
+        return self.due - ended - self.taken_elsewhere - self.deferred
+
+    @property
+    def days_not_listed(self) -> int:
+        return self.days_planned - self.days_listed
+
+    def summary(self) -> dict[str, Any]:
+        """The report as log fields (listing errors counted, not listed)."""
+        fields = asdict(self)
+        fields["listing_errors"] = len(self.listing_errors)
+        return fields
 
 
 def days_to_poll(now: datetime, tz: ZoneInfo, lookback_days: int) -> list[date]:
@@ -138,26 +163,6 @@ def clear_work_dir(work_dir: Path) -> int:
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-@dataclass(frozen=True)
-class ParsedListing:
-    """A listing's lines sorted into recordings and (line, reason) pairs that are not."""
-
-    recordings: list[Recording]
-    invalid: list[tuple[str, str]]
-
-
-def parse_listing(pbx: str, lines: Iterable[str], tz: ZoneInfo) -> ParsedListing:
-    """Parse every line with `parse_path`. Pure and thread-safe: run it off the event loop."""
-    recordings: list[Recording] = []
-    invalid: list[tuple[str, str]] = []
-    for line in lines:
-        try:
-            recordings.append(parse_path(pbx, line, tz))
-        except InvalidName as error:
-            invalid.append((line, error.reason))
-    return ParsedListing(recordings, invalid)
 
 
 def is_due(
@@ -213,8 +218,6 @@ class Archiver:
     clients: dict[str, PbxClient]
     ffmpeg: str
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
-    on_planned: Callable[[int], None] | None = None
-    on_done: Callable[[str], None] | None = None
     # Extra S3 metadata for a recording (the dial status of a call placed through archiver).
     extra_metadata: Callable[[Recording], Mapping[str, str]] | None = None
     observer: Observer = field(default_factory=NullObserver)
@@ -264,8 +267,11 @@ class Archiver:
         self._uploaders.shutdown(wait=True, cancel_futures=True)
         clear_work_dir(self.work_dir)
 
-    async def poll_once(self, stop: asyncio.Event | None = None) -> PollReport:
-        """One poll of every PBX over today and the look-back days; archive what is due.
+    async def poll_once(
+        self, stop: asyncio.Event | None = None, report: PollReport | None = None
+    ) -> PollReport:
+        """One poll of every PBX over today and the look-back days; archive what is due. Counts
+        go into `report` (a new one by default), which the caller keeps if this is cancelled.
 
         A PBX that refused our credentials is skipped until its back-off pause is over (see
         `archiver.pipeline.backoff`); each refusal logs `pbx_credentials_refused` with the pause.
@@ -277,8 +283,9 @@ class Archiver:
             for pbx in self.cfg.pbx
             if self.auth_backoff.allowed(pbx.name, now_s)
         }
-        report = await self.archive_days(plan, stop)
+        report = report if report is not None else PollReport()
         report.backing_off = [pbx.name for pbx in self.cfg.pbx if pbx.name not in plan]
+        await self.archive_days(plan, stop, report)
         for pbx_name in plan:
             if pbx_name in report.auth_refused:
                 self.back_off(pbx_name)
@@ -298,10 +305,15 @@ class Archiver:
         )
 
     async def archive_days(
-        self, plan: Mapping[str, Sequence[date]], stop: asyncio.Event | None = None
+        self,
+        plan: Mapping[str, Sequence[date]],
+        stop: asyncio.Event | None = None,
+        report: PollReport | None = None,
     ) -> PollReport:
-        """List the given days of the given PBXs and archive every due recording in them."""
-        report = PollReport()
+        """List the given days of the given PBXs and archive every due recording in them. Counts
+        go into `report` (a new one by default), which the caller keeps if this is cancelled."""
+        report = report if report is not None else PollReport()
+        report.days_planned += sum(len(days) for days in plan.values())
         stop = stop or asyncio.Event()
         await self.archive_many(self._due_items(plan, report, stop), report, stop)
         return report
@@ -320,9 +332,8 @@ class Archiver:
                 if stop.is_set():
                     return
                 due = await self._due_on(client, day, report)
+                report.days_listed += 1
                 report.due += len(due)
-                if self.on_planned is not None:
-                    self.on_planned(report.due)  # the total planned so far
                 for rec in due:
                     await queue.put((client, rec))
 
@@ -441,30 +452,58 @@ class Archiver:
 
     async def archive_many(
         self,
-        items: Iterable[tuple[PbxClient, Recording]] | AsyncIterable[tuple[PbxClient, Recording]],
+        items: AsyncIterable[tuple[PbxClient, Recording]],
         report: PollReport,
         stop: asyncio.Event,
     ) -> None:
-        """Archive `items` concurrently; stop starting new ones once `stop` is set."""
+        """Archive `items` concurrently; stop starting new ones once `stop` is set. Every task is
+        reaped as it ends and its outcome counted in `report`: one that fails never cancels the
+        others. If this is cancelled (a shutdown past its grace period), the tasks in flight are
+        cancelled, awaited and counted as `cancelled` before the cancellation goes on."""
         tasks: set[asyncio.Task[None]] = set()
         try:
-            async for client, rec in _as_async(items):
+            async for client, rec in items:
                 await self._in_flight.acquire()
                 if stop.is_set():
                     self._in_flight.release()
                     break
                 task = asyncio.create_task(self._archive_counted(client, rec, report))
-                task.add_done_callback(lambda _: self._in_flight.release())
                 tasks.add(task)
                 # Finished tasks go at once: a backfill of 100,000 must not keep 100,000 tasks.
-                task.add_done_callback(tasks.discard)
-            await asyncio.gather(*tasks)
+                task.add_done_callback(functools.partial(self._reap, tasks, report, rec))
+            if tasks:
+                await asyncio.wait(set(tasks))
         finally:
-            # On cancellation (a shutdown past its grace period) the children go too.
             for task in tasks:
                 task.cancel()
             if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.wait(set(tasks))
+
+    def _reap(
+        self,
+        tasks: set[asyncio.Task[None]],
+        report: PollReport,
+        rec: Recording,
+        task: asyncio.Task[None],
+    ) -> None:
+        """Account for one ended task: cancelled, or its result fetched so nothing is lost."""
+        tasks.discard(task)
+        self._in_flight.release()
+        if task.cancelled():
+            report.cancelled += 1
+            return
+        try:
+            task.result()
+        except Exception as error:  # _archive_counted counts every outcome; this is a bug of ours
+            report.failed += 1
+            log.error(
+                "recording_task_failed",
+                pbx=rec.pbx,
+                uniqueid=rec.uniqueid,
+                name=rec.name,
+                reason=f"{type(error).__name__}: {error}",
+                exc_info=error,
+            )
 
     async def _archive_counted(self, client: PbxClient, rec: Recording, report: PollReport) -> None:
         try:
@@ -474,10 +513,14 @@ class Archiver:
             # this or another worker) takes it again once the database is back.
             log.error("state_unavailable", pbx=rec.pbx, name=rec.name, reason=error.reason)
             outcome = "deferred"
+        except Exception as error:  # the ledger itself failed (disk full?): count it, go on
+            with structlog.contextvars.bound_contextvars(
+                pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name
+            ):
+                log.exception("failed", reason=f"unexpected {type(error).__name__}: {error}")
+            outcome = "failed"
         report.add_outcome(outcome)
         self.observer.finished(rec.pbx, outcome)
-        if self.on_done is not None:
-            self.on_done(outcome)
 
     async def archive_one(self, client: PbxClient, rec: Recording) -> str:
         """Archive one recording; return its outcome: archived, already_present, failed or empty.
@@ -610,16 +653,24 @@ class Archiver:
     async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
         loop = asyncio.get_running_loop()
         settings = self.cfg.transcode
-        job = _TranscodeJob(
-            source, mp3, self.ffmpeg, settings.bitrate, id3_tags(rec), transcode_limit_s(rec)
-        )
+        tags = id3_tags(rec)
         started = time.monotonic()
         ok = False
         try:
             if self._batcher is not None:
-                batch_job = BatchJob(source, mp3, job.tags, float(rec.duration_s))
+                batch_job = BatchJob(source, mp3, tags, float(rec.duration_s))
                 result = await self._batcher.transcode(batch_job)
             else:
+                job = functools.partial(
+                    transcode_to_mp3,
+                    source,
+                    mp3,
+                    ffmpeg=self.ffmpeg,
+                    bitrate=settings.bitrate,
+                    tags=tags,
+                    engine="pydub",  # no batcher: engine = "pydub" was configured
+                    timeout_s=transcode_limit_s(rec),
+                )
                 result = await loop.run_in_executor(self._transcoders, job)
             ok = True
             return result
@@ -717,35 +768,3 @@ class _Lease:
             except StateUnavailable as error:
                 # The lease may run out meanwhile; `check` before the upload decides.
                 log.warning("lease_not_renewed", reason=error.reason)
-
-
-async def _as_async(items: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
-@dataclass(frozen=True)
-class _TranscodeJob:
-    """A picklable, thread-safe unit of transcoding work."""
-
-    source: Path
-    mp3: Path
-    ffmpeg: str
-    bitrate: str
-    tags: dict[str, str]
-    timeout_s: float = 300.0
-
-    def __call__(self) -> TranscodeResult:
-        return transcode_to_mp3(
-            self.source,
-            self.mp3,
-            ffmpeg=self.ffmpeg,
-            bitrate=self.bitrate,
-            tags=self.tags,
-            engine="pydub",
-            timeout_s=self.timeout_s,
-        )

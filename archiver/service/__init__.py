@@ -1,22 +1,31 @@
 """Running under systemd: sd_notify, the HTTP server (/healthz, /readyz, /metrics), metrics
-and the start-up checks.
+the start-up checks and the progress bar.
 
 Other parts import from here, not from the modules inside.
 """
 
-from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
+from archiver.service.http import (
+    Health,
+    add_metrics_routes,
+    build_http_app,
+    ready_window_s,
+    start_http,
+)
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
+from archiver.service.progress import ProgressBar
 from archiver.service.startup import Service, check_pbxs
 
 __all__ = [
     "Health",
     "Metrics",
     "Notifier",
+    "ProgressBar",
     "Service",
     "add_metrics_routes",
     "build_http_app",
     "check_pbxs",
+    "ready_window_s",
     "start_http",
     "watchdog_interval_s",
 ]

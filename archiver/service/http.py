@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from archiver.config import Config
 from archiver.service.metrics import Metrics
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "add_metrics_routes",
     "build_http_app",
     "parse_listen",
+    "ready_window_s",
     "start_http",
 ]
 
@@ -33,6 +35,13 @@ class Health:
     last_beat_s: float = field(default_factory=time.monotonic)
     stale_after_s: float = 300.0
 
+    @classmethod
+    def for_config(cls, cfg: Config) -> Health:
+        """Stale when neither a poll nor any stage of any recording ended for a while: at least
+        5 minutes, three poll intervals, and twice the retry budget (a stage may legitimately
+        take its whole budget)."""
+        return cls(stale_after_s=max(300.0, 3 * cfg.poll.interval_s, 2 * cfg.retry.timeout_s))
+
     def beat(self) -> None:
         self.last_beat_s = time.monotonic()
 
@@ -41,6 +50,12 @@ class Health:
 
 
 HEALTH_KEY = web.AppKey("health", Health)
+
+
+def ready_window_s(cfg: Config) -> float:
+    """/readyz is ready while every PBX answered within this long: three polls plus one
+    listing's retry budget."""
+    return 3 * cfg.poll.interval_s + cfg.retry.timeout_s
 
 
 async def _healthz(request: web.Request) -> web.Response:
