@@ -117,14 +117,14 @@ async def test_download_line(pbx: tuple[PbxClient, web.AppRunner], tmp_path: Pat
 async def test_autocall_line(pbx: tuple[PbxClient, web.AppRunner]) -> None:
     client, runner = pbx
     now = AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1")
-    await client.place_call(now)
+    await client.place_call(now.params())
     # The document's example, credentials last.
     assert _last_line(runner) == (
         "GET /cgi-bin/autocalls.cgi?action=call&number=903123320404&mr=2&rt=10&dp=1&dest=1"
         f"&detail=&datetime=-1&{CREDENTIALS} HTTP/1.1"
     )
     later = AutocallRequest("903123320404", 0, 5, 2, 3, "a b+c", "2026-12-01 09:30:00")
-    await client.place_call(later)
+    await client.place_call(later.params())
     assert _last_line(runner) == (
         "GET /cgi-bin/autocalls.cgi?action=call&number=903123320404&mr=0&rt=5&dp=2&dest=3"
         f"&detail=a%20b%2Bc&datetime=2026-12-01%2009%3A30%3A00&{CREDENTIALS} HTTP/1.1"
