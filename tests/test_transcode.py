@@ -39,9 +39,10 @@ from archiver.pipeline.transcode import (
     transcode_to_mp3,
 )
 
-DEBIAN_FFMPEG = "/usr/bin/ffmpeg"
+# The ffmpeg the product would use (PATH, then the static wheel): see find_ffmpeg.
+FFMPEG = find_ffmpeg(None)
 STATIC_FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
-FFMPEGS = {"debian": DEBIAN_FFMPEG, "static": STATIC_FFMPEG}
+FFMPEGS = {"found": FFMPEG, "static": STATIC_FFMPEG}
 ENGINES: tuple[Engine, ...] = ("pydub", "ffmpeg")
 SECONDS = 3.0
 
@@ -234,7 +235,7 @@ def test_errors_survive_pickling_for_process_pools() -> None:
 # --- find_ffmpeg --------------------------------------------------------------------------------
 
 
-def _bin_with_ffmpeg(folder: Path, target: str = DEBIAN_FFMPEG) -> Path:
+def _bin_with_ffmpeg(folder: Path, target: str = FFMPEG) -> Path:
     folder.mkdir()
     (folder / "ffmpeg").symlink_to(target)
     return folder / "ffmpeg"
@@ -295,11 +296,11 @@ def _assert_decodes_cleanly(mp3: Path, ffmpeg: str) -> None:
 
 
 def _mp3_info(mp3: Path) -> Any:
-    return MP3(mp3).info  # type: ignore[no-untyped-call]  # mutagen is not annotated
+    return MP3(mp3).info  # mutagen is not annotated
 
 
 def _assert_tags(mp3: Path) -> None:
-    id3: Any = ID3(mp3)  # type: ignore[no-untyped-call]
+    id3: Any = ID3(mp3)
     assert id3.version == (2, 3, 0)
     text = {key: str(frame) for key, frame in id3.items()}
     assert text["TIT2"] == TAGS["title"]
@@ -319,7 +320,7 @@ def test_both_engines_write_the_same_mp3(tmp_path: Path, fmt: SourceFormat) -> N
     src = source_file(tmp_path, fmt)
     made = {
         engine: transcode_to_mp3(
-            src, tmp_path / f"{engine}.mp3", ffmpeg=DEBIAN_FFMPEG, tags=TAGS, engine=engine
+            src, tmp_path / f"{engine}.mp3", ffmpeg=FFMPEG, tags=TAGS, engine=engine
         )
         for engine in ENGINES
     }
@@ -389,7 +390,7 @@ def test_transcode_ignores_keys_waiting_on_stdin(tmp_path: Path, engine: Engine)
     src = source_file(tmp_path, SourceFormat.GSM_RAW, seconds=30)
     dst = tmp_path / "rec.mp3"
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(src), str(dst), DEBIAN_FFMPEG, engine],
+        [sys.executable, "-c", _CHILD, str(src), str(dst), FFMPEG, engine],
         input=b"q" * 100_000,
         capture_output=True,
         check=False,
@@ -436,7 +437,7 @@ def test_an_ffmpeg_error_leaves_dst_untouched_and_no_temp(
         transcode_to_mp3(
             src,
             dst,
-            ffmpeg=DEBIAN_FFMPEG,
+            ffmpeg=FFMPEG,
             bitrate="bogus",  # config validation would refuse it; ffmpeg does too
             tags=TAGS,
             engine=engine,
@@ -455,7 +456,7 @@ def test_a_short_mp3_is_rejected(tmp_path: Path, engine: Engine) -> None:
     ffmpeg = _fake_ffmpeg(
         tmp_path / "bin",
         f'if [[ "$*" == *"-f mp3 "* ]]; then set -- "${{@:1:$#-1}}" -t 1 "${{@: -1}}"; fi\n'
-        f'exec {DEBIAN_FFMPEG} "$@"',
+        f'exec {FFMPEG} "$@"',
     )
     src = source_file(tmp_path, SourceFormat.WAV_GSM, seconds=5)
     out = tmp_path / "out"
@@ -471,7 +472,7 @@ def test_output_that_is_not_mp3_is_rejected(tmp_path: Path, engine: Engine) -> N
     ffmpeg = _fake_ffmpeg(
         tmp_path / "bin",
         f'if [[ "$*" == *"-f mp3 "* ]]; then echo junk > "${{@: -1}}"; exit 0; fi\n'
-        f'exec {DEBIAN_FFMPEG} "$@"',
+        f'exec {FFMPEG} "$@"',
     )
     out = tmp_path / "out"
     out.mkdir()

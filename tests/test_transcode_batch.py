@@ -16,11 +16,13 @@ from archiver.pipeline.transcode import (
     BatchTranscoder,
     TranscodeError,
     TranscodeResult,
+    find_ffmpeg,
     transcode_batch,
     transcode_to_mp3,
 )
 
-DEBIAN_FFMPEG = "/usr/bin/ffmpeg"
+# The ffmpeg the product would use (PATH, then the static wheel): see find_ffmpeg.
+FFMPEG = find_ffmpeg(None)
 
 
 def _sources(folder: Path) -> list[Path]:
@@ -48,7 +50,7 @@ def _counting_ffmpeg(folder: Path, extra: str = "") -> tuple[str, Path]:
     folder.mkdir()
     log = folder / "runs.log"
     script = folder / "ffmpeg"
-    script.write_text(f'#!/bin/bash\necho run >> {log}\n{extra}\nexec {DEBIAN_FFMPEG} "$@"\n')
+    script.write_text(f'#!/bin/bash\necho run >> {log}\n{extra}\nexec {FFMPEG} "$@"\n')
     script.chmod(0o755)
     return str(script), log
 
@@ -69,7 +71,7 @@ def test_one_process_makes_the_same_mp3s_as_one_file_at_a_time(tmp_path: Path) -
         alone = transcode_to_mp3(
             job.source,
             tmp_path / "alone.mp3",
-            ffmpeg=DEBIAN_FFMPEG,
+            ffmpeg=FFMPEG,
             bitrate="32k",
             tags=job.tags,
             engine="ffmpeg",
@@ -87,7 +89,7 @@ def test_bad_and_empty_sources_fail_alone_before_ffmpeg_runs(tmp_path: Path) -> 
     sources[1:1] = [tmp_path / "src" / "junk.gsm", tmp_path / "src" / "empty.wav"]
     jobs = _jobs(sources, tmp_path / "out")
 
-    outcomes = transcode_batch(jobs, ffmpeg=DEBIAN_FFMPEG, bitrate="32k")
+    outcomes = transcode_batch(jobs, ffmpeg=FFMPEG, bitrate="32k")
 
     assert isinstance(outcomes[1], BadAudio) and not outcomes[1].empty
     assert isinstance(outcomes[2], BadAudio) and outcomes[2].empty
@@ -119,7 +121,7 @@ def test_an_output_that_does_not_check_out_is_redone_alone(tmp_path: Path) -> No
         tmp_path / "bin",
         'if [ "$(grep -o -- "-i " <<< "$*" | wc -l)" -gt 1 ]; then\n'
         '  args=(); for a in "$@"; do [ "$a" = -vn ] && args+=(-t 1) || args+=("$a"); done\n'
-        f'  {DEBIAN_FFMPEG} "${{args[@]}}" && touch {shared_ok}; exit\n'
+        f'  {FFMPEG} "${{args[@]}}" && touch {shared_ok}; exit\n'
         "fi",
     )
     jobs = _jobs(_sources(tmp_path / "src"), tmp_path / "out")
@@ -162,7 +164,7 @@ async def test_the_transcoder_raises_each_callers_own_error(tmp_path: Path) -> N
     (tmp_path / "src" / "junk.gsm").write_bytes(b"\x00" * 330)
     jobs = _jobs([*sources, tmp_path / "src" / "junk.gsm"], tmp_path / "out")
     with ThreadPoolExecutor(1) as pool:
-        transcoder = BatchTranscoder(pool, workers=1, ffmpeg=DEBIAN_FFMPEG, bitrate="32k")
+        transcoder = BatchTranscoder(pool, workers=1, ffmpeg=FFMPEG, bitrate="32k")
         outcomes = await asyncio.gather(
             *(transcoder.transcode(job) for job in jobs), return_exceptions=True
         )
@@ -172,7 +174,7 @@ async def test_the_transcoder_raises_each_callers_own_error(tmp_path: Path) -> N
 @pytest.mark.parametrize("count", [0, 1])
 def test_small_batches(tmp_path: Path, count: int) -> None:
     jobs = _jobs(_sources(tmp_path / "src")[:count], tmp_path / "out")
-    outcomes = transcode_batch(jobs, ffmpeg=DEBIAN_FFMPEG, bitrate="32k")
+    outcomes = transcode_batch(jobs, ffmpeg=FFMPEG, bitrate="32k")
     assert len(outcomes) == count
     assert all(isinstance(o, TranscodeResult) for o in outcomes)
 
