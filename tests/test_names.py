@@ -120,7 +120,7 @@ def test_started_at_follows_the_pbx_zone() -> None:
 
 _UNSAFE = re.compile(r"[/\s\x00-\x1f\x7f;|&$`'\"<>(){}\[\]\\!?*~#%]|\.\.")
 
-name_chars = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+name_chars = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=80)
 near_names = st.builds(
     lambda d, t, a, b, u, n, e: f"{d}-{t}-{a}-{b}-{u}-{n}.{e}",
     st.from_regex(r"[0-9]{8}", fullmatch=True),

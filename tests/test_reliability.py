@@ -53,11 +53,16 @@ class Rig(support.Rig):
 
     @property
     def requested(self) -> list[str]:
-        return list(self.runner.app[REQUESTED_KEY])
+        requested: list[str] = self.runner.app[REQUESTED_KEY]
+        return list(requested)
 
     def valid(self) -> list[Any]:
         corpus = self.runner.app[CORPUS_KEY]
-        return [r for r in corpus.recordings() if r.valid and r.started_local.date() == DAY]
+        return [
+            r
+            for r in corpus.recordings()
+            if r.valid and r.started_local is not None and r.started_local.date() == DAY
+        ]
 
     def ledger_entry(self, sim: Any) -> Any:
         ledger = Ledger.open(self.cfg.state.path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.stub import Stubber
+from support import free_port
 
 from archiver.config import DEFAULT_KEY_TEMPLATE, S3Config
 from archiver.lab.seaweed import SeaweedS3
@@ -331,8 +333,16 @@ def test_abort_stale_multipart(store: S3Store, seaweed: SeaweedS3, bucket: str) 
     assert len(client.list_multipart_uploads(Bucket=bucket, Prefix="out/")["Uploads"]) == 1
 
 
-def test_check_access(store: S3Store) -> None:
-    store.check_access()
+def test_check_access(store: S3Store, s3_config: S3Config) -> None:
+    """Quiet for a reachable bucket; a transient, classified error at once (botocore does not
+    retry: the daemon's one retry layer does) when nothing listens at the endpoint."""
+    store.check_access()  # raises if it cannot reach the bucket
+    nowhere = s3_config.model_copy(update={"endpoint_url": f"http://127.0.0.1:{free_port()}"})
+    started = time.monotonic()
+    with pytest.raises(StoreError) as caught:
+        S3Store(nowhere).check_access()
+    assert (caught.value.transient, caught.value.kind) == (True, "connect")
+    assert time.monotonic() - started < 5
 
 
 def test_missing_bucket_is_not_transient(s3_env: dict[str, str], seaweed: SeaweedS3) -> None:

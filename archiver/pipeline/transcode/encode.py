@@ -355,7 +355,7 @@ def _check_duration(mp3: Path, *, expected_s: float) -> float:
     """Return the MP3's playing time; raise TranscodeError if unreadable or off from expected."""
     try:
         # mutagen's constructors are unannotated and `info` is declared as None on the base class.
-        info: Any = MP3(mp3).info  # type: ignore[no-untyped-call]
+        info: Any = MP3(mp3).info
         duration_s = float(info.length)
     except MutagenError as exc:
         raise TranscodeError(f"the output is not a readable MP3: {_last_line(str(exc))}") from None
