@@ -184,7 +184,7 @@ def _logging_ffmpeg(folder: Path) -> tuple[str, Path]:
     folder.mkdir()
     log = folder / "args.log"
     script = folder / "ffmpeg"
-    script.write_text(f'#!/bin/bash\necho "$*" >> {log}\nexec {DEBIAN_FFMPEG} "$@"\n')
+    script.write_text(f'#!/bin/bash\necho "$*" >> {log}\nexec {FFMPEG} "$@"\n')
     script.chmod(0o755)
     return str(script), log
 
@@ -214,7 +214,7 @@ async def test_auto_uses_pydub_alone_and_shared_ffmpeg_for_a_queue(tmp_path: Pat
     batch_runs = log.read_text().splitlines()
     assert max(run.count(" -i ") for run in batch_runs) > 1  # shared processes
     by_ffmpeg = transcode_to_mp3(
-        sources[0], tmp_path / "ref.mp3", ffmpeg=DEBIAN_FFMPEG, tags={"title": "x"},
+        sources[0], tmp_path / "ref.mp3", ffmpeg=FFMPEG, tags={"title": "x"},
         engine="ffmpeg",
     )  # fmt: skip
     assert alone.md5_hex == by_ffmpeg.md5_hex
