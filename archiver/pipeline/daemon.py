@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import shutil
 import time
 from collections.abc import (
     AsyncIterable,
@@ -155,13 +156,16 @@ async def poll_ticks(interval_s: float, stop: asyncio.Event) -> AsyncIterator[in
 
 
 def clear_work_dir(work_dir: Path) -> int:
-    """Remove every file in `work_dir` (all are leftovers of an earlier life); return how many."""
+    """Remove everything in `work_dir` (all are leftovers of an earlier life: work files, and
+    the scratch directories of a transcode that was killed); return how many entries."""
     work_dir.mkdir(parents=True, exist_ok=True)
     removed = 0
     for leftover in work_dir.iterdir():
-        if leftover.is_file() or leftover.is_symlink():
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
             leftover.unlink(missing_ok=True)
-            removed += 1
+        removed += 1
     return removed
 
 
