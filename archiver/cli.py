@@ -22,7 +22,8 @@ import structlog
 
 from archiver import __version__
 from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
-from archiver.config import Config, ConfigError, config_path, load_config, readable_password_files
+from archiver.config import Config, ConfigError, config_path, load_config
+from archiver.credentials import callbacks_token, pbx_password, readable_secret_files
 from archiver.exits import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -182,7 +183,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     cfg = load_config(path)
     for pbx in cfg.pbx:
-        register_secret(pbx.resolve_password())
+        register_secret(pbx_password(pbx))
     for warning in _security_warnings(path, cfg):
         print(f"warning: {warning}", file=sys.stderr)
     find_ffmpeg(cfg.transcode.ffmpeg)
@@ -302,7 +303,7 @@ async def _ls(cfg: Config, args: argparse.Namespace) -> int:
     day = args.date or _today(tz)
     try:
         pattern = args.pattern or date_pattern(day)
-        client = PbxClient(pbx, pbx.resolve_password())
+        client = PbxClient(pbx, pbx_password(pbx))
         try:
             listing = await client.find(pattern)
         finally:
@@ -340,7 +341,7 @@ def _today(tz: ZoneInfo) -> date:
 def _cmd_run(args: argparse.Namespace) -> int:
     path = config_path(args.config)
     cfg = load_config(path)
-    for where in readable_password_files(path, cfg):
+    for where in readable_secret_files(path, cfg):
         # (verify_tls = false gets its own warning when the PBX clients are made.)
         log.warning("password_file_readable_by_others", path=str(where), hint=_CHMOD_HINT)
     return asyncio.run(_run(cfg, once=args.once))
@@ -353,7 +354,7 @@ def _security_warnings(path: Path, cfg: Config) -> list[str]:
     warnings = [
         f"{where} holds a secret (PBX password or callbacks token) and is readable by other "
         f"users: {_CHMOD_HINT}"
-        for where in readable_password_files(path, cfg)
+        for where in readable_secret_files(path, cfg)
     ]
     warnings += [
         f"pbx {pbx.name!r}: verify_tls = false: the PBX's certificate is not checked "
@@ -429,7 +430,7 @@ async def _http_server(
         yield
         return
     app = build_http_app(health)
-    token = cfg.callbacks.resolve_token()
+    token = callbacks_token(cfg.callbacks)
     if token is not None:
         register_secret(token)
     add_callback_routes(app, cfg.callbacks, calls)

@@ -2,7 +2,9 @@
 
 Unknown keys are rejected (a typo must not silently do nothing) and every problem is reported with
 the file name and its dotted path, e.g. ``archiver.toml: at 'pbx[0].url': ...``. Cross-field checks
-run after the field checks. This module imports nothing of ours.
+run after the field checks. Values only: reading the secrets a configuration points to (password
+files, systemd credentials, the environment) and checking their file modes is
+`archiver.credentials`. This module imports nothing of ours.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ __all__ = [
     "config_path",
     "load_config",
     "parse_config",
-    "readable_password_files",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/archiver/archiver.toml")
@@ -183,38 +184,6 @@ class PbxConfig(_Strict):
             self.url.startswith("https://") and not self.verify_tls and self.tls_fingerprint is None
         )
 
-    def resolve_password(self) -> str:
-        """Return the password from its configured source. Raise `ConfigError` if unreadable."""
-        where = f"pbx {self.name!r}"
-        if self.password is not None:
-            return self.password.get_secret_value()
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if not value:
-                raise ConfigError([f"{where}: environment variable {self.password_env} is empty"])
-            return value
-        if self.credential is not None:
-            return read_credential(self.credential, where)
-        if self.password_file is None:  # unreachable: _one_password_source guarantees a source
-            raise ConfigError([f"{where}: no password source"])
-        return _read_secret_file(self.password_file, where)
-
-
-def _read_secret_file(path: Path, where: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as error:
-        raise ConfigError([f"{where}: cannot read secret file {path}: {error.strerror}"]) from None
-
-
-def read_credential(name: str, where: str) -> str:
-    """Return the systemd credential `name` ($CREDENTIALS_DIRECTORY/name, from LoadCredential=).
-    Raise `ConfigError` if it is not there."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        raise ConfigError([f"{where}: credential {name!r} set but $CREDENTIALS_DIRECTORY is not"])
-    return _read_secret_file(Path(directory) / name, where)
-
 
 class PollConfig(_Strict):
     interval_s: Annotated[float, Field(ge=1, le=86400)] = 60.0
@@ -337,21 +306,6 @@ class StateConfig(_Strict):
     def backend(self) -> Literal["sqlite", "postgresql"]:
         return "sqlite" if self.url is None else "postgresql"
 
-    def resolve_password(self) -> str | None:
-        """The database password from its configured source, or None if none is configured.
-        Raise `ConfigError` if the source is unreadable or empty."""
-        where = "state"
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if not value:
-                raise ConfigError([f"{where}: environment variable {self.password_env} is empty"])
-            return value
-        if self.credential is not None:
-            return read_credential(self.credential, where)
-        if self.password_file is not None:
-            return _read_secret_file(self.password_file, where)
-        return None
-
     def tls_options(self) -> dict[str, str]:
         """The TLS settings given, as libpq connection parameters."""
         given = {
@@ -456,18 +410,6 @@ class CallbacksConfig(_Strict):
     def has_token(self) -> bool:
         return self.token is not None or self.token_credential is not None
 
-    def resolve_token(self) -> str | None:
-        """Return the token from its source (None if none). Raise `ConfigError` if the
-        credential is missing or not 16-128 URL-safe characters."""
-        if self.token is not None:
-            return self.token.get_secret_value()
-        if self.token_credential is None:
-            return None
-        token = read_credential(self.token_credential, "callbacks")
-        if not re.fullmatch(r"[A-Za-z0-9_-]{16,128}", token):
-            raise ConfigError(["callbacks: the token credential must be 16-128 of A-Z a-z 0-9 _ -"])
-        return token
-
 
 class Config(_Strict):
     pbx: Annotated[list[PbxConfig], Field(min_length=1)]
@@ -549,25 +491,6 @@ def load_config(path: Path) -> Config:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([f"{path}: invalid TOML: {error}"]) from None
     return parse_config(document, str(path))
-
-
-def readable_password_files(path: Path, cfg: Config) -> list[Path]:
-    """The files holding a secret that users other than the owner can read: the config file
-    itself if a PBX `password` or the callbacks `token` is in it, and every `password_file`."""
-    inline = any(pbx.password is not None for pbx in cfg.pbx) or cfg.callbacks.token is not None
-    candidates = [path] if inline else []
-    candidates += [pbx.password_file for pbx in cfg.pbx if pbx.password_file is not None]
-    if cfg.state.password_file is not None:
-        candidates.append(cfg.state.password_file)
-    exposed = []
-    for candidate in candidates:
-        try:
-            mode = candidate.stat().st_mode
-        except OSError:
-            continue  # unreadable or missing: resolve_password reports it
-        if mode & 0o044:  # group or others may read it
-            exposed.append(candidate)
-    return exposed
 
 
 def config_path(explicit: Path | None) -> Path:

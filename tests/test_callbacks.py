@@ -20,6 +20,7 @@ from archiver.calls.callbacks import (
     classify_status,
 )
 from archiver.config import AutocallConfig, CallbacksConfig
+from archiver.credentials import callbacks_token
 from archiver.service.http import Health, build_http_app, start_http
 from archiver.state.calls import CallLog
 
@@ -279,9 +280,9 @@ def test_token_credential_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "short").write_text("abc", encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     with pytest.raises(ConfigError, match="16-128"):
-        CallbacksConfig(enabled=True, token_credential="short").resolve_token()
+        callbacks_token(CallbacksConfig(enabled=True, token_credential="short"))
     with pytest.raises(ConfigError, match="cannot read secret file"):
-        CallbacksConfig(enabled=True, token_credential="absent").resolve_token()
+        callbacks_token(CallbacksConfig(enabled=True, token_credential="absent"))
 
 
 def _begin(calls: CallLog, request: AutocallRequest, *, dial_at: float | None = None) -> int:

@@ -17,6 +17,7 @@ from archiver.config import (
     load_config,
     parse_config,
 )
+from archiver.credentials import pbx_password, state_password
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = {
@@ -32,7 +33,7 @@ def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     # The sample is the service's config: the password is the unit's LoadCredential=.
     (tmp_path / "pbx-password").write_text("from-credential\n", encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
-    assert cfg.pbx[0].resolve_password() == "from-credential"
+    assert pbx_password(cfg.pbx[0]) == "from-credential"
 
 
 def test_single_table_and_array_forms() -> None:
@@ -102,13 +103,13 @@ def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     secret_file.write_text("from-file\n", encoding="utf-8")
     base = {k: v for k, v in MINIMAL["pbx"].items() if k != "password"}
     cfg = parse_config({**MINIMAL, "pbx": {**base, "password_file": str(secret_file)}}, "x")
-    assert cfg.pbx[0].resolve_password() == "from-file"
+    assert pbx_password(cfg.pbx[0]) == "from-file"
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     cfg = parse_config({**MINIMAL, "pbx": {**base, "credential": "pw"}}, "x")
-    assert cfg.pbx[0].resolve_password() == "from-file"
+    assert pbx_password(cfg.pbx[0]) == "from-file"
     cfg = parse_config({**MINIMAL, "pbx": {**base, "password_env": "NOT_SET_ANYWHERE"}}, "x")
     with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is empty"):
-        cfg.pbx[0].resolve_password()
+        pbx_password(cfg.pbx[0])
 
 
 def test_password_never_in_repr() -> None:
@@ -195,6 +196,6 @@ def test_state_backend_password_and_tls(monkeypatch: pytest.MonkeyPatch) -> None
     state = {"url": "postgresql://a@db/x", "password_env": "DBPW", "sslmode": "verify-full"}
     cfg = parse_config({**MINIMAL, "state": state}, "x.toml")
     assert cfg.state.backend == "postgresql"
-    assert cfg.state.resolve_password() == "from-env"
+    assert state_password(cfg.state) == "from-env"
     assert cfg.state.tls_options() == {"sslmode": "verify-full"}
     assert parse_config(MINIMAL, "x.toml").state.backend == "sqlite"

@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 
 from archiver.config import CallbacksConfig
+from archiver.credentials import callbacks_token
 from archiver.numbers import InvalidNumber, normalise_number
 from archiver.state import CallLog, EventKind
 
@@ -295,7 +296,7 @@ def _parse(request: web.Request) -> tuple[str, str, EventKind, bool]:
 def add_callback_routes(app: web.Application, cfg: CallbacksConfig, calls: CallLog) -> None:
     """Register `GET {cfg.path}/{token}` on `app` (nothing if callbacks are disabled).
     Statistics are in `app[CALLBACK_STATS_KEY]`."""
-    token = cfg.resolve_token()
+    token = callbacks_token(cfg)
     if not cfg.enabled or token is None:
         return
     stats = CallbackStats()

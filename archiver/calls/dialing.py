@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from archiver.calls.autocall import AutocallRequest, build_request
 from archiver.calls.autocall import pbx_datetime as to_pbx_datetime
 from archiver.config import Config, PbxConfig, config_path, load_config
+from archiver.credentials import pbx_password
 from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 from archiver.numbers import InvalidNumber, normalise_number
 from archiver.pbx import PbxClient, PbxError
@@ -108,7 +109,7 @@ async def _place(
     calls = state.calls
     try:
         call_id = calls.begin(pbx.name, request.number, request.params(), dial_at=dial_at)
-        client = PbxClient(pbx, pbx.resolve_password())
+        client = PbxClient(pbx, pbx_password(pbx))
         try:
             reply = await client.place_call(request.params())
         except PbxError as error:

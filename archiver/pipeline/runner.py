@@ -19,6 +19,7 @@ from datetime import date
 import structlog
 
 from archiver.config import Config
+from archiver.credentials import pbx_password
 from archiver.pbx import PbxClient
 from archiver.pipeline.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
 from archiver.pipeline.transcode import find_ffmpeg
@@ -48,7 +49,7 @@ async def open_archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
     get their dial status from the call log. Where the state is shared (PostgreSQL), each PBX's
     request limit holds across all workers."""
     ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
-    clients = {pbx.name: PbxClient(pbx, pbx.resolve_password()) for pbx in cfg.pbx}
+    clients = {pbx.name: PbxClient(pbx, pbx_password(pbx)) for pbx in cfg.pbx}
     for pbx in cfg.pbx:
         clients[pbx.name].shared_gate = state.pbx_gate(pbx.name, pbx.max_concurrent_requests)
         if pbx.tls_unverified:

@@ -17,6 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from archiver.config import Config, StateConfig
+from archiver.credentials import state_password
 from archiver.logs import register_secret
 from archiver.state.calls import CallLog
 from archiver.state.calls import create_sqlite_schema as create_calls_schema
@@ -155,7 +156,7 @@ def open_state(cfg: Config) -> State:
 
 
 def _password(state: StateConfig) -> str | None:
-    password = state.resolve_password()
+    password = state_password(state)
     if password:
         register_secret(password)
     return password
