@@ -18,8 +18,8 @@ def _request(number: str = NUMBER) -> AutocallRequest:
 
 def test_callbacks_tie_to_the_latest_call_and_end_it(state: State) -> None:
     calls = state.calls
-    first = calls.begin("pbx", _request(), dial_at=time.time() - 100)
-    second = calls.begin("pbx", _request())
+    first = calls.begin("pbx", NUMBER, _request().params(), dial_at=time.time() - 100)
+    second = calls.begin("pbx", NUMBER, _request().params())
     calls.finish_placing(second, accepted=True, reply="OK")
     calls.record_event(number=NUMBER, status="3", kind="progress", ended=False, source="a")
     event = calls.record_event(number=NUMBER, status="ANSWER", kind="final", ended=True, source="a")
@@ -44,5 +44,7 @@ def test_a_recording_of_a_placed_call_gets_its_dial_status(state: State) -> None
     tz = ZoneInfo("Europe/Istanbul")
     rec = parse_name("pbx", "trunk-1", f"20161118-110332-100-{NUMBER}-1479456211.1297-69.wav", tz)
     assert calls.recording_metadata(rec) == {}
-    call_id = calls.begin("pbx", _request(), dial_at=rec.started_at.timestamp() - 5)
+    call_id = calls.begin(
+        "pbx", NUMBER, _request().params(), dial_at=rec.started_at.timestamp() - 5
+    )
     assert calls.recording_metadata(rec) == {"autocall-id": str(call_id), "dial-status": "pending"}
