@@ -23,7 +23,12 @@ import structlog
 from archiver import __version__
 from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
 from archiver.config import Config, ConfigError, config_path, load_config
-from archiver.credentials import callbacks_token, pbx_password, readable_secret_files
+from archiver.credentials import (
+    callbacks_token,
+    pbx_password,
+    readable_secret_files,
+    state_password,
+)
 from archiver.exits import (
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
@@ -280,7 +285,7 @@ def _copy_target(args: argparse.Namespace) -> tuple[str | None, str | None, dict
         return args.target, None, {}
     if cfg.state.url is None:
         return None, None, {}
-    password = cfg.state.resolve_password()
+    password = state_password(cfg.state)
     if password:
         register_secret(password)
     return cfg.state.url, password, cfg.state.tls_options()

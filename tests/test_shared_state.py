@@ -256,7 +256,9 @@ def test_state_copy_moves_sqlite_over_idempotently_and_hides_the_password(
     old.ledger.discover(recs)
     old.ledger.advance(recs[0].key, "verified", object_key="k/0.mp3")
     old.ledger.fail(recs[1].key, "bad audio: not GSM", retryable=False)
-    call_id = old.calls.begin("pbx", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1"))
+    call_id = old.calls.begin(
+        "pbx", "903123320404", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1").params()
+    )
     old.calls.record_event(number="903123320404", status="ANSWER", kind="final", ended=True,
                            source="127.0.0.1")  # fmt: skip
     old.close()
@@ -286,9 +288,9 @@ def test_state_copy_moves_sqlite_over_idempotently_and_hides_the_password(
         summary = moved.calls.get(call_id)
         assert summary is not None and summary.status == "ANSWER"
         # The next call logged gets a new id, not one the copy brought over.
-        assert moved.calls.begin("pbx", AutocallRequest("903123320405", 2, 10, 1, 1, "", "-1")) > (
-            call_id
-        )
+        assert moved.calls.begin(
+            "pbx", "903123320405", AutocallRequest("903123320405", 2, 10, 1, 1, "", "-1").params()
+        ) > (call_id)
     finally:
         moved.close()
 
@@ -314,7 +316,9 @@ def test_workers_need_only_select_insert_update(postgres: LocalPostgres) -> None
         assert worker.ledger.claim(rec.key, "w1", lease_s=60)
         assert worker.ledger.advance(rec.key, "verified", owner="w1", object_key="k")
         worker.ledger.release(rec.key, "w1")
-        assert worker.calls.begin("pbx", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1"))
+        assert worker.calls.begin(
+            "pbx", "903123320404", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1").params()
+        )
         gate = worker.pbx_gate("pbx", 1)
         assert gate is not None
 
