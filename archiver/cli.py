@@ -122,6 +122,13 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
     backfill.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
     backfill.add_argument("--pbx", help="only this PBX (default: all)")
+    backfill.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list the days and print, per day and in total, what would be archived "
+        "(recordings, estimated source bytes, audio hours) and an estimate of the time it takes; "
+        "downloads, stores and records nothing",
+    )
     backfill.set_defaults(handler=_cmd_backfill, logs_to_stdout=True)
 
     ls = sub.add_parser("ls", parents=[common], help="list recordings the PBX has (parsed)")
@@ -388,6 +395,10 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     except KeyError as error:
         print(f"error: no PBX named {error}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.dry_run:
+        from archiver.pipeline.plan import dry_run
+
+        return dry_run(cfg, plan)
     return asyncio.run(_backfill(cfg, plan))
 
 
@@ -414,6 +425,9 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
             return _finish(await archive_until_signalled(archiver))
         health = Health.for_config(cfg)
         metrics = Metrics([pbx.name for pbx in cfg.pbx], on_event=health.beat)
+        metrics.watch_request_limits(
+            lambda: {name: client.limit.limit for name, client in archiver.clients.items()}
+        )
         archiver.observer = metrics
         service = Service(Notifier.from_environment(), health, metrics)
         # A PBX refusing our credentials does not stop the daemon (the others still archive,

@@ -15,6 +15,8 @@ import re
 import string
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -38,11 +40,13 @@ __all__ = [
     "DETAIL_PATTERN",
     "KEY_FIELDS",
     "AutocallConfig",
+    "BackfillConfig",
     "CallbacksConfig",
     "Config",
     "ConfigError",
     "DaemonConfig",
     "HttpConfig",
+    "PauseWindow",
     "PbxConfig",
     "PollConfig",
     "RetryConfig",
@@ -52,6 +56,7 @@ __all__ = [
     "config_path",
     "load_config",
     "parse_config",
+    "parse_window",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/archiver/archiver.toml")
@@ -108,6 +113,12 @@ class PbxConfig(_Strict):
     ca_file: Path | None = None
     tls_fingerprint: str | None = None
     max_concurrent_requests: Annotated[int, Field(ge=1, le=16)] = 2
+    # Requests in flight adapt between 1 and max_concurrent_requests to the PBX's answer time
+    # (fewer when it answers slowly, slowly more when it recovers); false: always the maximum.
+    adaptive_concurrency: bool = True
+    # Download bandwidth cap for this PBX, shared by every request to it (listings, downloads;
+    # the live poll and a backfill in this process together). None: no cap.
+    max_download_kbps: Annotated[float, Field(ge=8, le=10_000_000)] | None = None
     request_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 120.0
     # Every request ends within this (a download: this plus its size cap at the minimum rate),
     # and once a body is flowing it must bring at least min_transfer_bytes_per_s averaged over
@@ -336,6 +347,73 @@ class DaemonConfig(_Strict):
     auth_backoff_max_s: Annotated[float, Field(ge=1, le=86400)] = 3600.0
 
 
+@dataclass(frozen=True)
+class PauseWindow:
+    """Backfill pauses from `start` to `end`, local time, on the weekdays in `days` (0 = Monday,
+    the day the window starts); an `end` not after `start` is on the next day."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW_RE = re.compile(
+    r"(?:(?P<days>[A-Za-z]{3}(?:[-,][A-Za-z]{3})*)\s+)?(?P<start>\d{2}:\d{2})-(?P<end>\d{2}:\d{2})"
+)
+
+
+def parse_window(text: str) -> PauseWindow:
+    """Parse "[DAYS ]HH:MM-HH:MM" (DAYS like Mon-Fri, Sat,Sun or Mon). Raise ValueError with
+    the reason if it is not one."""
+    match = _WINDOW_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a window: write HH:MM-HH:MM, optionally after weekdays "
+            "(e.g. '08:00-19:00', 'Mon-Fri 08:00-19:00', 'Sat,Sun 10:00-14:00')"
+        )
+    days = _parse_weekdays(match["days"]) if match["days"] else frozenset(range(7))
+    return PauseWindow(days, _parse_clock(match["start"]), _parse_clock(match["end"]))
+
+
+def _parse_weekdays(text: str) -> frozenset[int]:
+    days: set[int] = set()
+    for part in text.lower().split(","):
+        first, _, last = part.partition("-")
+        for name in (first, last or first):
+            if name not in _WEEKDAYS:
+                raise ValueError(f"unknown weekday {name!r}: use {', '.join(_WEEKDAYS)}")
+        lo, hi = _WEEKDAYS.index(first), _WEEKDAYS.index(last or first)
+        days.update(range(lo, hi + 1) if lo <= hi else [*range(lo, 7), *range(hi + 1)])
+    return frozenset(days)
+
+
+def _parse_clock(text: str) -> time:
+    hours, minutes = (int(part) for part in text.split(":"))
+    if hours > 23 or minutes > 59:
+        raise ValueError(f"{text!r} is not a time of day (00:00 .. 23:59)")
+    return time(hours, minutes)
+
+
+class BackfillConfig(_Strict):
+    """`archiver backfill` only; the live poll of `archiver run` never pauses."""
+
+    # Windows, in each PBX's local time, in which a backfill starts no new recording, e.g.
+    # ["Mon-Fri 08:00-19:00"]: the PBX is busy with the day's calls.
+    pause_during: list[str] = []
+
+    @field_validator("pause_during")
+    @classmethod
+    def _windows_parse(cls, value: list[str]) -> list[str]:
+        for text in value:
+            parse_window(text)
+        return value
+
+    @property
+    def windows(self) -> tuple[PauseWindow, ...]:
+        return tuple(parse_window(text) for text in self.pause_during)
+
+
 class HttpConfig(_Strict):
     listen: str | None = None
 
@@ -416,6 +494,7 @@ class Config(_Strict):
     s3: S3Config
     poll: PollConfig = PollConfig()
     transcode: TranscodeConfig = TranscodeConfig()
+    backfill: BackfillConfig = BackfillConfig()
     state: StateConfig = StateConfig()
     retry: RetryConfig = RetryConfig()
     daemon: DaemonConfig = DaemonConfig()

@@ -7,6 +7,7 @@ PBX name, a stage name, a fixed reason word or a number: nothing that can hold a
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final, Protocol
 
 from archiver.errors import Kind
@@ -38,6 +39,10 @@ class Observer(Protocol):
     def finished(self, pbx: str, outcome: str) -> None:
         """A recording ended: archived, already_present, failed or empty."""
 
+    def paused(self, pbx: str, until: datetime) -> None:
+        """A backfill of `pbx` waits in a `[backfill] pause_during` window until `until` (the
+        PBX's local time)."""
+
 
 class NullObserver:
     """Ignores everything."""
@@ -58,6 +63,9 @@ class NullObserver:
         return None
 
     def finished(self, pbx: str, outcome: str) -> None:
+        return None
+
+    def paused(self, pbx: str, until: datetime) -> None:
         return None
 
 

@@ -24,6 +24,7 @@ from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread, start_simulator
 from archiver.observe import RETRY_REASONS, retry_reason
 from archiver.pbx.client import PbxClient
+from archiver.pipeline.transcode import find_ffmpeg
 from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
@@ -196,11 +197,25 @@ async def test_metrics_and_readyz_over_http() -> None:
         assert metric_value(body, "archiver_source_bytes_total", pbx="a") == 1000
         assert metric_value(body, "archiver_uploaded_bytes_total", pbx="a") == 400
         assert metric_value(body, "archiver_audio_seconds_total", pbx="a") == 12.5
+        assert metric_value(body, "archiver_transcode_audio_seconds_total", pbx="a") == 12.5
         assert metric_value(body, "archiver_retries_total", stage="download", reason="timeout")
         assert metric_value(
             body, "archiver_stage_duration_seconds_bucket", stage="download", pbx="a", le="0.5"
         ) == 1  # fmt: skip
         assert metric_value(body, "archiver_listings_total", pbx="b", result="failed") == 1
+        # The adaptive request limits, read at each scrape; the ffmpegs' CPU, from the kernel.
+        limits = {"a": 3.5, "b": 1.0}
+        metrics.watch_request_limits(lambda: limits)
+        cpu_before = metric_value(body, "archiver_transcode_cpu_seconds_total")
+        subprocess.run(
+            [find_ffmpeg(None), "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+             "sine=duration=30", "-c:a", "libmp3lame", "-f", "null", "-"],
+            check=True,
+        )  # fmt: skip
+        limits["a"] = 2.45
+        _, body = await asyncio.to_thread(http_get, f"{base}/metrics")
+        assert metric_value(body, "archiver_pbx_request_limit", pbx="a") == 2.45
+        assert metric_value(body, "archiver_transcode_cpu_seconds_total") > cpu_before
         # Counters another module hands over as samples (the call-result receiver's).
         samples = [("archiver_call_results_total", {"kind": "final", "status": "answered"}, 2.0)]
         metrics.add_counters(lambda: samples, "Call results received.")
@@ -282,6 +297,11 @@ def test_run_under_systemd(
             assert metric_value(body, "archiver_source_bytes_total", pbx="pbx") > 0
             assert metric_value(body, "archiver_uploaded_bytes_total", pbx="pbx") > 0
             assert metric_value(body, "archiver_audio_seconds_total", pbx="pbx") > 0
+            # Sizing a host: the CPU the transcoding ffmpegs took, the audio they made, and
+            # the adaptive limit of requests to the PBX (at most max_concurrent_requests).
+            assert metric_value(body, "archiver_transcode_cpu_seconds_total") > 0
+            assert metric_value(body, "archiver_transcode_audio_seconds_total", pbx="pbx") > 0
+            assert 1 <= metric_value(body, "archiver_pbx_request_limit", pbx="pbx") <= 2
             assert metric_value(body, "archiver_stage_duration_seconds_count",
                                 stage="upload", pbx="pbx") >= archived  # fmt: skip
             assert metric_value(body, "archiver_recordings_discovered_total", pbx="pbx") >= expected

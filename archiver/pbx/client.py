@@ -33,8 +33,12 @@ from archiver.errors import ArchiverError, Kind
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
 from archiver.pbx.listing import HTML_MARKERS, LineCollector, Listing, ListingRefused
+from archiver.pbx.pressure import AdaptiveLimit, Bandwidth
 from archiver.pbx.query import request_target
 from archiver.pbx.transfer import TooSlow, TransferFloor, chunks
+
+# The largest piece of a body paced through the bandwidth cap at once.
+_CHUNK_BYTES: Final = 256 * 1024
 
 __all__ = [
     "Download",
@@ -161,7 +165,12 @@ class PbxClient:
     )
 
     def __post_init__(self) -> None:
-        self._gate = asyncio.Semaphore(self.cfg.max_concurrent_requests)
+        # One of each per PBX, shared by every request this client makes: the live poll's and a
+        # backfill's listings and downloads (archiver/pbx/pressure.py).
+        self.limit = AdaptiveLimit(self.cfg.max_concurrent_requests)
+        if not self.cfg.adaptive_concurrency:
+            self.limit.freeze()
+        self.bandwidth = Bandwidth(self.cfg.max_download_kbps, max_chunk_bytes=_CHUNK_BYTES)
         # Every URL this client builds carries the password: scrub it from every log line.
         register_secret(self.password)
         if self.cfg.cleartext_remote:
@@ -182,10 +191,14 @@ class PbxClient:
                 total=None, connect=30, sock_read=self.cfg.request_timeout_s
             )
             connector = aiohttp.TCPConnector(
-                ssl=tls_setting(self.cfg), limit=self.cfg.max_concurrent_requests
+                ssl=tls_setting(self.cfg),
+                limit=self.cfg.max_concurrent_requests,
             )
             self._session = aiohttp.ClientSession(
-                base_url=self.cfg.url, timeout=timeout, connector=connector, raise_for_status=False
+                base_url=self.cfg.url,
+                timeout=timeout,
+                connector=connector,
+                raise_for_status=False,
             )
         return self._session
 
@@ -198,8 +211,9 @@ class PbxClient:
     async def _get(
         self, path: str, what: str, extra_s: float = 0.0, /, **values: str
     ) -> AsyncIterator[ClientResponse]:
-        """GET `path` with `values` and our credentials, at most `max_concurrent_requests` at
-        once, all of it (body included) within `request_deadline_s` + `extra_s` once it may
+        """GET `path` with `values` and our credentials, within the adaptive limit of requests
+        in flight (at most `max_concurrent_requests`; the time to the response headers feeds
+        it), all of it (body included) within `request_deadline_s` + `extra_s` once it may
         start; a non-200 status, a redirect, a missed deadline, a body below the minimum rate
         and every aiohttp error become a sanitised PbxError. The query string is built by
         `archiver.pbx.query` (exactly as the document writes it) and handed to aiohttp as
@@ -207,10 +221,9 @@ class PbxClient:
         params = {**values, "username": self.cfg.username, "password": self.password}
         target = URL(request_target(path, params.items()), encoded=True)
         deadline_s = self.cfg.request_deadline_s + extra_s
-        async with (
-            self._gate,
-            self.shared_gate() if self.shared_gate is not None else contextlib.nullcontext(),
-        ):
+        shared = self.shared_gate() if self.shared_gate is not None else contextlib.nullcontext()
+        async with self.limit.slot(what) as answer, shared:
+            answer.sending()  # a wait for a slot shared with other workers is not answer time
             try:
                 async with (
                     asyncio.timeout(deadline_s) as deadline,
@@ -219,6 +232,7 @@ class PbxClient:
                     # from https to http where the certificate pin no longer applies.
                     self._client().get(target, allow_redirects=False) as response,
                 ):
+                    answer.answered()
                     self._check_status(response.status, what)
                     yield response
             except TimeoutError:
@@ -227,9 +241,13 @@ class PbxClient:
                 reason = f"{what}: PBX {self.name!r}: no complete answer within {deadline_s:g} s"
                 raise PbxError(reason, transient=True, kind="timeout") from None
 
-    def _chunks(self, response: ClientResponse) -> AsyncIterator[bytes]:
+    async def _chunks(self, response: ClientResponse) -> AsyncIterator[bytes]:
+        """The body's chunks at no less than the minimum transfer rate, each one waiting for its
+        share of the PBX's bandwidth cap (the one place every body is read)."""
         floor = TransferFloor(self.cfg.min_transfer_bytes_per_s, self.cfg.transfer_window_s)
-        return chunks(response, floor)
+        async for chunk in chunks(response, floor):
+            await self.bandwidth.take(len(chunk))
+            yield chunk
 
     async def find(self, pattern: str) -> Listing:
         """Return the paths `find` lists for `pattern` (see `find_command`)."""

@@ -36,13 +36,14 @@ from zoneinfo import ZoneInfo
 import stamina
 import structlog
 
-from archiver.config import Config
+from archiver.config import Config, PbxConfig
 from archiver.errors import ArchiverError
 from archiver.names import Recording
 from archiver.observe import NullObserver, Observer, retry_reason
 from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.cpus import usable_cpus
+from archiver.pipeline.hours import paused_until
 from archiver.pipeline.invalid_names import InvalidNameLog
 from archiver.pipeline.listing import parse_listing
 from archiver.pipeline.quarantine import (
@@ -79,6 +80,7 @@ T = TypeVar("T")
 _TZ_MISMATCH_S = 900
 _TRANSCODE_BASE_S = 120.0
 _TRANSCODE_S_PER_AUDIO_S = 2.0
+_PAUSE_RECHECK_S = 60.0
 
 
 class LeaseLost(Exception):
@@ -313,17 +315,27 @@ class Archiver:
         plan: Mapping[str, Sequence[date]],
         stop: asyncio.Event | None = None,
         report: PollReport | None = None,
+        *,
+        pausable: bool = False,
     ) -> PollReport:
         """List the given days of the given PBXs and archive every due recording in them. Counts
-        go into `report` (a new one by default), which the caller keeps if this is cancelled."""
+        go into `report` (a new one by default), which the caller keeps if this is cancelled.
+        `pausable` (a backfill, never the live poll): start nothing inside the PBX's
+        `[backfill] pause_during` windows."""
         report = report if report is not None else PollReport()
         report.days_planned += sum(len(days) for days in plan.values())
         stop = stop or asyncio.Event()
-        await self.archive_many(self._due_items(plan, report, stop), report, stop)
+        items = self._due_items(plan, report, stop, pausable=pausable)
+        await self.archive_many(items, report, stop)
         return report
 
     async def _due_items(
-        self, plan: Mapping[str, Sequence[date]], report: PollReport, stop: asyncio.Event
+        self,
+        plan: Mapping[str, Sequence[date]],
+        report: PollReport,
+        stop: asyncio.Event,
+        *,
+        pausable: bool,
     ) -> AsyncIterator[tuple[PbxClient, Recording]]:
         """Yield the due recordings of every PBX, the PBXs listed concurrently (a slow one must
         not hold up the others), each PBX day by day. A day is listed only once the previous
@@ -333,12 +345,18 @@ class Archiver:
 
         async def list_days(client: PbxClient, days: Sequence[date]) -> None:
             for day in days:
+                if pausable:
+                    await self._outside_pause(client.cfg, stop)
                 if stop.is_set():
                     return
                 due = await self._due_on(client, day, report)
                 report.days_listed += 1
                 report.due += len(due)
                 for rec in due:
+                    if pausable:
+                        await self._outside_pause(client.cfg, stop)
+                    if stop.is_set():
+                        return
                     await queue.put((client, rec))
 
         async def produce(client: PbxClient, days: Sequence[date]) -> None:
@@ -370,6 +388,27 @@ class Archiver:
             for producer in producers:
                 producer.cancel()
             await asyncio.gather(*producers, return_exceptions=True)
+
+    async def _outside_pause(self, pbx: PbxConfig, stop: asyncio.Event) -> None:
+        """Return once the PBX's local time is outside every `[backfill] pause_during` window
+        (at once if it is), or `stop` is set. Says until when it waits, once per pause."""
+        windows = self.cfg.backfill.windows
+        announced: datetime | None = None
+        while windows and not stop.is_set():
+            now = self.clock().astimezone(ZoneInfo(pbx.timezone))
+            until = paused_until(windows, now)
+            if until is None:
+                if announced is not None:
+                    log.info("backfill_resumed", pbx=pbx.name)
+                return
+            if until != announced:
+                announced = until
+                log.info("backfill_paused", pbx=pbx.name, until=until.isoformat())
+                self.observer.paused(pbx.name, until)
+            # Checked again at least every minute: the clock may be changed under us.
+            wait_s = min((until - now).total_seconds(), _PAUSE_RECHECK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.01))
 
     async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
         try:

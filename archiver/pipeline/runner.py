@@ -102,7 +102,8 @@ async def _abort_stale_multipart(archiver: Archiver) -> None:
 async def archive_until_signalled(
     archiver: Archiver, plan: Mapping[str, Sequence[date]] | None = None
 ) -> PollReport:
-    """One poll (`plan` None) or a backfill of `plan`, under the shutdown policy. Return its
+    """One poll (`plan` None) or a backfill of `plan` (which waits out `[backfill]
+    pause_during`; a poll never does), under the shutdown policy. Return its
     report; if a signal stopped it before it was done, `interrupted` is set and what it left
     undone is logged (`interrupted`)."""
     report = PollReport()
@@ -111,7 +112,7 @@ async def archive_until_signalled(
         if plan is None:
             await archiver.poll_once(stop, report)
         else:
-            await archiver.archive_days(plan, stop, report)
+            await archiver.archive_days(plan, stop, report, pausable=True)
 
     ending = await until_signalled(work, grace_s=archiver.cfg.daemon.shutdown_grace_s)
     left_undone = report.unfinished > 0 or report.days_not_listed > 0

@@ -8,13 +8,14 @@ fixed reason words only: never a URL, a path or anything a secret could hide in.
 
 from __future__ import annotations
 
+import resource
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from archiver.observe import STAGES
@@ -82,6 +83,12 @@ class Metrics:
         self._audio = Counter(
             "archiver_audio_seconds", "Seconds of audio archived.", ["pbx"], registry=r
         )
+        self._transcoded = Counter(
+            "archiver_transcode_audio_seconds",
+            "Seconds of audio transcoded to MP3s that are now in S3 (uploaded or found there).",
+            ["pbx"], registry=r,
+        )  # fmt: skip
+        r.register(_TranscodeCpuCollector())
         self._latency = Histogram(
             "archiver_stage_duration_seconds", "Time per stage, retries included.",
             ["stage", "pbx"], buckets=_LATENCY_BUCKETS_S, registry=r,
@@ -103,7 +110,9 @@ class Metrics:
             self._discovered.labels(name)
             for outcome in OUTCOMES:
                 self._recordings.labels(name, outcome)
-            for counter in (self._bytes_in, self._bytes_out, self._audio, self._backlog):
+            for counter in (
+                self._bytes_in, self._bytes_out, self._audio, self._transcoded, self._backlog
+            ):  # fmt: skip
                 counter.labels(name)
             for stage in STAGES:
                 self._latency.labels(stage, name)
@@ -113,6 +122,11 @@ class Metrics:
     def add_counters(self, source: Callable[[], Iterable[Sample]], doc: str) -> None:
         """Render the counters `source()` returns at every scrape, described by `doc`."""
         self.registry.register(_SampleCollector(source, doc))
+
+    def watch_request_limits(self, source: Callable[[], Mapping[str, float]]) -> None:
+        """Serve `archiver_pbx_request_limit{pbx}` from `source()` (PBX name to the adaptive
+        limit of requests in flight) at every scrape."""
+        self.registry.register(_LimitCollector(source))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -150,6 +164,7 @@ class Metrics:
         self.progress.setdefault(pbx, PbxProgress()).last_contact_s = time.monotonic()
 
     def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
+        self._transcoded.labels(pbx).inc(audio_s)
         if uploaded:
             self._bytes_out.labels(pbx).inc(mp3_bytes)
             self._audio.labels(pbx).inc(audio_s)
@@ -160,6 +175,9 @@ class Metrics:
             self.today.add()
         self._set_backlog(pbx, self.backlog.get(pbx, 0) - 1)
         self._event()
+
+    def paused(self, pbx: str, until: datetime) -> None:
+        return None  # only a backfill pauses, and a backfill serves no metrics
 
     def _set_backlog(self, pbx: str, count: int) -> None:
         self.backlog[pbx] = max(count, 0)
@@ -180,6 +198,45 @@ class Metrics:
             elif progress.last_contact_s is None or now_s - progress.last_contact_s > window_s:
                 problems.append(f"{name}: no successful contact for over {window_s:.0f} s")
         return problems
+
+
+class _TranscodeCpuCollector(Collector):
+    """`archiver_transcode_cpu_seconds_total`: the CPU (user + system) of every ffmpeg this
+    process has run and reaped, read from getrusage(RUSAGE_CHILDREN) at scrape time. ffmpeg is
+    the only child the daemon starts, and it spends ~94 % of the transcoding CPU (bench/); the
+    rest (the MP3 check, hashing) is in the daemon's own process CPU. Divided by
+    `archiver_transcode_audio_seconds_total` it sizes a host: CPU seconds per audio hour."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        yield CounterMetricFamily(
+            "archiver_transcode_cpu_seconds",
+            "CPU seconds spent by the transcoding ffmpeg processes.",
+            value=usage.ru_utime + usage.ru_stime,
+        )
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        return self.collect()
+
+
+class _LimitCollector(Collector):
+    """`archiver_pbx_request_limit{pbx}`: the adaptive limit of requests in flight per PBX."""
+
+    def __init__(self, source: Callable[[], Mapping[str, float]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "archiver_pbx_request_limit",
+            "Requests allowed in flight to the PBX now (adapts to its answer time).",
+            labels=["pbx"],
+        )
+        for pbx, limit in self._source().items():
+            family.add_metric([pbx], limit)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())
 
 
 class _SampleCollector(Collector):

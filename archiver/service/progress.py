@@ -6,6 +6,7 @@ each listed day's due recordings to the bar's total and advances it as each reco
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TextIO
 
 from tqdm import tqdm
@@ -27,6 +28,9 @@ class ProgressBar(NullObserver):
 
     def finished(self, pbx: str, outcome: str) -> None:
         self._bar.update(1)
+
+    def paused(self, pbx: str, until: datetime) -> None:
+        self._bar.set_postfix_str(f"{pbx} paused until {until:%Y-%m-%d %H:%M} (PBX time)")
 
     def close(self) -> None:
         self._bar.close()

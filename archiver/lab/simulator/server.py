@@ -88,6 +88,11 @@ class SimulatorOptions:
     truncate_rate: float = 0.0
     reset_rate: float = 0.0
     delay_ms: int = 0
+    # A loaded PBX: at most `load_knee` requests are worked on at once, each for `load_ms`
+    # before its answer starts; the rest queue, so the answer time grows with the requests in
+    # flight beyond the knee (0: off).
+    load_knee: int = 0
+    load_ms: int = 100
     html_errors: bool = False
     # The auto-dialer (autocalls.cgi): where call results go, and how calls turn out.
     callback_url: str | None = None
@@ -136,6 +141,8 @@ class SimulatorOptions:
             problems.append(f"{' + '.join(rates)} must be <= 1")
         if self.delay_ms < 0 or self.drip_ms < 0 or self.bloat_mb < 0:
             problems.append("delay_ms, drip_ms and bloat_mb must be >= 0")
+        if self.load_knee < 0 or self.load_ms < 0:
+            problems.append("load_knee and load_ms must be >= 0")
         if self.hostile_lines < 0:
             problems.append("hostile_lines must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -332,6 +339,36 @@ async def _count_concurrency(request: web.Request, handler: Handler) -> web.Stre
         seen.now -= 1
 
 
+@dataclass
+class LoadedPbx:
+    """The `--load-knee` model: `knee` requests worked on at once, the rest queued (FIFO).
+    `in_flight` and `peak` count every request inside, queued or worked on."""
+
+    knee: int
+    in_flight: int = 0
+    peak: int = 0
+    _workers: asyncio.Semaphore | None = None
+
+    def workers(self) -> asyncio.Semaphore:
+        if self._workers is None:  # made on first use, inside the serving loop
+            self._workers = asyncio.Semaphore(max(1, self.knee))
+        return self._workers
+
+
+LOAD_KEY = web.AppKey("load", LoadedPbx)
+
+
+async def _work_under_load(load: LoadedPbx, load_ms: int) -> None:
+    """Queue for one of the `knee` workers, then work `load_ms` on the request."""
+    load.in_flight += 1
+    load.peak = max(load.peak, load.in_flight)
+    try:
+        async with load.workers():
+            await asyncio.sleep(load_ms / 1000)
+    finally:
+        load.in_flight -= 1
+
+
 def build_app(options: SimulatorOptions) -> web.Application:
     """Return the simulator's application; its corpus (`app[CORPUS_KEY]`) is built here, once."""
     app = web.Application(middlewares=[_record_request_line, _count_concurrency])
@@ -340,6 +377,7 @@ def build_app(options: SimulatorOptions) -> web.Application:
     app[REQUEST_LINES_KEY] = []
     app[CORPUS_KEY] = options.build_corpus()
     app[FAULTS_KEY] = FaultPlan(options)
+    app[LOAD_KEY] = LoadedPbx(options.load_knee)
     app[REQUESTED_KEY] = []
     app.router.add_get("/cgi-bin/system_cmd.cgi", _system_cmd)
     app.router.add_get("/cgi-bin/fileget.cgi", _fileget)
@@ -440,6 +478,8 @@ async def _reply(
     options = request.app[OPTIONS_KEY]
     if options.delay_ms:
         await asyncio.sleep(options.delay_ms / 1000)
+    if options.load_knee:
+        await _work_under_load(request.app[LOAD_KEY], options.load_ms)
     fault = request.app[FAULTS_KEY].next()
     if fault is None:
         return await _stream(request, chunks, size, content_type)
@@ -760,6 +800,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--delay-ms", type=int, default=0, help="delay before every reply")
     parser.add_argument(
+        "--load-knee",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a loaded PBX: N requests are worked on at once (--load-ms each), the rest queue, "
+        "so the answer time grows with the requests in flight beyond N (default 0: off)",
+    )
+    parser.add_argument("--load-ms", type=int, default=100, help="work per request (--load-knee)")
+    parser.add_argument(
         "--hostile-lines",
         type=int,
         default=0,
@@ -818,6 +867,8 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         truncate_rate=args.truncate_rate,
         reset_rate=args.reset_rate,
         delay_ms=args.delay_ms,
+        load_knee=args.load_knee,
+        load_ms=args.load_ms,
         html_errors=args.html_errors,
         callback_url=args.callback_url,
         dial_outcomes=args.dial_outcomes,
