@@ -41,6 +41,7 @@ from archiver.pipeline.cpus import usable_cpus
 from archiver.pipeline.daemon import is_due
 from archiver.pipeline.hours import paused_until
 from archiver.pipeline.transcode import find_ffmpeg, transcode_to_mp3
+from archiver.state.api import open_state
 from archiver.state.ledger import Ledger
 
 __all__ = [
@@ -229,8 +230,9 @@ async def _list_with_clients(cfg: Config, plan: Mapping[str, Sequence[date]]) ->
     clients = {name: PbxClient(cfg.pbx_named(name), pbx_password(cfg.pbx_named(name)))
                for name in plan}  # fmt: skip
     try:
-        with contextlib.closing(Ledger.open(cfg.state.path)) as ledger:
-            return await list_plan(cfg, clients, ledger, plan, datetime.now().astimezone())
+        with contextlib.closing(open_state(cfg)) as state:
+            now = datetime.now().astimezone()
+            return await list_plan(cfg, clients, state.ledger, plan, now)
     finally:
         for client in clients.values():
             await client.close()
