@@ -173,6 +173,21 @@ class PbxConfig(_Strict):
             raise ValueError("verify_tls = false ignores ca_file: remove one of them")
         return self
 
+    @model_validator(mode="after")
+    def _cap_above_the_transfer_floor(self) -> PbxConfig:
+        # The cap is shared by the requests in flight; each must still beat the floor below
+        # which a transfer counts as stalled, or every capped download would be cut off.
+        if self.max_download_kbps is not None:
+            per_request = self.max_download_kbps * 1000 / 8 / self.max_concurrent_requests
+            if per_request < self.min_transfer_bytes_per_s:
+                raise ValueError(
+                    f"max_download_kbps {self.max_download_kbps:g} shared by "
+                    f"{self.max_concurrent_requests} requests is {per_request:g} B/s each, below "
+                    f"min_transfer_bytes_per_s {self.min_transfer_bytes_per_s:g}: raise the cap, "
+                    "or lower max_concurrent_requests or min_transfer_bytes_per_s"
+                )
+        return self
+
     @property
     def cleartext_remote(self) -> bool:
         """http:// to a host that is not this machine: the password crosses the network in

@@ -40,7 +40,7 @@ async def test_slow_answers_shrink_the_limit_and_quick_full_ones_grow_it() -> No
     await _answer(limit, clock, 0.2)  # the quiet baseline
     assert limit.limit == 8
     await _answer(limit, clock, 0.6)  # 3x the baseline, 0.4 s more: slow
-    assert limit.limit == 8 * 0.7
+    assert limit.limit == 8 * 0.5
     # Quick answers grow it back only while the limit is in full use: one request alone
     # (5 allowed) says nothing about more.
     before = limit.limit
@@ -60,7 +60,7 @@ async def test_one_decrease_per_round_of_requests() -> None:
     for slot, answer in zip(slots, answers, strict=True):
         answer.answered()
         await slot.__aexit__(None, None, None)
-    assert limit.decreases == 1 and limit.limit == 4 * 0.7
+    assert limit.decreases == 1 and limit.limit == 4 * 0.5
 
 
 async def test_scheduling_noise_is_not_congestion() -> None:
@@ -71,15 +71,16 @@ async def test_scheduling_noise_is_not_congestion() -> None:
     assert limit.decreases == 0
 
 
-async def test_the_limit_settles_near_the_knee_of_a_loaded_pbx(tmp_path: Path) -> None:
+async def test_the_limit_settles_near_the_knee_of_a_loaded_pbx() -> None:
     """Against the simulator's loaded mode (3 requests worked on at once, 300 ms each, the rest
-    queued), 24 downloaders through one client allowed 16 in flight: the limit comes down to
-    near the knee and stays there, instead of keeping 16 requests at the PBX. Bounds are loose
-    on purpose (a loaded CI machine stretches answers too): the settled mean within 1.5 .. 2x
-    the knee, and never back near the maximum."""
+    queued), 24 tasks asking for listings through one client allowed 16 in flight: the limit
+    comes down to near the knee and stays there, instead of keeping 16 requests at the PBX.
+    Listings, not downloads, keep the test's own CPU small; the bounds are loose on purpose (a
+    loaded CI machine stretches answers too): the settled mean within 1.5 .. 2x the knee, and
+    never back near the maximum."""
     knee, max_requests = 3, 16
     options = SimulatorOptions(
-        password="pw-loaded", seed=3, start=FIRST_DAY, days=1, per_day=30, max_duration_s=2,
+        password="pw-loaded", seed=3, start=FIRST_DAY, days=1, per_day=10,
         odd_names=False, junk=False, load_knee=knee, load_ms=300,
     )  # fmt: skip
     runner, port = await start_simulator(options)
@@ -88,25 +89,21 @@ async def test_the_limit_settles_near_the_knee_of_a_loaded_pbx(tmp_path: Path) -
          "max_concurrent_requests": max_requests}
     )  # fmt: skip
     client = PbxClient(cfg, options.password)
+    samples: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+
+    async def asker() -> None:
+        while not stop.is_set():
+            await client.find(date_pattern(FIRST_DAY))
+
+    async def sampler() -> None:
+        started = time.monotonic()
+        while not stop.is_set():
+            samples.append((time.monotonic() - started, client.limit.limit))
+            await asyncio.sleep(0.05)
+
     try:
-        listing = await client.find(date_pattern(FIRST_DAY))
-        recs = [parse_path("pbx", line, ZoneInfo(cfg.timezone)) for line in listing.lines]
-        samples: list[tuple[float, float]] = []
-        stop = asyncio.Event()
-
-        async def downloader(n: int) -> None:
-            while not stop.is_set():
-                rec = recs[n % len(recs)]
-                await client.download(rec, tmp_path / f"{n}.src")
-                n += 24
-
-        async def sampler() -> None:
-            started = time.monotonic()
-            while not stop.is_set():
-                samples.append((time.monotonic() - started, client.limit.limit))
-                await asyncio.sleep(0.05)
-
-        tasks = [asyncio.create_task(downloader(n)) for n in range(24)]
+        tasks = [asyncio.create_task(asker()) for _ in range(24)]
         tasks.append(asyncio.create_task(sampler()))
         await asyncio.sleep(10)
         stop.set()
@@ -121,12 +118,12 @@ async def test_the_limit_settles_near_the_knee_of_a_loaded_pbx(tmp_path: Path) -
           f"peak at the PBX {peak_at_pbx}")  # fmt: skip
     assert client.limit.decreases >= 1
     assert 1.5 <= statistics.mean(settled) <= 2 * knee
-    assert max(settled) < max_requests / 1.5  # never back up near the configured maximum
+    assert max(settled) < max_requests / 2  # never back near the configured maximum
 
 
 async def test_the_bandwidth_cap_is_never_exceeded(tmp_path: Path) -> None:
     """Downloads at once through a 2,000 kbit/s cap: together they take at least their bytes
-    over the cap's rate (less the bucket's one second of burst). Only a lower bound on the
+    over the cap's rate (less the bucket's quarter second of burst). Only a lower bound on the
     time is asserted, which a loaded machine cannot break; bench/bandwidth.py measures how
     close to the cap a long backfill runs."""
     options = SimulatorOptions(
@@ -158,10 +155,21 @@ async def test_the_bandwidth_cap_is_never_exceeded(tmp_path: Path) -> None:
     total = sum(d.size_bytes for d in downloads) + len(listing.lines) * 80  # + listing, roughly
     rate_bytes_s = kbps * 1000 / 8
     assert total > 2 * rate_bytes_s  # enough bytes that the cap must bite
-    assert took_s >= (sum(d.size_bytes for d in downloads) - rate_bytes_s) / rate_bytes_s
+    assert took_s >= (sum(d.size_bytes for d in downloads) - rate_bytes_s / 4) / rate_bytes_s
     print(f"{total} B in {took_s:.2f} s = {total * 8 / took_s / 1000:.0f} kbit/s (cap {kbps})")
 
 
 def test_no_cap_reads_full_chunks() -> None:
     assert Bandwidth(None, max_chunk_bytes=262144).chunk_bytes == 262144
     assert Bandwidth(2000, max_chunk_bytes=262144).chunk_bytes == 62500
+
+
+def test_a_cap_below_the_transfer_floor_is_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="below min_transfer_bytes_per_s"):
+        PbxConfig(
+            url="https://pbx.example", username="u", password="pw", max_download_kbps=16,
+            max_concurrent_requests=4,
+        )  # fmt: skip

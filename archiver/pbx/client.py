@@ -193,12 +193,15 @@ class PbxClient:
             connector = aiohttp.TCPConnector(
                 ssl=tls_setting(self.cfg),
                 limit=self.cfg.max_concurrent_requests,
+                socket_factory=self.bandwidth.socket_factory(),
             )
             self._session = aiohttp.ClientSession(
                 base_url=self.cfg.url,
                 timeout=timeout,
                 connector=connector,
                 raise_for_status=False,
+                # Under a cap, little is buffered ahead of what the cap lets us read.
+                read_bufsize=self.bandwidth.read_buffer_bytes,
             )
         return self._session
 

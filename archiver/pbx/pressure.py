@@ -9,15 +9,17 @@ live poll's listings and downloads and a backfill's alike):
   time*: the time from sending a request to its response headers, which a busy PBX stretches
   and a large body or our own bandwidth cap does not. An answer much slower than the quiet
   baseline (the fastest recent answer of that kind of request) multiplies the limit by
-  `_DECREASE`, at most once per round of requests; an answer at the baseline while the limit
+  `_DECREASE` (0.5), at most once per round of requests; an answer at the baseline while the limit
   was in full use adds 1/limit (one request per round trip). So the limit settles near the
   concurrency where the PBX starts queueing (its knee) instead of at the configured maximum.
 - `Bandwidth`: a cap on body bytes per second (`pbx.max_download_kbps`), a leaky bucket from
   `aiolimiter`: every chunk read waits for its share, so the PBX's uplink sees our average
   rate, not bursts (the TCP window closes while we wait). aiolimiter's bucket is FIFO-fair
-  between waiting tasks, cancellation-safe and well kept; the bucket holds one second's worth,
-  so any measured window of 30 s is within 1/30 of the cap. A chunk must not exceed that one
-  second: `chunk_bytes` says how much to read at a time.
+  between waiting tasks, cancellation-safe and well kept; the bucket holds a quarter second's
+  worth (`_BURST_S`), so any measured window of 30 s is within 1 % of the cap. A chunk must not
+  exceed the bucket: `chunk_bytes` says how much to read at a time. Under a cap the sockets get
+  a receive buffer of one chunk, or the kernel's window (autotuned up to megabytes) would let
+  the PBX send that much past the cap at the start of each download.
 
 Several processes (several workers on a shared state, or `archiver run` beside `archiver
 backfill`) each have their own: the adaptive limits compose by themselves (each backs off when
@@ -29,18 +31,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from aiohappyeyeballs import AddrInfoType, SocketFactoryType
 from aiolimiter import AsyncLimiter
 
 __all__ = ["AdaptiveLimit", "Answer", "Bandwidth"]
 
-# Multiplicative decrease on a slow answer (TCP Reno halves; gentler here, as one slow answer of
-# a small box is a weaker signal than a lost packet).
-_DECREASE = 0.7
+# Multiplicative decrease on a slow answer, at most once per round of requests (as TCP Reno
+# halves its window): from 16 to the knee of a small box in three or four rounds.
+_DECREASE = 0.5
 # An answer is slow when it takes more than `_SLOW_RATIO` times the baseline and at least
 # `_SLOW_MARGIN_S` more: the margin keeps a few ms of scheduling noise on a fast local PBX (or
 # a loaded host) from reading as congestion. With N requests worked on at once, the answer
@@ -53,6 +57,11 @@ _SLOW_MARGIN_S = 0.1
 # it is congested the decreases bring quiet answers that hold the baseline down.
 _BASELINE_WINDOW_S = 120.0
 _BASELINE_BUCKET_S = 10.0
+# The bandwidth bucket's size in seconds at the cap: the most sent at once after a pause.
+_BURST_S = 0.25
+_AIOHTTP_READ_BUFFER_BYTES = 2**16  # aiohttp's own default read_bufsize
+# Below this the kernel's window makes TCP stall on its own acknowledgements.
+_MIN_RECEIVE_BUFFER_BYTES = 16 * 1024
 
 
 @dataclass
@@ -185,13 +194,35 @@ class Bandwidth:
             self._bucket: AsyncLimiter | None = None
             self.chunk_bytes = max_chunk_bytes
             return
-        bytes_per_s = kbps * 1000 / 8
-        self._bucket = AsyncLimiter(bytes_per_s, time_period=1.0)
-        # A quarter second per read keeps the pace smooth; aiolimiter refuses an amount larger
-        # than its bucket (one second).
-        self.chunk_bytes = max(1, min(max_chunk_bytes, int(bytes_per_s / 4)))
+        burst_bytes = kbps * 1000 / 8 * _BURST_S
+        self._bucket = AsyncLimiter(burst_bytes, time_period=_BURST_S)
+        # aiolimiter refuses an amount larger than its bucket.
+        self.chunk_bytes = max(1, min(max_chunk_bytes, int(burst_bytes)))
+
+    def socket_factory(self) -> SocketFactoryType | None:
+        """For aiohttp's connector: sockets with a receive buffer of `chunk_bytes` under a cap
+        (None: the default sockets)."""
+        if self._bucket is None:
+            return None
+        receive_bytes = max(_MIN_RECEIVE_BUFFER_BYTES, self.chunk_bytes)
+
+        def make(addr_info: AddrInfoType) -> socket.socket:
+            family, kind, proto, _, _ = addr_info
+            sock = socket.socket(family=family, type=kind, proto=proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_bytes)
+            return sock
+
+        return make
+
+    @property
+    def read_buffer_bytes(self) -> int:
+        """aiohttp's read buffer per connection: one chunk under a cap, its default else."""
+        return self.chunk_bytes if self._bucket is not None else _AIOHTTP_READ_BUFFER_BYTES
 
     async def take(self, size_bytes: int) -> None:
-        """Wait until `size_bytes` (at most `chunk_bytes`) fit under the cap."""
-        if self._bucket is not None and size_bytes:
-            await self._bucket.acquire(size_bytes)
+        """Wait until `size_bytes` fit under the cap (in pieces of at most `chunk_bytes`: the
+        bucket refuses more at once)."""
+        if self._bucket is None:
+            return
+        for offset in range(0, size_bytes, self.chunk_bytes):
+            await self._bucket.acquire(min(self.chunk_bytes, size_bytes - offset))
