@@ -15,7 +15,8 @@ SeaweedFS S3 server. The same recordings go through three contenders:
 - archiver: `archiver backfill` over the corpus's days into an empty bucket and ledger.
 
 The archiver runs once per engine (--engines; "default" is the default settings, engine "auto").
-With --cpus 0 0,1 the ideal and every archiver run happen once per CPU set, each contender under
+By default (--cpus 0 0,1 on a machine with two CPUs or more) the ideal and every archiver run
+happen once per CPU set, each contender under
 `taskset -c SET` (the ideal with one ffmpeg per CPU of the set, archiver with its default worker
 count, which follows the affinity), and a ratio line is printed per set. The simulator and
 SeaweedFS stay unpinned: they stand for the PBX and S3, which are other machines; pinning them
@@ -489,10 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpus",
         nargs="*",
-        default=[],
+        default=_default_cpu_sets(),
         metavar="SET",
-        help="run the ideal and the archiver runs once per CPU set under `taskset -c SET`, "
-        "e.g. --cpus 0 0,1 (default: unpinned, once)",
+        help="run the ideal and the archiver runs once per CPU set under `taskset -c SET` "
+        f"(default: {' '.join(_default_cpu_sets()) or 'unpinned'}: one core, then two; "
+        "--cpus with no set: unpinned, once)",
     )
     parser.add_argument("--memory-sizes", type=int, nargs="*", default=[2000, 10000])
     parser.add_argument(
@@ -554,6 +556,12 @@ def _print_ratios(results: list[Result]) -> None:
             f"ratio_vs_ideal {vs_ideal} ratio_vs_naive {vs_naive}  ({result.name}: {which};"
             f" load average {_load()}){cpus}"
         )
+
+
+def _default_cpu_sets() -> list[str]:
+    """One CPU, then two, of those this process may use (the issue's 1- and 2-core goals)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return [str(allowed[0]), f"{allowed[0]},{allowed[1]}"] if len(allowed) >= 2 else []
 
 
 def _cpu_count() -> int:
