@@ -169,7 +169,7 @@ def test_a_cap_below_the_transfer_floor_is_refused() -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="below min_transfer_bytes_per_s"):
-        PbxConfig(
-            url="https://pbx.example", username="u", password="pw", max_download_kbps=16,
-            max_concurrent_requests=4,
+        PbxConfig.model_validate(
+            {"url": "https://pbx.example", "username": "u", "password": "pw",
+             "max_download_kbps": 16, "max_concurrent_requests": 4}
         )  # fmt: skip

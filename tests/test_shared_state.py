@@ -136,13 +136,7 @@ async def rig(
         username="admin", password="Shared-Secret-1", seed=5, start=FIRST_DAY, days=1,
         per_day=16, max_duration_s=20, delay_ms=30,
     )  # fmt: skip
-    # One batch of files waits per transcode worker (engine "auto"): with batch_files 16 each
-    # archiver keeps (16 + 1) x 2 + 6 recordings in flight, and the first to list would claim
-    # all 16 here before the other started; 1 keeps 10 in flight, so both get a share.
-    tables = {
-        "state": {"url": postgres.create_database(), "lease_s": 30},
-        "transcode": {"batch_files": 1},
-    }
+    tables = {"state": {"url": postgres.create_database(), "lease_s": 30}}
     rig = await start_rig(options, s3_config, seaweed, tmp_path, tables)
     try:
         yield rig
