@@ -161,7 +161,7 @@ BAD_INPUTS = {
     "RIFF cut short": ("rec.wav", b"RIFF\x10\x00", True, "cut short"),
     "fmt but no data chunk": ("rec.wav", pcm_wav()[:36], True, "no data chunk"),
     "random bytes, whole frames": ("rec.gsm", _random_bytes(3300), False, "0xD"),
-    "random bytes, odd size": ("rec.gsm", _random_bytes(1000), False, "33-byte"),
+    "random bytes, odd size": ("rec.gsm", _random_bytes(1000), False, "0xD"),
     "GSM frame without magic": ("rec.gsm", _gsm_with_bad_frame(50), False, "frame 50"),
     "data size beyond the file": (
         "rec.wav",

@@ -87,6 +87,9 @@ def transcode_batch(
             except (BadAudio, ValueError, OSError) as error:
                 outcomes[index] = error
                 continue
+            if probe.repair is not None:  # a file the PBX never finished: alone, repaired
+                outcomes[index] = _one(job, ffmpeg, bitrate, timeout_s, solo_engine)
+                continue
             shared.append((index, probe, metadata, temp_path_next_to(job.mp3)))
         if len(shared) == 1:
             index = shared[0][0]

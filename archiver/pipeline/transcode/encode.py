@@ -155,6 +155,49 @@ def transcode_to_mp3(
     """
     probe = probe_file(src)
     metadata = metadata_args(tags)  # checked before any file is created
+    with _decodable(probe, src, dst) as readable:
+        return _transcode(
+            probe, readable, dst, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags, engine=engine,
+            metadata=metadata, timeout_s=timeout_s,
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
+def _decodable(probe: Probe, src: Path, dst: Path) -> Iterator[Path]:
+    """`src`, or when the probe found a file the PBX never finished, a repaired copy of it
+    beside `dst` (removed afterwards): decoders trust a WAV's sizes and choke on partial frames."""
+    if probe.repair is None:
+        yield src
+        return
+    fixed = temp_path_next_to(dst)
+    try:
+        with src.open("rb") as source, fixed.open("wb") as out:
+            out.write(probe.repair.head)
+            source.seek(probe.repair.start)
+            remaining = probe.repair.length
+            while remaining > 0:
+                block = source.read(min(remaining, 1 << 20))
+                if not block:
+                    break
+                out.write(block)
+                remaining -= len(block)
+        yield fixed
+    finally:
+        fixed.unlink(missing_ok=True)
+
+
+def _transcode(
+    probe: Probe,
+    src: Path,
+    dst: Path,
+    *,
+    ffmpeg: str,
+    bitrate: str,
+    tags: Mapping[str, str],
+    engine: Engine,
+    metadata: list[str],
+    timeout_s: float,
+) -> TranscodeResult:
     tmp = temp_path_next_to(dst)
     try:
         if engine == "pydub":

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["BadAudio", "Probe", "SourceFormat", "SourceInfo", "probe_file", "probe_source"]
+__all__ = [
+    "BadAudio",
+    "Probe",
+    "Repair",
+    "SourceFormat",
+    "SourceInfo",
+    "probe_file",
+    "probe_source",
+]
 
 
 class SourceFormat(enum.Enum):
@@ -31,12 +39,14 @@ class BadAudio(Exception):
 
     `reason` is short and safe to log. `empty` is True when the file holds no audio at all
     (zero length, a header only, less than one frame), as opposed to holding garbage.
+    `cut_short` is True when the file's own header says more audio should follow than did.
     """
 
-    def __init__(self, reason: str, *, empty: bool = False) -> None:
+    def __init__(self, reason: str, *, empty: bool = False, cut_short: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.empty = empty
+        self.cut_short = cut_short
 
 
 @dataclass(frozen=True)
@@ -64,15 +74,28 @@ _RATE_RANGE_HZ = range(1000, 384_001)
 _CHANNEL_RANGE = range(1, 9)
 _MAX_WAV_CHUNKS = 64  # real files have a handful; a long walk means garbage
 _MAX_FMT_BYTES = 64  # we use the first 16 (PCM) or 20 (GSM) bytes of the fmt chunk
+_UNKNOWN_SIZE = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Repair:
+    """How to make a decodable copy of a source the PBX never finished: write `head` (the WAV
+    header with its sizes fixed; empty for raw GSM), then `length` bytes from `start`."""
+
+    head: bytes
+    start: int
+    length: int
 
 
 @dataclass(frozen=True)
 class Probe:
-    """What the encoder needs beyond `SourceInfo`: ffmpeg's demuxer and decoder names."""
+    """What the encoder needs beyond `SourceInfo`: ffmpeg's demuxer and decoder names, and a
+    `repair` when the file must be fixed up before a decoder can take it."""
 
     info: SourceInfo
     demuxer: str
     decoder: str
+    repair: Repair | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +111,9 @@ def probe_source(path: Path) -> SourceInfo:
     """Given a source file, return its format, duration and audio size, judged by content.
 
     RIFF/WAVE files are parsed chunk by chunk (format tag 1 = PCM, 49 = GSM 6.10); anything else
-    must look like raw GSM (a whole number of 33-byte frames, a sample of which start with 0xD).
+    must look like raw GSM (33-byte frames, a sample of which start with 0xD; a partial last
+    frame is left out). WAV sizes of 0 or 0xFFFFFFFF (never fixed up) mean "to the end of the
+    file"; such files, and raw GSM with a partial last frame, get a `Probe.repair`.
     Raise `BadAudio` (``empty=True`` for zero-length, header-only or sub-frame files) when the file
     is not usable: an unknown format, a header that lies, or random bytes. Reads only headers
     and a few bytes per sampled frame; raise OSError if the file cannot be read.
@@ -111,15 +136,17 @@ def probe_file(path: Path) -> Probe:
 def _probe_raw_gsm(f: BinaryIO, size: int) -> Probe:
     if size < _GSM_FRAME_BYTES:
         raise BadAudio(f"not WAV, and {size} B is less than one GSM frame", empty=True)
-    if size % _GSM_FRAME_BYTES:
-        raise BadAudio(f"not WAV, and {size} B is not a whole number of 33-byte GSM frames")
     frames = size // _GSM_FRAME_BYTES
     for index in _frames_to_check(frames):
         f.seek(index * _GSM_FRAME_BYTES)
         if f.read(1)[0] >> 4 != _GSM_MAGIC:
             raise BadAudio(f"not WAV, and GSM frame {index} does not start with 0xD")
+    whole_bytes = frames * _GSM_FRAME_BYTES
+    # A PBX cut off mid-write leaves a partial last frame: the whole frames are the recording.
+    repair = Repair(b"", 0, whole_bytes) if whole_bytes != size else None
     duration_s = frames * _GSM_FRAME_SAMPLES / _GSM_RATE_HZ
-    return Probe(SourceInfo(SourceFormat.GSM_RAW, duration_s, size), "gsm", "gsm")
+    info = SourceInfo(SourceFormat.GSM_RAW, duration_s, whole_bytes)
+    return Probe(info, "gsm", "gsm", repair)
 
 
 def _frames_to_check(frames: int) -> list[int]:
@@ -141,7 +168,11 @@ def _probe_wav(f: BinaryIO, size: int, head: bytes) -> Probe:
         if chunk_id == b"data":
             if fmt is None:
                 raise BadAudio("the WAV data chunk comes before any fmt chunk")
-            return _wav_probe(fmt, chunk_size, available=size - offset)
+            probe = _wav_probe(fmt, chunk_size, available=size - offset)
+            if probe.info.audio_bytes == chunk_size:
+                return probe
+            f.seek(0)
+            return _with_fixed_header(probe, f.read(offset - 8), offset)
         if offset + chunk_size > size:
             raise BadAudio(f"the WAV {_chunk_name(chunk_id)} chunk runs past the end of the file")
         if chunk_id == b"fmt ":
@@ -176,7 +207,33 @@ def _parse_fmt(body: bytes) -> _WavFmt:
     return _WavFmt(tag, channels, rate_hz, block_align, bits)
 
 
-def _wav_probe(fmt: _WavFmt, data_bytes: int, *, available: int) -> Probe:
+def _with_fixed_header(probe: Probe, before_data: bytes, offset: int) -> Probe:
+    """`probe` with a repair that gives the data chunk (and the RIFF header) their true sizes."""
+    data_bytes = probe.info.audio_bytes
+    riff_bytes = len(before_data) + data_bytes  # everything after RIFF's own 8 bytes
+    head = b"RIFF" + struct.pack("<I", riff_bytes) + before_data[8:]
+    head += b"data" + struct.pack("<I", data_bytes)
+    return Probe(probe.info, probe.demuxer, probe.decoder, Repair(head, offset, data_bytes))
+
+
+def _data_bytes(declared: int, available: int, block_align: int) -> int:
+    """The data chunk's true size. Asterisk writes the sizes when it closes the file: a PBX cut
+    off before that leaves 0 (or 0xFFFFFFFF, as streaming writers do), and then the data runs to
+    the end of the file. A declared size short of the end by less than one block is a last
+    sample cut in half. Raise BadAudio if more is missing: the file was cut short."""
+    if declared in (0, _UNKNOWN_SIZE):
+        return available - available % block_align
+    if declared > available:
+        if declared - available >= block_align:
+            raise BadAudio(
+                f"the WAV data chunk claims {declared} B but only {available} B follow",
+                cut_short=True,
+            )
+        return available - available % block_align
+    return declared
+
+
+def _wav_probe(fmt: _WavFmt, declared_bytes: int, *, available: int) -> Probe:
     """Check the fmt chunk against the data chunk and work out the duration."""
     if fmt.tag == _WAVE_FORMAT_PCM:
         sample_format, unit_samples = _check_pcm(fmt)
@@ -189,10 +246,9 @@ def _wav_probe(fmt: _WavFmt, data_bytes: int, *, available: int) -> Probe:
         source_format = SourceFormat.WAV_GSM
     else:
         raise BadAudio(f"WAV format tag {fmt.tag} is neither 1 (PCM) nor 49 (GSM 6.10)")
-    if min(data_bytes, available) < fmt.block_align:
+    if available < fmt.block_align or 0 < declared_bytes < fmt.block_align:
         raise BadAudio("the WAV data chunk holds no complete audio frame", empty=True)
-    if data_bytes > available:
-        raise BadAudio(f"the WAV data chunk claims {data_bytes} B but only {available} B follow")
+    data_bytes = _data_bytes(declared_bytes, available, fmt.block_align)
     duration_s = data_bytes // fmt.block_align * unit_samples / fmt.rate_hz
     return Probe(SourceInfo(source_format, duration_s, data_bytes), "wav", decoder)
 
