@@ -24,6 +24,10 @@ class Observer(Protocol):
     def listed(self, pbx: str, *, ok: bool, discovered: int, due: int) -> None:
         """One day's listing of `pbx` ended (`ok` False: it failed after its retries)."""
 
+    def listing_broken(self, pbx: str, reason: str) -> None:
+        """`pbx` listed nothing and could not show that its commands run (`reason` is fixed
+        text naming no secret): the empty listing was not believed."""
+
     def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:
         """A stage of one recording (or a listing) took `seconds`, retries included."""
 
@@ -48,6 +52,9 @@ class NullObserver:
     """Ignores everything."""
 
     def listed(self, pbx: str, *, ok: bool, discovered: int, due: int) -> None:
+        return None
+
+    def listing_broken(self, pbx: str, reason: str) -> None:
         return None
 
     def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:

@@ -32,7 +32,13 @@ from archiver.config import PbxConfig
 from archiver.errors import ArchiverError, Kind
 from archiver.logs import register_secret
 from archiver.names import RECORDING_ROOT, Recording
-from archiver.pbx.listing import HTML_MARKERS, LineCollector, Listing, ListingRefused
+from archiver.pbx.listing import (
+    HTML_MARKERS,
+    LineCollector,
+    Listing,
+    ListingRefused,
+    is_login_page,
+)
 from archiver.pbx.pressure import AdaptiveLimit, Bandwidth
 from archiver.pbx.query import request_target
 from archiver.pbx.transfer import TooSlow, TransferFloor, chunks
@@ -46,6 +52,7 @@ __all__ = [
     "PbxAuthError",
     "PbxClient",
     "PbxError",
+    "PbxLoginPage",
     "date_pattern",
     "find_command",
     "list_files_command",
@@ -89,6 +96,22 @@ class PbxAuthError(PbxError):
         )
 
 
+class PbxLoginPage(PbxError):
+    """The PBX answered a listing with its web login page (status 200): a firmware CGI's way of
+    refusing the username/password, or a session glitch. Transient, as the latter would be;
+    `archiver doctor` names it as refused credentials."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, transient=True, kind="html_page")
+
+
+def _listing_error(where: str, error: ListingRefused) -> PbxError:
+    reason = f"{where}{error.reason}"
+    if error.login_page:
+        return PbxLoginPage(reason)
+    return PbxError(reason, transient=error.transient, kind=error.kind)
+
+
 def find_command(pattern: str) -> str:
     """Return the documented search command for `pattern`. Raise ValueError if the pattern is not
     made of name characters and '*' only."""
@@ -114,9 +137,14 @@ def date_pattern(day: date) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Download:
+    """A downloaded file. `delimited_by_close`: the PBX sent no Content-Length (a firmware CGI
+    marks the end of the body by closing the connection), so a cut connection looks complete
+    and the caller must check the audio's own length instead."""
+
     path: Path
     size_bytes: int
     sha256: str
+    delimited_by_close: bool = False
 
 
 def tls_setting(cfg: PbxConfig) -> ssl.SSLContext | aiohttp.Fingerprint | bool:
@@ -141,7 +169,7 @@ def split_listing(body: bytes) -> Listing:
         collector.feed(body)
         return collector.finish()
     except ListingRefused as error:
-        raise PbxError(error.reason, transient=error.transient, kind=error.kind) from None
+        raise _listing_error("", error) from None
 
 
 def max_download_bytes(rec: Recording) -> int:
@@ -273,7 +301,7 @@ class PbxClient:
             body = await self._read_bounded(response, _MAX_AUTOCALL_REPLY_BYTES)
         head = body[:4096].lower()
         if head.lstrip().startswith(HTML_MARKERS):
-            if b'type="password"' in head or b"login" in head:
+            if is_login_page(body):
                 raise PbxError(
                     "autocall: PBX answered with its login page", transient=False, kind="refused"
                 )
@@ -288,7 +316,9 @@ class PbxClient:
         async with self._get("/cgi-bin/system_cmd.cgi", "listing", cmd=command) as response:
             async for chunk in self._chunks(response):
                 collector.feed(chunk)
-            return collector.finish()
+            # Every line the shell prints ends with a newline: without a Content-Length, a body
+            # that stops mid-line is a connection closed early, not a shorter listing.
+            return collector.finish(require_final_newline=_delimited_by_close(response))
 
     async def _read_bounded(self, response: ClientResponse, max_bytes: int) -> bytes:
         body = bytearray()
@@ -319,11 +349,12 @@ class PbxClient:
                 size, digest = await _stream_to_file(
                     self._chunks(response), partial, response.content_length, max_bytes, rec
                 )
+                delimited = _delimited_by_close(response)
             await aiofiles.os.replace(partial, dest)
         except BaseException:
             await _remove_quietly(partial)
             raise
-        return Download(path=dest, size_bytes=size, sha256=digest)
+        return Download(dest, size, digest, delimited_by_close=delimited)
 
     def _check_status(self, status: int, what: str) -> None:
         if status in (401, 403):
@@ -365,9 +396,7 @@ class _ErrorGuard:
         if isinstance(error, TooSlow):
             raise PbxError(f"{where}: {error.reason}", transient=True, kind="timeout") from None
         if isinstance(error, ListingRefused):
-            raise PbxError(
-                f"{where}: {error.reason}", transient=error.transient, kind=error.kind
-            ) from None
+            raise _listing_error(f"{where}: ", error) from None
         if cls is None or not issubclass(cls, aiohttp.ClientError | asyncio.TimeoutError):
             return
         reason, kind = _describe(error)
@@ -438,6 +467,12 @@ def _too_big(size: int, max_bytes: int, rec: Recording) -> str:
 
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
+
+
+def _delimited_by_close(response: aiohttp.ClientResponse) -> bool:
+    """No Content-Length and not chunked: only the closed connection said where the body ended."""
+    chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+    return response.content_length is None and not chunked
 
 
 async def _remove_quietly(path: Path) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from archiver.errors import ArchiverError
+from archiver.errors import ArchiverError, Kind
 
 __all__ = [
     "HTML_MARKERS",
@@ -28,6 +28,7 @@ __all__ = [
     "LineCollector",
     "Listing",
     "ListingRefused",
+    "is_login_page",
 ]
 
 MAX_LISTING_LINES: Final = 100_000
@@ -40,7 +41,20 @@ HTML_MARKERS: Final = (b"<!doctype", b"<html", b"<head", b"<body", b"<title", b"
 
 class ListingRefused(ArchiverError):
     """The body is not a listing we will read (an HTML page, or over a cap); see
-    `ArchiverError` for `reason`, `transient` and `kind`."""
+    `ArchiverError` for `reason`, `transient` and `kind`. `login_page`: the HTML page is the web
+    interface's login page (a firmware CGI's answer to a wrong username or password)."""
+
+    def __init__(
+        self, reason: str, *, transient: bool, kind: Kind, login_page: bool = False
+    ) -> None:
+        super().__init__(reason, transient=transient, kind=kind)
+        self.login_page = login_page
+
+
+def is_login_page(page: bytes) -> bool:
+    """Whether an HTML page (its first few KiB) is a login form."""
+    head = page[:4096].lower()
+    return b'type="password"' in head or b"login" in head
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +104,16 @@ class LineCollector:
             chunk = self._take_head()
         self._split(chunk)
 
-    def finish(self) -> Listing:
+    def finish(self, *, require_final_newline: bool = False) -> Listing:
+        """The listing. With `require_final_newline` (a body with no Content-Length, ended by
+        the closed connection), a last line without its newline raises a transient
+        `ListingRefused`: every line the shell prints ends with one, so the body was cut."""
         if not self._head_checked:
             self._split(self._take_head())
+        if require_final_newline and self._partial:
+            raise ListingRefused(
+                "body cut short (its last line is unfinished)", transient=True, kind="truncated"
+            )
         self._end_line()
         return Listing(lines=self._lines, blank_lines=self._blank)
 
@@ -102,6 +123,12 @@ class LineCollector:
         self._head_checked = True
         start = head[:_HEAD_BYTES].lstrip().lower()
         if start.startswith(b"<") or any(marker in start for marker in HTML_MARKERS):
+            if is_login_page(head):
+                reason = (
+                    "PBX answered with an HTML page (its login page: credentials not accepted?) "
+                    "instead of a listing"
+                )
+                raise ListingRefused(reason, transient=True, kind="html_page", login_page=True)
             reason = "PBX answered with an HTML page instead of a listing"
             raise ListingRefused(reason, transient=True, kind="html_page")
         return head

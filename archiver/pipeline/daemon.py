@@ -40,12 +40,14 @@ from archiver.config import Config, PbxConfig
 from archiver.errors import ArchiverError
 from archiver.names import Recording
 from archiver.observe import NullObserver, Observer, retry_reason
-from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.pbx import Download, PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
+from archiver.pipeline.completeness import shortfall
 from archiver.pipeline.cpus import usable_cpus
 from archiver.pipeline.hours import paused_until
 from archiver.pipeline.invalid_names import InvalidNameLog
 from archiver.pipeline.listing import parse_listing
+from archiver.pipeline.listing_check import RECENT_S, explain_empty_listing
 from archiver.pipeline.quarantine import (
     QUARANTINE_CONTENT_TYPE,
     digests,
@@ -424,6 +426,20 @@ class Archiver:
             log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
             self.observer.listed(client.name, ok=False, discovered=0, due=0)
             return []
+        if not listing.lines:
+            broken = await self._empty_listing_problem(client)
+            if broken is not None:
+                report.listing_errors.append(broken)
+                log.error(
+                    "listing_broken",
+                    pbx=client.name,
+                    day=day.isoformat(),
+                    reason=broken,
+                    hint="an empty listing is not believed; nothing is marked or skipped",
+                )
+                self.observer.listed(client.name, ok=False, discovered=0, due=0)
+                self.observer.listing_broken(client.name, broken)
+                return []
         # ~3.5 us a line: a full listing parsed on the loop would stall /healthz and callbacks.
         tz = ZoneInfo(client.cfg.timezone)
         parsed = await asyncio.to_thread(parse_listing, client.name, listing.lines, tz)
@@ -480,6 +496,17 @@ class Archiver:
             due=len(due),
         )
         return due
+
+    async def _empty_listing_problem(self, client: PbxClient) -> str | None:
+        """Why an empty `find` of `client` cannot be believed (see `listing_check`), or None."""
+        recent = self.ledger.latest_verified(client.name, since=time.time() - RECENT_S)
+        name = recent.name if recent is not None else None
+        try:
+            return await self._retry(
+                lambda: explain_empty_listing(client, name), "list", client.name
+            )
+        except RecordingFailed as error:
+            return f"the listing came back empty and the check of it failed: {error.reason}"
 
     def _check_timezone(self, pbx: str, rec: Recording) -> None:
         drift_s = rec.uniqueid_epoch_s - rec.started_at.timestamp()
@@ -662,7 +689,9 @@ class Archiver:
     async def _stages(
         self, client: PbxClient, rec: Recording, source: Path, mp3: Path, lease: _Lease
     ) -> StoredObject:
-        download = await self._retry(lambda: client.download(rec, source), "download", rec.pbx)
+        download = await self._retry(
+            lambda: self._download_checked(client, rec, source), "download", rec.pbx
+        )
         self.observer.downloaded(rec.pbx, download.size_bytes)
         self.ledger.advance(
             rec.key,
@@ -692,6 +721,26 @@ class Archiver:
             uploaded=not stored.already_present,
         )
         return stored
+
+    async def _download_checked(self, client: PbxClient, rec: Recording, source: Path) -> Download:
+        """Download `rec`. Without a Content-Length to check it against (a body delimited by the
+        closed connection), its audio's own length stands in (`completeness`): a download that
+        looks short by its length is fetched again at once, and taken only if the second is
+        byte-identical; one whose header says it was cut, or that changed, raises a transient
+        PbxError, which sends it round the retry loop."""
+        download = await client.download(rec, source)
+        if not download.delimited_by_close:
+            return download
+        short = await asyncio.to_thread(shortfall, source, float(rec.duration_s))
+        if short is None:
+            return download
+        if short.certain:
+            raise PbxError(f"download: cut short: {short.reason}", transient=True, kind="truncated")
+        again = await client.download(rec, source)
+        if again.sha256 != download.sha256:
+            raise PbxError(f"download: cut short: {short.reason}", transient=True, kind="truncated")
+        log.info("download_short_but_stable", reason=short.reason, size_bytes=again.size_bytes)
+        return again
 
     async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
         loop = asyncio.get_running_loop()

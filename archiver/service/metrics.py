@@ -42,6 +42,7 @@ class PbxProgress:
     last_success_s: float | None = None
     last_contact_s: float | None = None  # a successful listing or download
     last_listing_at: datetime | None = None  # wall clock, for the status line
+    broken: bool = False  # the last listing was empty and the PBX could not show it was true
 
 
 @dataclass
@@ -99,6 +100,11 @@ class Metrics:
         self._polls = Counter(
             "archiver_listings", "Listings of one day, by result.", ["pbx", "result"], registry=r
         )
+        self._broken = Counter(
+            "archiver_listing_broken",
+            "Empty listings not believed: the PBX could not show its commands run.", ["pbx"],
+            registry=r,
+        )  # fmt: skip
         self._backlog = Gauge(
             "archiver_backlog_recordings", "Recordings due and not yet done.", ["pbx"], registry=r
         )
@@ -110,9 +116,11 @@ class Metrics:
             self._discovered.labels(name)
             for outcome in OUTCOMES:
                 self._recordings.labels(name, outcome)
-            for counter in (
-                self._bytes_in, self._bytes_out, self._audio, self._transcoded, self._backlog
-            ):  # fmt: skip
+            counters = (
+                self._bytes_in, self._bytes_out, self._audio, self._transcoded, self._backlog,
+                self._broken,
+            )  # fmt: skip
+            for counter in counters:
                 counter.labels(name)
             for stage in STAGES:
                 self._latency.labels(stage, name)
@@ -142,6 +150,7 @@ class Metrics:
         now_s = time.monotonic()
         progress = self.progress.setdefault(pbx, PbxProgress())
         progress.last_poll_ok = ok
+        progress.broken = False
         progress.last_listing_at = datetime.now().astimezone()
         self._polls.labels(pbx, "ok" if ok else "failed").inc()
         if ok:
@@ -149,6 +158,11 @@ class Metrics:
             self._last_poll.labels(pbx).set(time.time())
             self._discovered.labels(pbx).inc(discovered)
             self._set_backlog(pbx, self.backlog.get(pbx, 0) + due)
+        self._event()
+
+    def listing_broken(self, pbx: str, reason: str) -> None:
+        self.progress.setdefault(pbx, PbxProgress()).broken = True
+        self._broken.labels(pbx).inc()
         self._event()
 
     def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:
@@ -193,6 +207,9 @@ class Metrics:
         for name, progress in self.progress.items():
             if progress.last_poll_ok is None:
                 problems.append(f"{name}: no listing yet")
+            elif progress.broken:
+                problems.append(f"{name}: listing looks broken (empty, and the PBX could not "
+                                "show that its commands run)")  # fmt: skip
             elif not progress.last_poll_ok:
                 problems.append(f"{name}: last listing failed")
             elif progress.last_contact_s is None or now_s - progress.last_contact_s > window_s:

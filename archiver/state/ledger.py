@@ -115,6 +115,15 @@ class Ledger:
         ).rows
         return {entry.name: entry for entry in map(_entry, rows)}
 
+    def latest_verified(self, pbx: str, *, since: float) -> LedgerEntry | None:
+        """The recording of `pbx` most recently verified at or after `since` (Unix time)."""
+        row = self._db.execute(
+            f"SELECT {_COLUMNS} FROM recordings WHERE state = 'verified' AND updated_at >= ?"
+            " AND pbx = ? ORDER BY updated_at DESC LIMIT 1",
+            (since, pbx),
+        ).one()
+        return None if row is None else _entry(row)
+
     def get(self, key: str) -> LedgerEntry | None:
         row = self._db.execute(f"SELECT {_COLUMNS} FROM recordings WHERE key = ?", (key,)).one()
         return None if row is None else _entry(row)

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import random
 import socket
 import ssl
 import struct
@@ -151,10 +152,10 @@ class StrictCgiServer:
 
     def _system_cmd(self, request: _Request) -> _Answer:
         command = sim.parse_command(request.first("cmd"))
-        if command is None:
+        options = self.app[sim.OPTIONS_KEY]
+        if command is None or not sim.runs(options, command):
             return _text(200, "")  # the shell said "not found" on stderr; the page is empty
         lines = sim.run_command(self.app[sim.CORPUS_KEY], command)
-        options = self.app[sim.OPTIONS_KEY]
         if options.hostile_lines:
             body = hostile_body(lines, options.hostile_lines, options.seed)
         else:
@@ -191,6 +192,8 @@ class StrictCgiServer:
         limit = answer.size_bytes
         faultable = request.path in ("/cgi-bin/system_cmd.cgi", "/cgi-bin/fileget.cgi")
         fault = self.app[sim.FAULTS_KEY].next() if faultable and answer.status == 200 else None
+        if fault is not None and fault.kind not in ("fail", "truncate", "reset"):
+            fault = None  # redirect, drip and bloat are the aiohttp mode's (issue 11)
         if fault is not None:
             _log.info("injecting fault %s/%s on %s", fault.kind, fault.variant, request.path)
             if fault.kind == "fail":
@@ -203,7 +206,7 @@ class StrictCgiServer:
                 _drop(writer, reset=True)
                 return
             else:
-                limit = answer.size_bytes // 2
+                limit = self._cut_at(answer.size_bytes)
         reason = _REASONS.get(answer.status, "Error")
         writer.write(
             f"HTTP/1.0 {answer.status} {reason}\r\nContent-Type: text/html\r\n\r\n".encode()
@@ -212,6 +215,13 @@ class StrictCgiServer:
         _log.info("%s %s %s (cgi-strict)", "GET", request.path, answer.status)
         if fault is not None:
             _drop(writer, reset=fault.kind == "reset")
+
+    def _cut_at(self, size: int) -> int:
+        """Where a cut connection ends the body: anywhere (repeatably per seed and request),
+        as a real cut would, so two cuts rarely leave the same bytes."""
+        count = len(self.app[sim.REQUEST_LINES_KEY])
+        rng = random.Random(f"archiver-sim:{self.app[sim.OPTIONS_KEY].seed}:cut:{count}")
+        return int(size * rng.uniform(0.05, 0.95))
 
 
 def _text(status: int, body: str) -> _Answer:

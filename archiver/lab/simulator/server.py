@@ -116,6 +116,9 @@ class SimulatorOptions:
     drip_ms: int = 800
     bloat_rate: float = 0.0
     bloat_mb: int = 60
+    # A firmware whose commands do not run: "all" answers every system_cmd.cgi command, "find"
+    # only the find command, with 200 and an empty body (the shell's error went to stderr).
+    empty_commands: Literal["all", "find"] | None = None
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -143,6 +146,8 @@ class SimulatorOptions:
             problems.append("delay_ms, drip_ms and bloat_mb must be >= 0")
         if self.load_knee < 0 or self.load_ms < 0:
             problems.append("load_knee and load_ms must be >= 0")
+        if self.empty_commands not in (None, "all", "find"):
+            problems.append("empty_commands must be all or find")
         if self.hostile_lines < 0:
             problems.append("hostile_lines must be >= 0")
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -225,6 +230,13 @@ def parse_command(cmd: str) -> Command | None:
     if match := _FIND_RE.fullmatch(cmd):
         return Find(match["glob"])
     return None
+
+
+def runs(options: SimulatorOptions, command: Command) -> bool:
+    """False when `options.empty_commands` makes `command` print nothing (a dead command)."""
+    if options.empty_commands == "all":
+        return False
+    return not (options.empty_commands == "find" and isinstance(command, Find))
 
 
 def run_command(corpus: Corpus, command: Command) -> list[str]:
@@ -437,8 +449,10 @@ async def _system_cmd(request: web.Request) -> web.StreamResponse:
     command = parse_command(commands[0]) if len(commands) == 1 else None
     if command is None:
         return web.Response(status=403, text="403: Forbidden\n", content_type=_TEXT)
-    lines = run_command(request.app[CORPUS_KEY], command)
     options = request.app[OPTIONS_KEY]
+    if not runs(options, command):
+        return web.Response(text="", content_type=_TEXT)
+    lines = run_command(request.app[CORPUS_KEY], command)
     if options.hostile_lines:
         body = hostile_body(lines, options.hostile_lines, options.seed)
     else:
@@ -835,6 +849,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer as a minimal firmware CGI: %%XX-only query decoding, HTTP/1.0 text/html "
         "without Content-Length, unknown commands and wrong passwords answered 200",
     )
+    parser.add_argument(
+        "--empty-commands",
+        choices=["all", "find"],
+        default=None,
+        help="commands that answer 200 with an empty body, as on a firmware that cannot run them",
+    )
     parser.add_argument("--callback-url", metavar="URL", help="where autocall results are sent")
     parser.add_argument("--dial-outcomes", default=DEFAULT_OUTCOMES, metavar="STATUS=W,...",
                         help=f"mix of dial results (default {DEFAULT_OUTCOMES})")  # fmt: skip
@@ -884,6 +904,7 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         drip_ms=args.drip_ms,
         bloat_rate=args.bloat_rate,
         bloat_mb=args.bloat_mb,
+        empty_commands=args.empty_commands,
     )
 
 
