@@ -70,6 +70,7 @@ __all__ = [
     "PollReport",
     "clear_work_dir",
     "days_to_poll",
+    "max_in_flight",
     "poll_ticks",
     "transcode_limit_s",
 ]
@@ -159,6 +160,19 @@ async def poll_ticks(interval_s: float, stop: asyncio.Event) -> AsyncIterator[in
             await asyncio.wait_for(stop.wait(), timeout=max(remaining_s, 0))
 
 
+def max_in_flight(cfg: Config) -> int:
+    """How many recordings may be between download and upload at once (each holds a source
+    and an MP3 in the work folder): enough to keep every core and connection busy, few enough
+    that work files stay bounded. Batching needs a full batch waiting per worker while the
+    workers run theirs."""
+    settings = cfg.transcode
+    batch_files = settings.batch_files if settings.engine != "pydub" else 1
+    workers = settings.workers or usable_cpus()
+    per_pbx = sum(pbx.max_concurrent_requests for pbx in cfg.pbx)
+    uploads = cfg.s3.max_concurrent_uploads
+    return (batch_files + 1) * workers + per_pbx + uploads
+
+
 def clear_work_dir(work_dir: Path) -> int:
     """Remove everything in `work_dir` (all are leftovers of an earlier life: work files, and
     the scratch directories of a transcode that was killed); return how many entries."""
@@ -240,10 +254,6 @@ class Archiver:
         self._uploaders = ThreadPoolExecutor(
             self.cfg.s3.max_concurrent_uploads, thread_name_prefix="upload"
         )
-        per_pbx = sum(pbx.max_concurrent_requests for pbx in self.cfg.pbx)
-        # Enough recordings in flight to keep every core and connection busy, few enough that
-        # work files stay bounded.
-        uploads = self.cfg.s3.max_concurrent_uploads
         batch_files = settings.batch_files if settings.engine != "pydub" else 1
         # "auto": a recording that finds a transcoder idle goes through pydub alone; those that
         # queue behind busy transcoders share ffmpeg processes (transcode/batch.py).
@@ -259,8 +269,7 @@ class Archiver:
             if settings.engine != "pydub"
             else None
         )
-        # Batching needs a full batch waiting per worker while the workers run theirs.
-        self._in_flight = asyncio.Semaphore((batch_files + 1) * workers + per_pbx + uploads)
+        self._in_flight = asyncio.Semaphore(max_in_flight(self.cfg))
         self._invalid_names = InvalidNameLog()
         self._tz_warned: set[str] = set()
         self.work_dir = self.cfg.state.work_path

@@ -17,6 +17,8 @@ thing. A reader treats a missing `caller`/`callee` as empty.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import string
 from collections.abc import Iterator, Mapping
@@ -586,3 +588,60 @@ class S3Store:
                         continue  # completed or aborted meanwhile
                     raise _store_error("abort upload", self._where(key), error) from None
                 aborted += 1
+
+    # -- primitives for `archiver doctor` ---------------------------------------------------
+
+    def put_bytes(self, key: str, data: bytes, *, multipart: bool = False) -> None:
+        """Write `data` to `key` with the configured storage class and SSE: one PUT, or (with
+        `multipart`) a multipart upload of one part. Raise `StoreError`."""
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        with _translated("multipart upload" if multipart else "upload", self._where(key)):
+            if not multipart:
+                self._client.put_object(
+                    Bucket=self._bucket, Key=key, Body=data, ContentMD5=md5, **self._put_args
+                )
+                return
+            upload = self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=key, **self._put_args
+            )
+            upload_id = upload["UploadId"]
+            try:
+                part = self._client.upload_part(
+                    Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=data,
+                    ContentMD5=md5,
+                )  # fmt: skip
+                self._client.complete_multipart_upload(
+                    Bucket=self._bucket, Key=key, UploadId=upload_id,
+                    MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]},
+                )  # fmt: skip
+            except BaseException:
+                self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=key, UploadId=upload_id
+                )
+                raise
+
+    def get_bytes(self, key: str, max_bytes: int = 1 << 20) -> bytes:
+        """Read back at most `max_bytes` of `key`. Raise `StoreError`."""
+        with _translated("download", self._where(key)):
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes=0-{max_bytes - 1}"
+            )
+            body: bytes = response["Body"].read()
+        return body
+
+    def delete(self, key: str) -> None:
+        """Delete `key` (no error if it is not there). Raise `StoreError`."""
+        with _translated("delete", self._where(key)):
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+
+    def create_bucket(self) -> None:
+        """Create the configured bucket in the configured region. Raise `StoreError`."""
+        region = self._cfg.region
+        with _translated("create", self._where()):
+            if region in (None, "us-east-1"):
+                self._client.create_bucket(Bucket=self._bucket)
+            else:
+                self._client.create_bucket(
+                    Bucket=self._bucket,
+                    CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+                )
