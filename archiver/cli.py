@@ -171,6 +171,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     add_call_parsers(sub, common)
 
+    from archiver.doctor.command import add_doctor_parser
+
+    add_doctor_parser(sub, common)
+
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     simulate.set_defaults(handler=_cmd_simulate)
