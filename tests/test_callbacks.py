@@ -80,7 +80,8 @@ async def test_every_documented_status_is_final(receiver: Receiver) -> None:
         {"kind": "final", "status": "BUSY"},
         1,
     ) in stats.samples()
-    assert ("archiver_call_results_refused_total", {"http_status": "403"}, 1) in stats.samples()
+    refused = ("archiver_call_results_refused_total", {"http_status": "403", "reason": "bad_token"})
+    assert (*refused, 1) in stats.samples()
 
 
 async def test_progress_codes_and_son_encodings(receiver: Receiver) -> None:
@@ -109,22 +110,64 @@ async def test_unknown_statuses_are_stored_flagged_never_dropped(receiver: Recei
     assert classify_status("answer") == ("ANSWER", "final")
 
 
-async def test_missing_or_malformed_parameters_get_400_with_reason(receiver: Receiver) -> None:
+async def test_what_a_pbx_may_plausibly_send_is_kept_flagged(receiver: Receiver) -> None:
+    """The PBX will not send a result again: each of these gets 200 and is stored, with flags
+    naming what was missing or odd (the issue's three cases first)."""
     cases = {
-        f"?telefon={NUMBER}&son=1": "sonuc is missing",
-        f"?sonuc=&telefon={NUMBER}&son=1": "sonuc is empty",
-        "?sonuc=BUSY&son=1": "telefon is missing",
-        "?sonuc=BUSY&telefon=90312abc&son=1": "telefon must be 1-20 digits",
-        "?sonuc=BUSY&telefon=9031233204041234567890&son=1": "telefon must be 1-20 digits",
-        f"?sonuc=BUSY&telefon={NUMBER}": "son is missing",
-        f"?sonuc=BUSY&telefon={NUMBER}&son=maybe": "son must be 1/0",
-        f"?sonuc=BUSY&sonuc=ANSWER&telefon={NUMBER}&son=1": "sonuc is given more than once",
+        f"?sonuc=3&telefon={NUMBER}&son=": (NUMBER, "3", "progress", False, ("son_empty",)),
+        f"?sonuc=NOANSWER&telefon={NUMBER}": (NUMBER, "NOANSWER", "final", False, ("son_missing",)),
+        "?sonuc=BUSY&telefon=%2B903123320404&son=1": (NUMBER, "BUSY", "final", True, ()),
+        # A `+` left unescaped reads as a space: it is still a + (and 0090/0 forms normalise).
+        "?sonuc=BUSY&telefon=+903123320404&son=1": (NUMBER, "BUSY", "final", True, ()),
+        "?sonuc=BUSY&telefon=00903123320404&son=1": (NUMBER, "BUSY", "final", True, ()),
+        f"?sonuc=&telefon={NUMBER}&son=1": (NUMBER, "", "unknown", True, ("sonuc_empty",)),
+        f"?telefon={NUMBER}&son=1": (NUMBER, "", "unknown", True, ("sonuc_missing",)),
+        "?sonuc=BUSY&son=1": ("", "BUSY", "final", True, ("telefon_missing",)),
+        "?sonuc=BUSY&telefon=90312abc&son=1": (
+            "90312abc", "BUSY", "final", True, ("telefon_not_turkish",)
+        ),
+        f"?sonuc=BUSY&telefon={NUMBER}&son=maybe": (
+            NUMBER, "BUSY", "final", False, ("son_unknown",)
+        ),
+        f"?sonuc=BUSY&sonuc=ANSWER&telefon={NUMBER}&son=1": (
+            NUMBER, "BUSY", "final", True, ("sonuc_repeated",)
+        ),
+        f"?sonuc=ANSWER&telefon={NUMBER}&son=1&extra=1": (NUMBER, "ANSWER", "final", True, ()),
+    }  # fmt: skip
+    for query in cases:
+        assert await receiver.get(query) == (200, "ok\n"), query
+    stored = [(e.number, e.status, e.kind, e.ended, e.flags) for e in receiver.calls.events()]
+    assert stored == list(cases.values())
+    stats = receiver.app[CALLBACK_STATS_KEY]
+    assert stats.refused == {}
+    assert stats.flagged["son_empty"] == 1 and stats.flagged["telefon_missing"] == 1
+    assert ("archiver_call_results_flagged_total", {"flag": "son_missing"}, 1) in stats.samples()
+
+
+async def test_only_what_cannot_be_a_call_result_is_refused(receiver: Receiver) -> None:
+    cases = {
+        f"?sonuc=BUSY%0A&telefon={NUMBER}&son=1": "sonuc holds a control character",
+        f"?sonuc=BUSY&telefon={NUMBER}%00&son=1": "telefon holds a control character",
+        f"?sonuc=BUSY&telefon={NUMBER}&son=1%09": "son holds a control character",
     }
     for query, reason in cases.items():
         status, text = await receiver.get(query)
         assert status == 400 and reason in text, (query, text)
+    status, _ = await receiver.get(f"?sonuc=BUSY&telefon={NUMBER}&son=1", data=b"a body")
+    assert status == 413
+    status, _ = await receiver.get("?sonuc=" + "x" * 600)
+    assert status == 414
     assert receiver.calls.events() == []
-    assert receiver.app[CALLBACK_STATS_KEY].refused == {400: len(cases)}
+    stats = receiver.app[CALLBACK_STATS_KEY]
+    assert stats.refused == {
+        (400, "control_character"): len(cases),
+        (413, "has_body"): 1,
+        (414, "too_long"): 1,
+    }
+    samples = stats.samples()
+    for code, reason in ((400, "control_character"), (413, "has_body"), (414, "too_long")):
+        labels = {"http_status": str(code), "reason": reason}
+        assert any(name.endswith("refused_total") and got == labels for name, got, _ in samples)
 
 
 async def test_wrong_token_is_403_and_stores_nothing(receiver: Receiver) -> None:
@@ -287,3 +330,32 @@ def test_token_credential_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def _begin(calls: CallLog, request: AutocallRequest, *, dial_at: float | None = None) -> int:
     return calls.begin("pbx", request.number, request.params(), dial_at=dial_at)
+
+
+
+def test_a_call_log_from_before_flags_gets_the_column(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE call_events (id INTEGER PRIMARY KEY AUTOINCREMENT, autocall_id INTEGER,"
+        " number TEXT NOT NULL, status TEXT NOT NULL, kind TEXT NOT NULL, ended INTEGER NOT NULL,"
+        " received_at REAL NOT NULL, source TEXT NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO call_events (number, status, kind, ended, received_at, source)"
+        " VALUES (?, 'BUSY', 'final', 1, 1.0, 'x')",
+        (NUMBER,),
+    )
+    old.commit()
+    old.close()
+    calls = CallLog.open(path)
+    try:
+        calls.record_event(
+            number=NUMBER, status="", kind="unknown", ended=False, source="y",
+            flags=("sonuc_empty", "son_missing"),
+        )  # fmt: skip
+        assert [e.flags for e in calls.events()] == [(), ("sonuc_empty", "son_missing")]
+    finally:
+        calls.close()

@@ -14,7 +14,10 @@ millisecond. Refusals are counted in a metric and logged at most once per
 
 Statuses: `1`..`9` are progress codes, the documented words (ASCII, any case) final statuses;
 anything else is stored as given (escaped, cut to 64 characters) with kind `unknown`, never
-dropped: a firmware with a status we have not seen must not lose calls.
+dropped: a firmware with a status we have not seen must not lose calls. The same holds for the
+rest (`parse_call_result`): an empty or missing `sonuc` or `son`, a `telefon` sent as `+90…` or
+left out are stored with flags naming the oddity, and answered 200; only a value outside the
+printable allow-list is refused (400). Every refusal is counted with its reason.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import hmac
 import ipaddress
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,12 +41,15 @@ from archiver.state import CallLog, EventKind
 __all__ = [
     "CALLBACK_STATS_KEY",
     "FINAL_STATUSES",
+    "REFUSAL_REASONS",
+    "CallResult",
     "CallbackStats",
     "RateLimiter",
     "RefusalLog",
     "TokenBucket",
     "add_callback_routes",
     "classify_status",
+    "parse_call_result",
     "parse_ended",
     "parse_sources",
 ]
@@ -64,6 +70,12 @@ _MAX_UNKNOWN_CHARS: Final = 64
 _MAX_SOURCES: Final = 10_000
 # A flood of refused requests must not flood the journal: one warning per status this often.
 _REFUSAL_LOG_EVERY_S: Final = 10.0
+_MAX_NUMBER_CHARS: Final = 32
+# The `reason` label of a refusal: a fixed vocabulary, one word per check that refuses.
+REFUSAL_REASONS: Final = (
+    "source_not_allowed", "too_long", "has_body", "bad_token", "rate_limited",
+    "control_character",
+)  # fmt: skip
 
 
 def classify_status(raw: str) -> tuple[str, EventKind]:
@@ -157,7 +169,8 @@ class CallbackStats:
     `unknown` so the label set stays bounded — and refusals by HTTP status."""
 
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
-    refused: Counter[int] = field(default_factory=Counter)
+    refused: Counter[tuple[int, str]] = field(default_factory=Counter)
+    flagged: Counter[str] = field(default_factory=Counter)
 
     def samples(self) -> list[tuple[str, dict[str, str], int]]:
         """Every count as (metric name, labels, value), for a metrics exporter to render."""
@@ -166,8 +179,16 @@ class CallbackStats:
             for (kind, status), count in sorted(self.events.items())
         ]
         found += [
-            ("archiver_call_results_refused_total", {"http_status": str(code)}, count)
-            for code, count in sorted(self.refused.items())
+            (
+                "archiver_call_results_refused_total",
+                {"http_status": str(code), "reason": word},
+                count,
+            )
+            for (code, word), count in sorted(self.refused.items())
+        ]
+        found += [
+            ("archiver_call_results_flagged_total", {"flag": flag}, count)
+            for flag, count in sorted(self.flagged.items())
         ]
         return found
 
@@ -213,34 +234,45 @@ class _Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         source = request.remote or "unknown"
         if self.allowed and not self._allowed(source):
-            return self._refuse(403, "source address not in callbacks.allowed_sources", source)
+            return self._refuse(
+                403, "source address not in callbacks.allowed_sources", source, "source_not_allowed"
+            )
         if len(request.rel_url.raw_query_string) > _MAX_QUERY_BYTES:
-            return self._refuse(414, f"query longer than {_MAX_QUERY_BYTES} bytes", source)
+            return self._refuse(
+                414, f"query longer than {_MAX_QUERY_BYTES} bytes", source, "too_long"
+            )
         if request.body_exists:
-            return self._refuse(413, "a callback has no body", source)
+            return self._refuse(413, "a callback has no body", source, "has_body")
         given = request.match_info["token"].encode()
         valid = hmac.compare_digest(given, self.token)
         # A wrong token spends only its sender's own bucket (guessing stays throttled), never
         # the shared one that the PBX's real callbacks need.
         wait_s = self.limiter.acquire(source, shared=valid)
         if not valid and wait_s == 0:
-            return self._refuse(403, "forbidden", source)
+            return self._refuse(403, "forbidden", source, "bad_token")
         if wait_s > 0:
-            return self._refuse(429, "too many requests", source, retry_after_s=wait_s)
+            return self._refuse(
+                429, "too many requests", source, "rate_limited", retry_after_s=wait_s
+            )
         try:
-            number, status, kind, ended = _parse(request)
+            query = request.rel_url.query
+            result = parse_call_result({name: query.getall(name) for name in set(query)})
         except ValueError as error:
-            return self._refuse(400, str(error), source)
+            return self._refuse(400, str(error), source, "control_character")
         event = self.calls.record_event(
-            number=number, status=status, kind=kind, ended=ended, source=source
-        )
-        self.stats.events[(kind, status if kind != "unknown" else "unknown")] += 1
+            number=result.number, status=result.status, kind=result.kind, ended=result.ended,
+            source=source, flags=result.flags,
+        )  # fmt: skip
+        label = result.status if result.kind != "unknown" else "unknown"
+        self.stats.events[(result.kind, label)] += 1
+        self.stats.flagged.update(result.flags)
         log.info(
             "call_result",
-            number=number,
-            status=status,
-            kind=kind,
-            ended=ended,
+            number=result.number,
+            status=result.status,
+            kind=result.kind,
+            ended=result.ended,
+            flags=list(result.flags),
             autocall_id=event.autocall_id,
             source=source,
         )
@@ -254,9 +286,10 @@ class _Receiver:
         return any(address in network for network in self.allowed)
 
     def _refuse(
-        self, status: int, reason: str, source: str, *, retry_after_s: float = 0.0
+        self, status: int, reason: str, source: str, word: str, *, retry_after_s: float = 0.0
     ) -> web.Response:
-        self.stats.refused[status] += 1
+        """Answer `status` with `reason`; count it under `word` (one of REFUSAL_REASONS)."""
+        self.stats.refused[(status, word)] += 1
         headers = {"Retry-After": str(max(1, round(retry_after_s + 0.5)))} if status == 429 else {}
         unlogged = self.refusals.admit(status)
         if unlogged is not None:
@@ -270,27 +303,75 @@ class _Receiver:
         return web.Response(status=status, text=f"{reason}\n", headers=headers)
 
 
-def _one(request: web.Request, name: str) -> str:
-    values = request.rel_url.query.getall(name, [])
-    if len(values) != 1:
-        raise ValueError(f"{name} is missing" if not values else f"{name} is given more than once")
-    if not values[0]:
-        raise ValueError(f"{name} is empty")
-    return values[0]
+@dataclass(frozen=True, slots=True)
+class CallResult:
+    """One callback's values as they will be stored; `flags` name what was missing or odd."""
+
+    number: str
+    status: str
+    kind: EventKind
+    ended: bool
+    flags: tuple[str, ...] = ()
 
 
-def _parse(request: web.Request) -> tuple[str, str, EventKind, bool]:
-    """Return (number, status, kind, ended). Raise ValueError with a reason (no input echoed)."""
-    telefon = _one(request, "telefon")
-    if not (telefon.isascii() and telefon.isdigit() and len(telefon) <= 20):
-        raise ValueError("telefon must be 1-20 digits")
+def parse_call_result(query: Mapping[str, Sequence[str]]) -> CallResult:
+    """Given the decoded query (name to values), return the call result to store.
+
+    Lenient, because the PBX will not send it again: a missing or empty `sonuc` is stored as
+    an empty status of kind `unknown`; `son` missing, empty or not a known word is stored as
+    not ended; `telefon` is normalised as `archiver call` does (`+90…`, `0090…`, `0…`), kept as
+    sent when it is not a Turkish number, and may be missing; a repeated name counts once (the
+    first). Each such oddity is a flag. Other names are ignored. Raise ValueError (a reason
+    that echoes no input) only for what cannot be a call result: a value outside the printable
+    allow-list (a control character: tab, newline, NUL, DEL...). What is stored is escaped
+    to printable ASCII and cut (statuses to 64 characters, numbers to 32)."""
+    flags: list[str] = []
+    values: dict[str, str | None] = {}
+    for name in ("sonuc", "telefon", "son"):
+        given = list(query.get(name, ()))
+        if len(given) > 1:
+            flags.append(f"{name}_repeated")
+        if given and not given[0].isprintable():
+            raise ValueError(f"{name} holds a control character")
+        values[name] = given[0] if given else None
+    number = _number(values["telefon"], flags)
+    status, kind = _status(values["sonuc"], flags)
+    ended = _ended(values["son"], flags)
+    return CallResult(number, status, kind, ended, tuple(flags))
+
+
+def _number(raw: str | None, flags: list[str]) -> str:
+    if raw is None or not raw.strip():
+        flags.append("telefon_missing")
+        return ""
+    # A `+` the PBX left unescaped arrives decoded as a space (form encoding): it was a `+`.
+    text = "+" + raw.strip() if raw.startswith(" ") else raw.strip()
     try:
-        number = normalise_number(telefon)
+        return normalise_number(text)
     except InvalidNumber:
-        number = telefon  # stored as sent: the PBX is meant to send 90..., but keep what it did
-    status, kind = classify_status(_one(request, "sonuc"))
-    ended = parse_ended(_one(request, "son"))
-    return number, status, kind, ended
+        flags.append("telefon_not_turkish")
+        return ascii(text)[1:-1][:_MAX_NUMBER_CHARS]
+
+
+def _status(raw: str | None, flags: list[str]) -> tuple[str, EventKind]:
+    if raw is None or not raw.strip():
+        flags.append("sonuc_missing" if raw is None else "sonuc_empty")
+        return "", "unknown"
+    return classify_status(raw)
+
+
+def _ended(raw: str | None, flags: list[str]) -> bool:
+    if raw is None:
+        flags.append("son_missing")
+        return False
+    if not raw.strip():
+        flags.append("son_empty")  # sent while the call is in progress
+        return False
+    try:
+        return parse_ended(raw)
+    except ValueError:
+        flags.append("son_unknown")
+        return False
 
 
 def add_callback_routes(app: web.Application, cfg: CallbacksConfig, calls: CallLog) -> None:

@@ -12,7 +12,9 @@ busy timeout let them share the file; every write is one short statement.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS call_events (
     kind        TEXT NOT NULL CHECK (kind IN ('progress', 'final', 'unknown')),
     ended       INTEGER NOT NULL,
     received_at REAL NOT NULL,
-    source      TEXT NOT NULL
+    source      TEXT NOT NULL,
+    flags       TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events (autocall_id, id);
 CREATE INDEX IF NOT EXISTS call_events_by_number ON call_events (number, received_at);
@@ -71,6 +74,9 @@ class CallEvent:
     ended: bool
     received_at: float
     source: str
+    # What the PBX left out or sent oddly, kept with the event rather than refused:
+    # son_missing, son_empty, son_unknown, sonuc_empty, telefon_missing, telefon_not_turkish.
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,15 +187,16 @@ class CallLog:
         ended: bool,
         source: str,
         received_at: float | None = None,
+        flags: tuple[str, ...] = (),
     ) -> CallEvent:
         """Store one callback, tied to the latest call to `number` dialled within the window
-        (or to none); return it as stored."""
+        (or to none); return it as stored. `flags` name what was missing or odd in it."""
         now = time.time() if received_at is None else received_at
-        autocall_id = self._call_for(number, now)
+        autocall_id = self._call_for(number, now) if number else None
         row = self._db.execute(
             "INSERT INTO call_events (autocall_id, number, status, kind, ended, received_at,"
-            " source) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (autocall_id, number, status, kind, int(ended), now, source),
+            " source, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (autocall_id, number, status, kind, int(ended), now, source, ",".join(flags)),
         ).rows[0]
         return CallEvent(
             id=int(row[0]),
@@ -200,6 +207,7 @@ class CallLog:
             ended=ended,
             received_at=now,
             source=source,
+            flags=flags,
         )
 
     def _call_for(self, number: str, at: float) -> int | None:
@@ -216,7 +224,7 @@ class CallLog:
         """Callback events in arrival order, for one call or one number (or all)."""
         where, values = _where(("autocall_id = ?", autocall_id), ("number = ?", number))
         rows = self._db.execute(
-            "SELECT id, autocall_id, number, status, kind, ended, received_at, source"
+            "SELECT id, autocall_id, number, status, kind, ended, received_at, source, flags"
             f" FROM call_events WHERE {where} ORDER BY id LIMIT ?",
             (*values, _MAX_LISTED),
         ).rows
@@ -230,6 +238,7 @@ class CallLog:
                 ended=bool(r[5]),
                 received_at=float(r[6]),
                 source=str(r[7]),
+                flags=tuple(flag for flag in str(r[8]).split(",") if flag),
             )
             for r in rows
         ]
@@ -261,8 +270,14 @@ class CallLog:
 
 
 def create_sqlite_schema(db: SqliteDb) -> None:
-    """Create the call log's tables in a SQLite file if they are missing."""
+    """Create the call log's tables in a SQLite file if they are missing, or add what an older
+    file lacks (`flags`, empty for the events it holds)."""
     db.executescript(_SCHEMA)
+    have = {row[1] for row in db.execute("PRAGMA table_info(call_events)").rows}
+    if "flags" not in have:
+        # Another process opening the same file at once may have just added it.
+        with contextlib.suppress(sqlite3.OperationalError):
+            db.execute("ALTER TABLE call_events ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
 
 
 def _status_of(events: list[CallEvent]) -> str | None:
@@ -272,7 +287,9 @@ def _status_of(events: list[CallEvent]) -> str | None:
     for event in reversed(events):
         if event.kind == "final":
             return event.status
-    return events[-1].status if events else None
+    # A progress or unknown status, the latest that says anything (an empty `sonuc` is kept
+    # flagged, but it is not a status).
+    return next((event.status for event in reversed(events) if event.status), None)
 
 
 def _lenient_number(party: str) -> str | None:

@@ -1,0 +1,3 @@
+-- What the PBX left out or sent oddly in a call-result callback, kept with the event
+-- (comma-separated words: son_missing, sonuc_empty, telefon_not_turkish...).
+ALTER TABLE call_events ADD COLUMN flags TEXT NOT NULL DEFAULT '';
