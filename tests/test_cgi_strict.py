@@ -110,7 +110,9 @@ async def test_connections_closed_early_are_caught_and_fetched_again(
 async def _audio_lengths(rig: Rig) -> dict[str, float]:
     ledger = Ledger.open(rig.cfg.state.path)
     try:
-        rows = ledger._db.execute("SELECT name, audio_s FROM recordings WHERE state='verified'")
+        rows = ledger._db.execute(
+            "SELECT name, audio_s FROM recordings WHERE state='verified'"
+        ).rows
         return {name: float(seconds) for name, seconds in rows}
     finally:
         ledger.close()

@@ -13,6 +13,7 @@ from archiver.config import TranscodeConfig
 from archiver.doctor.result import Check, failed, passed
 from archiver.pipeline.transcode import (
     BadAudio,
+    Engine,
     FfmpegNotFound,
     TranscodeError,
     find_ffmpeg,
@@ -52,8 +53,16 @@ def check_ffmpeg(settings: TranscodeConfig) -> Check:
         ffmpeg = find_ffmpeg(settings.ffmpeg)
     except FfmpegNotFound as error:
         return failed(_NAME, str(error).split(":")[0], _FIX_INSTALL)
+    # "auto" uses both: pydub for a recording alone, ffmpeg for those that queue up.
+    engines: tuple[Engine, ...] = (
+        ("pydub", "ffmpeg") if settings.engine == "auto" else (settings.engine,)
+    )
     with tempfile.TemporaryDirectory(prefix="archiver-doctor-") as folder:
-        for label, clip in (("raw GSM", gsm_clip()), ("WAV49", wav49_clip())):
+        for label, clip, engine in (
+            (label, clip, engine)
+            for label, clip in (("raw GSM", gsm_clip()), ("WAV49", wav49_clip()))
+            for engine in engines
+        ):
             source = Path(folder) / "clip.src"
             source.write_bytes(clip)
             try:
@@ -63,12 +72,15 @@ def check_ffmpeg(settings: TranscodeConfig) -> Check:
                     ffmpeg=ffmpeg,
                     bitrate=settings.bitrate,
                     tags={"title": "archiver doctor"},
-                    engine=settings.engine,
+                    engine=engine,
                     timeout_s=60,
                 )
             except (BadAudio, TranscodeError, OSError) as error:
                 reason = getattr(error, "reason", None) or str(error)
                 return failed(
-                    _NAME, f"{ffmpeg} could not turn {label} into MP3: {reason}", _FIX_INSTALL
+                    _NAME,
+                    f"{ffmpeg} could not turn {label} into MP3 ({engine}): {reason}",
+                    _FIX_INSTALL,
                 )
-    return passed(_NAME, f"{ffmpeg} decodes raw GSM and WAV49 and encodes MP3 ({settings.engine})")
+    shown = " and ".join(engines)
+    return passed(_NAME, f"{ffmpeg} decodes raw GSM and WAV49 and encodes MP3 ({shown})")

@@ -13,9 +13,11 @@ import urllib.request
 from pathlib import Path
 from typing import Final
 
-from archiver.config import Config
+from archiver.config import Config, ConfigError
 from archiver.doctor.result import Check, failed, passed, skipped
 from archiver.pipeline.daemon import max_in_flight
+from archiver.state.api import open_state
+from archiver.state.db import StateUnavailable
 
 __all__ = ["DEFAULT_LARGEST_BYTES", "check_callbacks", "check_state", "check_work_dir"]
 
@@ -32,7 +34,11 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 def check_state(cfg: Config) -> Check:
+    """The SQLite file writable, or the PostgreSQL state reachable (its schema brought up to
+    date, as the daemon would at start)."""
     name = "state file"
+    if cfg.state.url is not None:
+        return _check_postgres(cfg)
     path = cfg.state.path
     if path.exists():
         ok = os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK)
@@ -51,9 +57,22 @@ def check_state(cfg: Config) -> Check:
     return passed(name, f"{where}, writable")
 
 
+def _check_postgres(cfg: Config) -> Check:
+    name = "state database"
+    try:
+        state = open_state(cfg)
+    except (StateUnavailable, ConfigError) as error:
+        reason = error.reason if isinstance(error, StateUnavailable) else "; ".join(error.problems)
+        return failed(name, reason, "check [state] url, its password source and the network")
+    try:
+        return passed(name, f"{state.where} reachable, schema up to date")
+    finally:
+        state.close()
+
+
 def _largest_recording_bytes(cfg: Config) -> tuple[int, str]:
-    if not cfg.state.path.exists():
-        return DEFAULT_LARGEST_BYTES, "an hour of PCM, no ledger yet"
+    if cfg.state.url is not None or not cfg.state.path.exists():
+        return DEFAULT_LARGEST_BYTES, "an hour of PCM, no ledger file here"
     try:
         connection = sqlite3.connect(f"file:{cfg.state.path}?mode=ro", uri=True)
         try:
