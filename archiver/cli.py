@@ -175,9 +175,16 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     add_call_parsers(sub, common)
 
-    from archiver.doctor.command import add_doctor_parser
-
-    add_doctor_parser(sub, common)
+    doctor = sub.add_parser(
+        "doctor", parents=[common], help="check the whole set-up: ✓ or ✗ with the fix, per check"
+    )
+    doctor.add_argument("--json", action="store_true", help="one JSON document, for tools")
+    doctor.add_argument(
+        "--create-bucket",
+        action="store_true",
+        help="create the configured bucket (in s3.region) if it does not exist",
+    )
+    doctor.set_defaults(handler=_cmd_doctor)
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
@@ -304,6 +311,13 @@ def _copy_target(args: argparse.Namespace) -> tuple[str | None, str | None, dict
     if password:
         register_secret(password)
     return cfg.state.url, password, cfg.state.tls_options()
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    # Imported here: the doctor's checks (certificates, probes) cost every other command nothing.
+    from archiver.doctor.command import doctor
+
+    return doctor(config_path(args.config), as_json=args.json, create_bucket=args.create_bucket)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from support import daemon_toml, free_port, run_archiver
 
 from archiver.doctor import Check, run_doctor
+from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, start_simulator
 
@@ -89,10 +90,18 @@ async def pbx_url(cert: Cert) -> AsyncIterator[str]:
 
 
 def _config(
-    tmp_path: Path, url: str, seaweed: SeaweedS3, bucket: str, **tables: dict[str, object]
+    tmp_path: Path,
+    url: str,
+    seaweed: SeaweedS3,
+    bucket: str,
+    state_url: str | None = None,
+    **tables: dict[str, object],
 ) -> Path:
     path = tmp_path / "archiver.toml"
-    path.write_text(daemon_toml(url, seaweed, bucket, tmp_path / "state", **tables), "utf-8")
+    text = daemon_toml(url, seaweed, bucket, tmp_path / "state", **tables)
+    if state_url is not None:  # a PostgreSQL state, waiting at most a second for it
+        text = text.replace("[state]\n", f'[state]\nurl = "{state_url}"\noutage_s = 1\n')
+    path.write_text(text, "utf-8")
     return path
 
 
@@ -274,3 +283,49 @@ async def test_callbacks_enabled_but_nothing_answers(
     callback = _by_name(checks)["callback URL"]
     assert _failed(checks) == ["callback URL"]
     assert "<token>" in callback.detail and "t" * 24 not in repr(checks)
+
+
+async def test_callbacks_enabled_and_the_receiver_answers(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    from archiver.calls.callbacks import add_callback_routes
+    from archiver.config import CallbacksConfig
+    from archiver.service.http import Health, build_http_app, start_http
+    from archiver.state.calls import CallLog
+
+    token = "r" * 24
+    calls = CallLog.open(tmp_path / "calls.sqlite3")
+    app = build_http_app(Health())
+    add_callback_routes(app, CallbacksConfig(enabled=True, token=token), calls)  # type: ignore[arg-type]
+    http_runner, port = await start_http(app, "127.0.0.1:0")
+    runner, url = await _sim()
+    try:
+        config = _config(
+            tmp_path, url, seaweed, bucket,
+            http={"listen": f"127.0.0.1:{port}"}, callbacks={"enabled": True, "token": token},
+        )  # fmt: skip
+        checks = await run_doctor(config)
+    finally:
+        await runner.cleanup()
+        await http_runner.cleanup()
+    assert _failed(checks) == []
+    assert "403 to a wrong token" in _by_name(checks)["callback URL"].detail
+    assert calls.events() == []  # the doctor's request stored nothing
+    calls.close()
+
+
+async def test_a_postgresql_state_is_opened_or_named_as_down(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str, postgres: LocalPostgres
+) -> None:
+    runner, url = await _sim()
+    down = f"postgresql://archiver@127.0.0.1:{free_port()}/archiver"
+    try:
+        up = _config(tmp_path, url, seaweed, bucket, state_url=postgres.create_database())
+        checks = await run_doctor(up)
+        assert _failed(checks) == []
+        assert "reachable, schema up to date" in _by_name(checks)["state database"].detail
+        gone = _config(tmp_path, url, seaweed, bucket, state_url=down)
+        failing = await run_doctor(gone)
+    finally:
+        await runner.cleanup()
+    assert _failed(failing) == ["state database"]
