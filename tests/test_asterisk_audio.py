@@ -4,7 +4,7 @@ use), then cut and patched the ways a PBX leaves files: a partial last GSM frame
 fixed), `LIST` chunks, a half last sample. Each one transcodes to an MP3 whose length matches
 its audio, or ends empty/failed with a reason; none raises anything else, none hangs.
 
-The files are generated per test session in a temporary folder (sox takes ~10 ms each), not
+The files are generated per test module in a temporary folder (four sox runs, ~0.2 s), not
 committed. `scripts/bootstrap` installs sox and libsox-fmt-all.
 """
 

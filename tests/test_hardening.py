@@ -124,7 +124,7 @@ async def test_wrong_token_refusals_are_counted_but_rarely_logged(tmp_path: Path
                         assert reply.status == 403
         refused = [entry for entry in logs if entry["event"] == "call_result_refused"]
         assert len(refused) == 1
-        assert app[CALLBACK_STATS_KEY].refused[403] == 50
+        assert app[CALLBACK_STATS_KEY].refused[(403, "bad_token")] == 50
 
 
 # -- item 7: redirects are never followed ----------------------------------------------------------
