@@ -332,7 +332,6 @@ def _begin(calls: CallLog, request: AutocallRequest, *, dial_at: float | None = 
     return calls.begin("pbx", request.number, request.params(), dial_at=dial_at)
 
 
-
 def test_a_call_log_from_before_flags_gets_the_column(tmp_path: Path) -> None:
     import sqlite3
 

@@ -217,7 +217,7 @@ async def test_bad_certificate_prints_the_line_that_pins_it(
     # The printed line, pasted into the configuration, fixes it.
     pinned = await run_doctor(_config(tmp_path, pbx_url, seaweed, bucket, pbx=_pinned(cert)))
     assert _failed(pinned) == []
-    wrong = {"tls_fingerprint": "00" * 32}
+    wrong: dict[str, object] = {"tls_fingerprint": "00" * 32}
     mismatch = await run_doctor(_config(tmp_path, pbx_url, seaweed, bucket, pbx=wrong))
     assert "does not match" in _by_name(mismatch)["pbx pbx: TLS"].detail
 

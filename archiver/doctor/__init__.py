@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from archiver.config import ConfigError, load_config
+from archiver.credentials import pbx_password
 from archiver.doctor.audio import check_ffmpeg
 from archiver.doctor.local import check_callbacks, check_state, check_work_dir
 from archiver.doctor.pbx import check_pbx
@@ -46,7 +47,7 @@ async def run_doctor(path: Path, *, create_bucket: bool = False) -> list[Check]:
     now = datetime.now().astimezone()
     for pbx in cfg.pbx:
         try:
-            password = pbx.resolve_password()
+            password = pbx_password(pbx)
         except ConfigError as error:
             checks.append(
                 failed(

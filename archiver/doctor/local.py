@@ -15,9 +15,8 @@ from typing import Final
 
 from archiver.config import Config, ConfigError
 from archiver.doctor.result import Check, failed, passed, skipped
-from archiver.pipeline.daemon import max_in_flight
-from archiver.state.api import open_state
-from archiver.state.db import StateUnavailable
+from archiver.pipeline import max_in_flight
+from archiver.state import StateUnavailable, open_state
 
 __all__ = ["DEFAULT_LARGEST_BYTES", "check_callbacks", "check_state", "check_work_dir"]
 

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from archiver.config import PbxConfig
 from archiver.doctor.result import Check, failed, passed, skipped
 from archiver.names import RECORDING_ROOT, InvalidName, Recording, parse_path
-from archiver.pbx.client import PbxAuthError, PbxClient, PbxError, PbxLoginPage, date_pattern
+from archiver.pbx import PbxAuthError, PbxClient, PbxError, PbxLoginPage, date_pattern
 
 __all__ = ["check_pbx", "fingerprint_line"]
 

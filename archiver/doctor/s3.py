@@ -13,7 +13,7 @@ import boto3
 
 from archiver.config import S3Config
 from archiver.doctor.result import Check, failed, passed, skipped
-from archiver.s3.store import S3Store, StoreError
+from archiver.s3 import S3Store, StoreError
 
 __all__ = ["check_s3"]
 

@@ -5,7 +5,13 @@ shutdown policy); reconcile rebuilds the ledger from the bucket.
 Other parts import from here, not from the modules inside.
 """
 
-from archiver.pipeline.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
+from archiver.pipeline.daemon import (
+    Archiver,
+    PollReport,
+    clear_work_dir,
+    max_in_flight,
+    poll_ticks,
+)
 from archiver.pipeline.listing import ParsedListing, parse_listing
 from archiver.pipeline.reconcile import ReconcileReport, reconcile
 from archiver.pipeline.runner import (
@@ -28,6 +34,7 @@ __all__ = [
     "archive_until_signalled",
     "clear_work_dir",
     "find_ffmpeg",
+    "max_in_flight",
     "open_archiver",
     "parse_listing",
     "poll_ticks",

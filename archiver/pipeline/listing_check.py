@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from archiver.pbx.client import Listing, PbxClient
+from archiver.pbx import Listing, PbxClient
 
 __all__ = ["RECENT_S", "explain_empty_listing", "name_pattern"]
 
