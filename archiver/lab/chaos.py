@@ -3,9 +3,9 @@
 Starts the PBX simulator with faults on (HTTP 5xx, cut bodies, resets, HTML login pages, hostile
 listing lines) holding 500 valid recordings, and a SeaweedFS S3 server; runs `archiver backfill`
 as a subprocess and SIGKILLs it at random moments (20 times by default), starting it again each
-time; stops SeaweedFS for 30 s in the middle; plants an incomplete multipart upload under the
-prefix (what a kill mid-multipart leaves); then lets one last run finish. Finally it compares the
-bucket with the simulator's valid listing and prints one line:
+time; stops SeaweedFS for 30 s once two fifths are archived; plants an incomplete multipart
+upload under the prefix (what a kill mid-multipart leaves); then lets one last run finish.
+Finally it compares the bucket with the simulator's valid listing and prints one line:
 
     expected N archived N lost 0 duplicated 0 corrupt 0 tempfiles 0 stale_multipart 0
 
@@ -34,8 +34,10 @@ folders; `stale_multipart` counts incomplete multipart uploads under the prefix.
 than `archived` means a recording was worked on twice even where HEAD-before-PUT hid it.
 
 `--workers 2 --state postgresql` runs two daemons on the one PBX sharing a PostgreSQL state (a
-local server, `archiver.lab.postgres`); the SIGKILLs alternate between them, and PostgreSQL itself
-is crashed (`pg_ctl -m immediate stop`) and started again once, a quarter of the way in.
+local server, `archiver.lab.postgres`); the SIGKILLs alternate between them, PostgreSQL itself
+is crashed (`pg_ctl -m immediate stop`) and started again once, when a fifth of the recordings
+is archived; the S3 outage comes at two fifths (with one worker as with several, the outages hit
+daemons at work).
 """
 
 from __future__ import annotations
@@ -244,10 +246,12 @@ def _chaos(
     s3: SeaweedS3,
     log_path: Path,
     pg: LocalPostgres | None,
+    expected: int,
 ) -> None:
-    """Kill the daemons `args.kills` times at random moments, taking turns; a quarter of the
-    way, crash PostgreSQL (if the state is there) under running daemons; halfway, stop S3
-    under a daemon that is mid-run and let it live through the whole outage."""
+    """Kill the daemons `args.kills` times at random moments, taking turns; once a fifth of the
+    `expected` recordings is archived (or a quarter of the kills is done), crash PostgreSQL (if
+    the state is there) under running daemons; at two fifths (or half the kills), stop S3 under
+    a daemon that is mid-run and let it live through the whole outage."""
     rng = random.Random(args.seed)  # noqa: S311 -- repeatable kill moments, not crypto
     kills = 0
     outage_done = pg_outage_done = False
@@ -255,11 +259,14 @@ def _chaos(
     for daemon in daemons:
         daemon.start()
     while kills < args.kills:
-        if pg is not None and kills >= args.kills // 4 and not pg_outage_done:
+        # Each outage comes at a share of the work done (or of the kills, whichever is first),
+        # so that it hits daemons that are still working however many share the work.
+        done = _archived_so_far(log_path) / max(expected, 1)
+        if pg is not None and not pg_outage_done and (done >= 0.2 or kills >= args.kills // 4):
             pg_outage_done = True
             _wait_for_work(daemons[0], log_path)
             _pg_outage(pg, args.pg_outage_s)
-        if kills >= args.kills // 2 and not outage_done:
+        if not outage_done and (done >= 0.4 or kills >= args.kills // 2):
             outage_done = True
             _plant_stale_multipart(s3)
             _wait_for_work(daemons[0], log_path)
@@ -400,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             daemons = [_Daemon(config, env, days, log) for config in configs]
             try:
-                _chaos(args, daemons, s3, data / "daemon.log", pg)
+                _chaos(args, daemons, s3, data / "daemon.log", pg, len(valid))
                 _say("final clean run")
                 for daemon in daemons:
                     daemon.start()
