@@ -32,8 +32,8 @@ from archiver.lab.simulator.server import add_arguments, options_from_args
 from archiver.names import InvalidName, parse_path
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.daemon import PollReport
-from archiver.pipeline.reconcile import Unmappable, map_object, reconcile
-from archiver.s3.store import ObjectInfo, S3Store
+from archiver.pipeline.reconcile import reconcile
+from archiver.s3 import ObjectInfo, S3Store, Unmappable, map_object
 from archiver.state.ledger import Ledger
 
 PASSWORD = "Reliable-Secret-5150"
@@ -324,9 +324,10 @@ def test_reconcile_refuses_objects_it_cannot_trust() -> None:
         return ObjectInfo(key, 3, etag, when, "audio/mpeg", {**meta, **changes})
 
     zones = {"pbx": IST}
-    rec, state = map_object(info(), zones, "recordings")
+    rec, read, state = map_object(info(), zones, "recordings")
     assert (rec.key, state) == ("pbx/trunk-sip-1/" + meta["source-name"], "verified")
-    assert map_object(info(etag="0" * 32 + "-2"), zones, "recordings")[1] == "verified"
+    assert (read.source_sha256, read.md5, read.caller) == (meta["source-sha256"], meta["md5"], "")
+    assert map_object(info(etag="0" * 32 + "-2"), zones, "recordings")[2] == "verified"
     for bad, words in (
         (info(etag="0" * 32), "ETag"),
         (info(pbx="other"), "not configured"),

@@ -19,9 +19,10 @@ from support import free_port
 from archiver.config import DEFAULT_KEY_TEMPLATE, S3Config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.names import Recording, parse_name
-from archiver.s3.store import (
+from archiver.s3 import (
     METADATA_FIELDS,
     ConflictError,
+    ObjectMetadata,
     S3Store,
     StoreError,
     object_key,
@@ -203,6 +204,24 @@ def test_object_metadata_refuses_bad_extra(mp3: Mp3, extra: dict[str, str]) -> N
         object_metadata(
             recording(), source_sha256=source_sha("a"), md5_b64=mp3.md5_b64, extra=extra
         )
+
+
+def test_object_metadata_reads_back_as_written(mp3: Mp3) -> None:
+    """`from_headers` is the inverse of `headers`: the names written, and only they, are the
+    fields of `ObjectMetadata` (a missing caller reads as empty; unknown names go to extra)."""
+    rec = recording("20161118-110332--100-1479456211.1297-25.gsm")
+    written = ObjectMetadata.for_recording(
+        rec,
+        source_sha256=source_sha("a"),
+        md5_b64=mp3.md5_b64,
+        outcome="empty",
+        reason="header only",
+        extra={"dial-status": "BUSY"},
+    )
+    headers = written.headers()
+    assert list(headers)[-3:] == ["outcome", "reason", "dial-status"]
+    assert ObjectMetadata.from_headers(headers) == written
+    assert set(METADATA_FIELDS) | {"outcome", "reason", "dial-status"} >= set(headers)
 
 
 # -- against SeaweedFS --------------------------------------------------------------------------

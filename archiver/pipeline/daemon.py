@@ -48,12 +48,7 @@ from archiver.pipeline.hours import paused_until
 from archiver.pipeline.invalid_names import InvalidNameLog
 from archiver.pipeline.listing import parse_listing
 from archiver.pipeline.listing_check import RECENT_S, explain_empty_listing
-from archiver.pipeline.quarantine import (
-    QUARANTINE_CONTENT_TYPE,
-    digests,
-    quarantine_key,
-    quarantine_metadata,
-)
+from archiver.pipeline.quarantine import digests, quarantine_metadata
 from archiver.pipeline.transcode import (
     BadAudio,
     BatchJob,
@@ -62,7 +57,15 @@ from archiver.pipeline.transcode import (
     TranscodeResult,
     transcode_to_mp3,
 )
-from archiver.s3 import S3Store, StoredObject, StoreError, object_key, object_metadata
+from archiver.s3 import (
+    QUARANTINE_CONTENT_TYPE,
+    S3Store,
+    StoredObject,
+    StoreError,
+    object_key,
+    object_metadata,
+    quarantine_key,
+)
 from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, worker_id
 
 __all__ = [

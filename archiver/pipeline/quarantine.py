@@ -2,8 +2,9 @@
 
 Asterisk leaves a header-only WAV (a few hundred bytes) for every unanswered call. Some operators
 want to keep even those, so the original file is stored as it came from the PBX, under
-`{prefix}/quarantine/{pbx}/{trunk}/{name}`, with the usual metadata plus `outcome` and `reason`.
-This module builds the key and the metadata; the daemon decides when, `S3Store` does the upload.
+`{prefix}/quarantine/{pbx}/{trunk}/{name}` (`archiver.s3.quarantine_key`), with the usual
+metadata plus `outcome` and `reason`. This module hashes the original and builds its metadata;
+the daemon decides when, `S3Store` does the upload.
 Knows names and S3 metadata rules, not the PBX or the ledger.
 """
 
@@ -15,19 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archiver.names import Recording
-from archiver.s3 import object_metadata
+from archiver.s3 import ObjectMetadata
 
-__all__ = [
-    "QUARANTINE_CONTENT_TYPE",
-    "QUARANTINE_SEGMENT",
-    "FileDigests",
-    "digests",
-    "quarantine_key",
-    "quarantine_metadata",
-]
+__all__ = ["FileDigests", "digests", "quarantine_metadata"]
 
-QUARANTINE_SEGMENT = "quarantine"
-QUARANTINE_CONTENT_TYPE = "application/octet-stream"
 _MAX_REASON_CHARS = 200
 _CHUNK_BYTES = 1024 * 1024
 
@@ -54,17 +46,14 @@ def digests(path: Path) -> FileDigests:
     )
 
 
-def quarantine_key(rec: Recording, prefix: str) -> str:
-    """`{prefix}/quarantine/{pbx}/{trunk}/{name}`: the PBX's own name, so nothing is lost.
-
-    Every part is allow-listed (`archiver.names`), so the key is a safe S3 key.
-    """
-    return f"{prefix}/{QUARANTINE_SEGMENT}/{rec.pbx}/{rec.folder}/{rec.name}"
-
-
 def quarantine_metadata(rec: Recording, found: FileDigests, reason: str) -> dict[str, str]:
     """The standard metadata of `rec` (with the original's checksums), plus `outcome: empty` and
     `reason` reduced to printable ASCII of at most 200 characters."""
     printable = "".join(ch if ch.isascii() and ch.isprintable() else "?" for ch in reason)
-    extra = {"outcome": "empty", "reason": printable.strip()[:_MAX_REASON_CHARS] or "empty"}
-    return object_metadata(rec, source_sha256=found.sha256_hex, md5_b64=found.md5_b64, extra=extra)
+    return ObjectMetadata.for_recording(
+        rec,
+        source_sha256=found.sha256_hex,
+        md5_b64=found.md5_b64,
+        outcome="empty",
+        reason=printable.strip()[:_MAX_REASON_CHARS] or "empty",
+    ).headers()

@@ -1,33 +1,50 @@
-"""The S3 side: the store client (HEAD-before-PUT, verified uploads) and the object format (key
-and metadata) shared by the pipeline, reconcile and the web archive.
+"""The S3 side: the store client (HEAD-before-PUT, verified uploads) and the object format
+(key, metadata and the way back from them to a recording) shared by the pipeline, reconcile and
+the web archive.
 
-Other parts import from here, not from `archiver.s3.store`.
+Other parts import from here, not from the modules inside.
 """
 
-from archiver.s3.store import (
+from archiver.s3.objects import (
     CONTENT_TYPE,
     EMPTY_SEGMENT,
     METADATA_FIELDS,
-    ConflictError,
+    QUARANTINE_CONTENT_TYPE,
+    QUARANTINE_SEGMENT,
+    ArchivedAs,
     ObjectInfo,
+    ObjectMetadata,
+    Unmappable,
+    map_object,
+    object_key,
+    object_metadata,
+    quarantine_key,
+)
+from archiver.s3.store import (
+    ConflictError,
     S3Store,
     StoredObject,
     StoreError,
     VerifyError,
-    object_key,
-    object_metadata,
 )
 
 __all__ = [
     "CONTENT_TYPE",
     "EMPTY_SEGMENT",
     "METADATA_FIELDS",
+    "QUARANTINE_CONTENT_TYPE",
+    "QUARANTINE_SEGMENT",
+    "ArchivedAs",
     "ConflictError",
     "ObjectInfo",
+    "ObjectMetadata",
     "S3Store",
     "StoreError",
     "StoredObject",
+    "Unmappable",
     "VerifyError",
+    "map_object",
     "object_key",
     "object_metadata",
+    "quarantine_key",
 ]

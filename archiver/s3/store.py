@@ -10,9 +10,7 @@ Retries are not made here, not even by botocore (the daemon wraps calls with sta
 failure becomes a `StoreError` whose `transient` says whether trying again can help, and whose
 `reason` is safe to log (no credentials, no request signatures).
 
-Metadata and empty fields: SeaweedFS (4.48) drops a user-metadata header whose value is empty,
-while AWS keeps it, so `object_metadata` leaves empty values out and every store returns the same
-thing. A reader treats a missing `caller`/`callee` as empty.
+The object format (key, metadata) is `archiver.s3.objects`.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import string
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,44 +47,23 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from archiver.config import S3Config
 from archiver.errors import ArchiverError, Kind
 from archiver.logs import register_secret
-from archiver.names import Recording
+from archiver.s3.objects import CONTENT_TYPE, ObjectInfo
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 __all__ = [
-    "CONTENT_TYPE",
-    "EMPTY_SEGMENT",
-    "METADATA_FIELDS",
     "ConflictError",
-    "ObjectInfo",
     "S3Store",
     "StoreError",
     "StoredObject",
     "VerifyError",
     "default_transfer_config",
-    "object_key",
-    "object_metadata",
 ]
 
-CONTENT_TYPE = "audio/mpeg"
-# The user metadata of every archived object, in this order (as x-amz-meta-<name>).
-METADATA_FIELDS = (
-    "pbx", "trunk", "caller", "callee", "started-at", "duration-s", "uniqueid", "source-name",
-    "source-sha256", "md5",
-)  # fmt: skip
-# Stands for an empty caller/callee that would otherwise leave an empty key segment ("a//b").
-# Never a real party: parties are [A-Za-z0-9+] only.
-EMPTY_SEGMENT = "-"
-
 _MIB = 1024 * 1024
-_MAX_KEY_BYTES = 1024
-_MAX_METADATA_BYTES = 2048  # AWS's limit for all user metadata keys and values together
-_METADATA_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
-_MD5_B64_RE = re.compile(r"[A-Za-z0-9+/]{22}==")
 _MD5_HEX_RE = re.compile(r"[0-9a-f]{32}")
-_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 _TRANSIENT_CODES = frozenset(
@@ -141,113 +117,6 @@ class StoredObject:
     md5_b64: str
     etag: str  # without quotes; "<hex>-N" for a multipart upload
     already_present: bool
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectInfo:
-    """What a HEAD says about one object."""
-
-    key: str
-    size_bytes: int
-    etag: str  # without quotes
-    last_modified: datetime
-    content_type: str | None
-    metadata: dict[str, str]  # lower-case names, without the x-amz-meta- prefix
-
-
-def _key_values(rec: Recording, prefix: str) -> dict[str, object]:
-    local = rec.started_at
-    return {
-        "prefix": prefix,
-        "pbx": rec.pbx,
-        "trunk": rec.folder,
-        "yyyy": f"{local.year:04d}",
-        "mm": f"{local.month:02d}",
-        "dd": f"{local.day:02d}",
-        "yyyymmdd": local.strftime("%Y%m%d"),
-        "hhmmss": local.strftime("%H%M%S"),
-        "caller": rec.caller,
-        "callee": rec.callee,
-        "uniqueid": rec.uniqueid,
-        "duration_s": rec.duration_s,  # an int, so "{duration_s:05d}" works
-        "source_name": rec.name,
-    }
-
-
-def object_key(rec: Recording, template: str, prefix: str) -> str:
-    """Given a recording, a key template (see `archiver.config.KEY_FIELDS`) and the prefix, return
-    the object key.
-
-    Dates are the PBX's local time (`rec.started_at`), as in the file name. An empty caller or
-    callee renders as nothing (`..._100__1479456211.1297.mp3`), so the key still reads back; only
-    when that would leave a whole path segment empty does the segment become `-`.
-    Raise `ValueError` if the template has an empty segment or the result would contain `//`,
-    `..`, a `.` segment, a leading `/`, non-printable ASCII, or exceed 1024 bytes.
-    """
-    values = _key_values(rec, prefix)
-    segments: list[str] = []
-    for segment in template.split("/"):
-        if not segment:
-            raise ValueError(f"key template {template!r} has an empty path segment")
-        try:
-            rendered = string.Formatter().vformat(segment, (), values)
-        except (KeyError, IndexError, ValueError) as error:
-            raise ValueError(f"key template {template!r} cannot be filled: {error}") from None
-        segments.append(rendered or EMPTY_SEGMENT)
-    key = "/".join(segments)
-    if (
-        key.startswith("/")
-        or "//" in key
-        or ".." in key
-        or "." in key.split("/")
-        or not key.isascii()
-        or not key.isprintable()
-        or len(key) > _MAX_KEY_BYTES
-    ):
-        raise ValueError(f"object key {key!r} is not a safe S3 key")
-    return key
-
-
-def object_metadata(
-    rec: Recording,
-    *,
-    source_sha256: str,
-    md5_b64: str,
-    extra: Mapping[str, str] = _NO_EXTRA,
-) -> dict[str, str]:
-    """Return the user metadata for `rec`: the names in `METADATA_FIELDS`, then `extra`.
-
-    Empty values are left out (see the module docstring). `started-at` is ISO 8601 with the PBX's
-    UTC offset. Raise `ValueError` for a malformed checksum, an `extra` name that is not
-    lower-case `[a-z0-9-]` or repeats a standard name, a value that is not printable ASCII without
-    surrounding blanks, or more than S3's 2 KB of metadata.
-    """
-    if _SHA256_RE.fullmatch(source_sha256) is None:
-        raise ValueError("source_sha256 must be 64 lower-case hex digits")
-    if _MD5_B64_RE.fullmatch(md5_b64) is None:
-        raise ValueError("md5_b64 must be a base64 MD5 digest (24 characters)")
-    standard = {
-        "pbx": rec.pbx,
-        "trunk": rec.folder,
-        "caller": rec.caller,
-        "callee": rec.callee,
-        "started-at": rec.started_at.isoformat(),
-        "duration-s": str(rec.duration_s),
-        "uniqueid": rec.uniqueid,
-        "source-name": rec.name,
-        "source-sha256": source_sha256,
-        "md5": md5_b64,
-    }
-    for name in extra:
-        if name in standard or _METADATA_NAME_RE.fullmatch(name) is None:
-            raise ValueError(f"extra metadata name {name!r} is reserved or not [a-z0-9-]")
-    metadata = {name: value for name, value in {**standard, **extra}.items() if value}
-    for name, value in metadata.items():
-        if not (value.isascii() and value.isprintable()) or value != value.strip():
-            raise ValueError(f"metadata {name!r} is not printable ASCII without outer blanks")
-    if sum(len(name) + len(value) for name, value in metadata.items()) > _MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is larger than S3's {_MAX_METADATA_BYTES} bytes")
-    return metadata
 
 
 def default_transfer_config(max_concurrency: int = 4) -> TransferConfig:
