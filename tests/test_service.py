@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from archiver.pipeline.transcode import find_ffmpeg
 from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
+from archiver.service.progress import ProgressBar
 from archiver.service.startup import Service, check_pbxs
 
 PASSWORD = "Service-Secret-41177"
@@ -324,3 +326,16 @@ def test_run_under_systemd(
     assert len(events) == 1
     # The daemon took $NOTIFY_SOCKET out of its environment: ffmpeg cannot speak for it.
     assert PASSWORD not in out + err
+
+
+def test_progress_bar_follows_the_observer_events() -> None:
+    """An interactive backfill's progress bar is an Observer: each listed day adds its due
+    recordings to the total, each finished recording advances it."""
+    out = io.StringIO()
+    bar = ProgressBar(out)
+    bar.listed("a", ok=True, discovered=3, due=3)
+    bar.listed("a", ok=True, discovered=0, due=2)
+    bar.finished("a", "archived")
+    bar.finished("a", "failed")
+    bar.close()
+    assert "2/5" in out.getvalue()
