@@ -85,6 +85,7 @@ class Result:
     own_cpu_s: float | None = None  # the contender's main process alone (the rest: its children)
     own_peak_rss_mb: float | None = None
     services_cpu_s: float | None = None  # the simulator and SeaweedFS meanwhile
+    load_after: str = ""  # the load average when the run ended
 
     @property
     def per_s(self) -> float:
@@ -554,7 +555,7 @@ def _print_ratios(results: list[Result]) -> None:
         cpus = f" cpus={where}" if where else ""
         print(
             f"ratio_vs_ideal {vs_ideal} ratio_vs_naive {vs_naive}  ({result.name}: {which};"
-            f" load average {_load()}){cpus}"
+            f" load average {result.load_after or _load()} when it ended){cpus}"
         )
 
 
@@ -606,6 +607,7 @@ def _main_runs(args: argparse.Namespace, work: Path) -> list[Result]:
                 run_label = label.replace("@", "_cpus").replace(",", "_")
                 result = run_archiver(run_label, recs, days, work, sim, s3, toml)
                 result.name = label
+                result.load_after = _load()
                 results.append(result)
                 print(f"{results[-1].line()}  [load average {_load()}]", flush=True)
         CPUS = None
