@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
@@ -28,6 +29,7 @@ from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 
 # Characters that URL encoding changes, so an encoded leak would not match the raw text.
 PASSWORD = "Pbx+Scan/Secret 9&x=1%"
+CALLBACK_TOKEN = "Scan-Callback-Token-0123456789"
 WRONG_PASSWORD = "Wrong+Pass/word 3&y=2"
 DAY = date(2016, 11, 18)
 
@@ -173,8 +175,10 @@ def test_no_secret_in_daemon_output_or_endpoints(
     text = daemon_toml(
         faulty_sim.base_url, seaweed, bucket, tmp_path,
         http={"listen": f"127.0.0.1:{port}"}, poll={"lookback_days": 0},
+        callbacks={"enabled": True, "token": CALLBACK_TOKEN},
     )  # fmt: skip
     config.write_text(text, "utf-8")
+    config.chmod(0o600)
     process = subprocess.Popen(
         [sys.executable, "-m", "archiver", "run", "--config", str(config)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -184,11 +188,16 @@ def test_no_secret_in_daemon_output_or_endpoints(
         for path in ("/healthz", "/metrics"):
             transcript.add(path, wait_for(base + path))
         transcript.add("/readyz", wait_for(base + "/readyz", status=200))
+        # A malformed callback: aiohttp logs its parse error with a traceback that quotes the
+        # request line, token and all (issue 11 item 6).
+        _send_raw(port, f"GET /pbx/call-result/{CALLBACK_TOKEN}?sonuc=\x01 HTTP/1.1\r\n\r\n")
+        _send_raw(port, f"GET /pbx/call-result/{quote(CALLBACK_TOKEN)}?a=\x01 HTTP/1.1\r\n\r\n")
     finally:
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
     transcript.add("daemon", out, err)
     assert process.returncode == 0, err
+    assert out.count("Error handling request") == 2, "the malformed callbacks were not logged"
 
     # A TLS failure: the PBX's certificate is not the pinned one (no TLS on the simulator at
     # all: the handshake fails), and the same through `ls`.
@@ -203,5 +212,44 @@ def test_no_secret_in_daemon_output_or_endpoints(
         "tls ls", "ls", "--config", str(pinned), "--date", "2016-11-18", env=env
     )
     assert listed.returncode == 2 and "error: listing: PBX 'pbx'" in listed.stderr
-    leaks = transcript.leaks([PASSWORD, seaweed.secret_key])
+    leaks = transcript.leaks([PASSWORD, seaweed.secret_key, CALLBACK_TOKEN])
     assert leaks == [], leaks
+
+
+def _send_raw(port: int, request: str) -> None:
+    """Send `request` as bytes on a fresh connection and read the (400) answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request.encode("latin-1"))
+        assert connection.recv(4096).startswith(b"HTTP/1.")
+
+
+@pytest.mark.parametrize("password", ["2026", "p"])
+def test_short_passwords_leave_the_logs_readable(
+    tmp_path: Path, s3_env: dict[str, str], seaweed: SeaweedS3, bucket: str, password: str
+) -> None:
+    """Issue 12 item 3: with the password `2026` timestamps read `[REDACTED]-11-28` and keys
+    `.../[REDACTED]/11/28/...`; with `p` event names became `[REDACTED]oll_done`, so the README's
+    `jq 'select(.event == ...)'` recipes matched nothing."""
+    day = date(2026, 11, 18)
+    options = SimulatorOptions(
+        username="admin", password=password, seed=3, start=day, per_day=3, max_duration_s=10
+    )
+    env = {**os.environ, **s3_env, "TEST_PBX_PASSWORD": password}
+    with SimulatorThread(options) as sim:
+        config = tmp_path / "a.toml"
+        config.write_text(daemon_toml(sim.base_url, seaweed, bucket, tmp_path), "utf-8")
+        result = run_archiver(
+            "backfill", "--config", str(config), "--from", day.isoformat(), "--to",
+            day.isoformat(), "--log-level", "debug", env=env,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = json_events(result.stdout)
+    names = {event["event"] for event in events}
+    assert {"listed", "archived", "done"} <= names, names
+    for event in events:
+        assert "REDACTED" not in event["timestamp"], event
+        datetime.fromisoformat(event["timestamp"])
+    keys = [event["key"] for event in events if event["event"] == "archived"]
+    assert keys and all("/2026/11/18/20261118-" in key for key in keys), keys
+    assert "REDACTED" not in result.stdout + result.stderr
+    assert f"password={password}" not in result.stdout + result.stderr
