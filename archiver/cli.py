@@ -1,6 +1,6 @@
 """The `archiver` command: argument parsing and wiring, nothing else.
 
-Exit codes: see `archiver.exits`.
+Exit codes are in `archiver.exits`; the text administrators read first is `_DESCRIPTION`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import structlog
 
 from archiver import __version__
 from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
-from archiver.config import Config, ConfigError, config_path, load_config
+from archiver.config import Config, ConfigError, UnknownPbx, config_path, load_config
 from archiver.credentials import (
     callbacks_token,
     pbx_password,
@@ -30,11 +30,14 @@ from archiver.credentials import (
     state_password,
 )
 from archiver.exits import (
+    EXIT_CODES,
     EXIT_CONFIG,
     EXIT_INTERRUPTED,
+    EXIT_LOCAL,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_UNREACHABLE,
+    EXIT_USAGE,
 )
 from archiver.logs import configure_logging, register_secret
 from archiver.names import RECORDING_ROOT
@@ -65,10 +68,26 @@ from archiver.service import (
     start_http,
 )
 from archiver.state import CallLog, State, StateUnavailable, open_state
+from archiver.state.db import StateFileError
 
 __all__ = ["main"]
 
 log = structlog.get_logger("archiver")
+
+_DESCRIPTION = """\
+Archive the call recordings of a ZYCOO CooVox / Asterisk PBX to S3 as verified MP3, exactly once.
+
+`archiver run` is the daemon (systemd runs it); the other commands are for an administrator:
+backfill past days, look at what a PBX lists, check the ledger, re-queue failures. Each takes
+--config FILE (default: $ARCHIVER_CONFIG, then /etc/archiver/archiver.toml); `archiver
+COMMAND --help` shows its options."""
+
+_DATES = "Dates are YYYY-MM-DD (e.g. 2016-11-17), the PBX's local calendar day."
+
+
+def _epilog() -> str:
+    codes = "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES)
+    return f"{_DATES}\n\nexit codes:\n{codes}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,8 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return EXIT_CONFIG
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
     # The daemon's logs go to stdout (journald); commands whose stdout is their answer log to
     # stderr so the answer stays parseable.
     configure_logging(
@@ -93,9 +112,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    except UnknownPbx as error:
+        print(f"error: {error.message} (see --pbx)", file=sys.stderr)
+        return EXIT_USAGE
     except FfmpegNotFound as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_LOCAL
+    except StateFileError as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_LOCAL
     except StateUnavailable as error:
         print(f"error: {error.reason}", file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -110,7 +135,12 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     levels = ["debug", "info", "warning", "error"]
     common.add_argument("--log-level", default="info", choices=levels)
 
-    parser = argparse.ArgumentParser(prog="archiver", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="archiver",
+        description=_DESCRIPTION,
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"archiver {__version__}")
     parser.set_defaults(logs_to_stdout=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -119,10 +149,22 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="one poll, drain it, exit")
     run.set_defaults(handler=_cmd_run, logs_to_stdout=True)
 
-    backfill = sub.add_parser("backfill", parents=[common], help="archive a range of past days")
-    backfill.add_argument("--from", dest="first", type=date.fromisoformat, required=True)
-    backfill.add_argument("--to", dest="last", type=date.fromisoformat, required=True)
-    backfill.add_argument("--pbx", help="only this PBX (default: all)")
+    backfill = sub.add_parser(
+        "backfill",
+        parents=[common],
+        help="archive a range of past days",
+        description="Archive every recording of the days --from to --to (both included) that is "
+        "not archived yet. Safe next to a running `archiver run`: each process has its own work "
+        "files, and the ledger is shared.",
+        epilog=_DATES,
+    )
+    backfill.add_argument(
+        "--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD", help="first day"
+    )
+    backfill.add_argument(
+        "--to", dest="last", type=_day, metavar="YYYY-MM-DD", help="last day (default: --from)"
+    )
+    backfill.add_argument("--pbx", metavar="NAME", help="only this PBX (default: all)")
     backfill.add_argument(
         "--dry-run",
         action="store_true",
@@ -132,13 +174,17 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     )
     backfill.set_defaults(handler=_cmd_backfill, logs_to_stdout=True)
 
-    ls = sub.add_parser("ls", parents=[common], help="list recordings the PBX has (parsed)")
-    ls.add_argument("--date", type=date.fromisoformat, help="a day (default: today, PBX time)")
+    ls = sub.add_parser(
+        "ls", parents=[common], help="list recordings the PBX has (parsed)", epilog=_DATES
+    )
+    ls.add_argument(
+        "--date", type=_day, metavar="YYYY-MM-DD", help="a day (default: today, PBX time)"
+    )
     what = ls.add_mutually_exclusive_group()
     what.add_argument("--pattern", help="a find pattern instead, e.g. 100-903123320404")
     what.add_argument("--folders", action="store_true", help="the recording folders (trunks)")
     what.add_argument("--folder", metavar="NAME", help="the recordings in one folder")
-    ls.add_argument("--pbx", help="which PBX (default: the first)")
+    ls.add_argument("--pbx", metavar="NAME", help="which PBX (default: the first)")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=_cmd_ls)
 
@@ -202,6 +248,16 @@ def _command(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def _day(text: str) -> date:
+    """argparse type for a day: YYYY-MM-DD, with a message that says so."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2016-11-17"
+        ) from None
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(config_path(args.config))
 
@@ -220,26 +276,60 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    with contextlib.closing(open_state(cfg)) as state:
+    with contextlib.closing(open_state(cfg, create=False)) as state:
+        where = state.where
         counts = state.ledger.counts()
+        by_pbx = state.ledger.counts_by_pbx()
+        listed_at = state.ledger.last_listings_ok()
         failures = state.ledger.recent_failures(10)
-        where = {"backend": state.backend, "where": state.where}
+        backend = state.backend
+    pbxs = [pbx.name for pbx in cfg.pbx] + sorted(set(by_pbx) - {p.name for p in cfg.pbx})
     if args.json:
-        failed = [asdict(f) for f in failures]
-        print(json.dumps({"counts": counts, "failures": failed, "state": where}, indent=2))
+        per_pbx = {
+            name: {
+                "counts": by_pbx.get(name, dict.fromkeys(counts, 0)),
+                "last_listing_ok_at": _iso(listed_at.get(name)),
+            }
+            for name in pbxs
+        }
+        document = {
+            "counts": counts,
+            "pbx": per_pbx,
+            "failures": [asdict(f) for f in failures],
+            "state": {"backend": backend, "where": where},
+        }
+        print(json.dumps(document, indent=2))
         return EXIT_OK
-    print(f"state: {where['backend']} {where['where']}")
+    print(f"state: {backend} {where}")
     print("  ".join(f"{name} {count}" for name, count in counts.items()))
+    for name in pbxs:
+        row = by_pbx.get(name, {})
+        states = "  ".join(f"{state} {row.get(state, 0)}" for state in counts)
+        last = _iso(listed_at.get(name)) or "never"
+        print(f"pbx {name}: {states}  last listing OK {last}")
     for entry in failures:
         print(f"failed  {entry.key}  attempts={entry.attempts}  {entry.last_error}")
     return EXIT_OK
 
 
+def _iso(epoch_s: float | None) -> str | None:
+    """Local time with offset, to the second; None stays None."""
+    if epoch_s is None:
+        return None
+    return datetime.fromtimestamp(epoch_s).astimezone().isoformat(timespec="seconds")
+
+
 def _cmd_retry(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    with contextlib.closing(open_state(cfg)) as state:
+    with contextlib.closing(open_state(cfg, create=False)) as state:
+        where = state.where
+        retryable, for_good = state.ledger.counts_failed()
         requeued = state.ledger.requeue_failed(only_retryable=not args.failed)
-    print(f"re-queued {requeued} recording(s)")
+    print(
+        f"{where}: {retryable + for_good} failed recording(s): {retryable} retryable, "
+        f"{for_good} failed for good; re-queued {requeued}"
+        + ("" if args.failed or not for_good else " (add --failed to re-queue all)")
+    )
     return EXIT_OK
 
 
@@ -439,16 +529,13 @@ def _security_warnings(path: Path, cfg: Config) -> list[str]:
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    if args.last < args.first:
-        print("error: --to is before --from", file=sys.stderr)
-        return EXIT_CONFIG
-    days = [args.first + timedelta(days=n) for n in range((args.last - args.first).days + 1)]
+    last = args.last or args.first
+    if last < args.first:
+        print(f"error: --to {last} is before --from {args.first}", file=sys.stderr)
+        return EXIT_USAGE
+    days = [args.first + timedelta(days=n) for n in range((last - args.first).days + 1)]
     names = [args.pbx] if args.pbx else [pbx.name for pbx in cfg.pbx]
-    try:
-        plan = {cfg.pbx_named(name).name: days for name in names}
-    except KeyError as error:
-        print(f"error: no PBX named {error}", file=sys.stderr)
-        return EXIT_CONFIG
+    plan = {cfg.pbx_named(name).name: days for name in names}
     if args.dry_run:
         from archiver.pipeline.plan import dry_run
 
@@ -486,7 +573,7 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
         service = Service(Notifier.from_environment(), health, metrics)
         # A PBX refusing our credentials does not stop the daemon (the others still archive,
         # and a fixed password is picked up without a restart): it is asked again after a
-        # doubling pause, each one logged. One-shot commands exit 2 instead.
+        # doubling pause, each one logged. One-shot commands exit 5 instead.
         for name in await check_pbxs(archiver.clients):
             archiver.back_off(name)
         async with _http_server(cfg, health, metrics, state.calls):

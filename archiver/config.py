@@ -53,6 +53,7 @@ __all__ = [
     "S3Config",
     "StateConfig",
     "TranscodeConfig",
+    "UnknownPbx",
     "config_path",
     "load_config",
     "parse_config",
@@ -83,6 +84,17 @@ class ConfigError(Exception):
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = list(problems)
+
+
+class UnknownPbx(KeyError):
+    """A PBX name (from `--pbx`) that the configuration does not have."""
+
+    def __init__(self, name: str, known: Sequence[str]) -> None:
+        super().__init__(name)
+        self.message = f"no PBX named {name!r} in the configuration; configured: {', '.join(known)}"
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class _Strict(BaseModel):
@@ -542,10 +554,11 @@ class Config(_Strict):
         return self
 
     def pbx_named(self, name: str) -> PbxConfig:
+        """The PBX called `name`. Raise `UnknownPbx` (saying which names exist) if none is."""
         for pbx in self.pbx:
             if pbx.name == name:
                 return pbx
-        raise KeyError(name)
+        raise UnknownPbx(name, [pbx.name for pbx in self.pbx])
 
 
 def _dotted(location: tuple[str | int, ...]) -> str:

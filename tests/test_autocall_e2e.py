@@ -107,7 +107,7 @@ def test_call_refuses_bad_numbers_and_reports_unreachable_pbx(
     bad = _archiver("call", "--config", str(config), "0312 332 04 04", env=env)
     assert bad.returncode == 1 and "digits only" in bad.stderr
     down = _archiver("call", "--config", str(config), "903123320404", env=env)
-    assert down.returncode == 2 and "cannot connect" in down.stderr
+    assert down.returncode == 5 and "cannot connect" in down.stderr
     listed = _archiver("calls", "--config", str(config), "--json", "--since", "2020-01-01", env=env)
     (refused,) = json.loads(listed.stdout)["calls"]
     assert refused["state"] == "refused" and "cannot connect" in refused["reply"]

@@ -88,12 +88,25 @@ def test_run_once_ls_and_status(
     expected = sum(1 for r in sim.corpus.recordings() if r.valid)
     assert len(names["recordings"]) == expected and names["invalid"] > 0
 
-    result = _archiver("backfill", "--config", str(config), "--from", DAY.isoformat(),
-                       "--to", DAY.isoformat(), env=env)  # fmt: skip
+    # One day: --to defaults to --from.
+    result = _archiver("backfill", "--config", str(config), "--from", DAY.isoformat(), env=env)
     assert result.returncode == 0, result.stderr + result.stdout
     status = _archiver("status", "--config", str(config), "--json", env=env)
-    counts = json.loads(status.stdout)["counts"]
+    document = json.loads(status.stdout)
+    counts = document["counts"]
     assert counts["verified"] == expected and counts["failed"] == 0
+    # Per PBX, with the time its last listing was answered.
+    assert document["pbx"]["pbx"]["counts"]["verified"] == expected
+    assert document["pbx"]["pbx"]["last_listing_ok_at"].startswith(str(date.today().year))
+    text = _archiver("status", "--config", str(config), env=env).stdout
+    assert f"pbx pbx: discovered 0  downloaded 0  transcoded 0  verified {expected}" in text
+    assert "last listing OK never" not in text and f"state: sqlite {tmp_path}" in text
+    # `retry` without flags says what it looked at.
+    retried = _archiver("retry", "--config", str(config), env=env)
+    assert retried.stdout.strip() == (
+        f"{tmp_path / 'ledger.sqlite3'}: 0 failed recording(s): 0 retryable, 0 failed for good; "
+        "re-queued 0"
+    )
     # Logs are JSON lines when not on a terminal, and the password is in none of them.
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert any(event["event"] == "archived" for event in events)
@@ -112,11 +125,11 @@ def test_wrong_password_is_one_clear_error(
     wrong = {**env, "TEST_PBX_PASSWORD": "Not-The-Password-123"}
     result = _archiver("backfill", "--config", str(config), "--from", DAY.isoformat(),
                        "--to", DAY.isoformat(), env=wrong)  # fmt: skip
-    assert result.returncode == 2
+    assert result.returncode == 5
     assert "refused the username/password" in result.stdout
     assert "Not-The-Password-123" not in result.stdout + result.stderr
     listed = _archiver("ls", "--config", str(config), "--date", DAY.isoformat(), env=wrong)
-    assert listed.returncode == 2 and "refused the username/password" in listed.stderr
+    assert listed.returncode == 5 and "refused the username/password" in listed.stderr
 
 
 def test_sigterm_stops_cleanly(
@@ -207,3 +220,67 @@ def test_product_commands_do_not_import_the_lab(tmp_path: Path, env: dict[str, s
     assert loaded.stdout.strip() == "[]"
     helped = _archiver("simulate", "--help", env=env)
     assert helped.returncode == 0 and "--per-day" in helped.stdout
+
+
+def test_help_speaks_to_an_administrator(env: dict[str, str]) -> None:
+    """Issue 12 item 9: the top description was a code docstring, exit codes were not listed,
+    dates had no format and `--to` was required for one day."""
+    top = _archiver("--help", env=env)
+    assert top.returncode == 0
+    assert "Archive the call recordings" in top.stdout and "wiring" not in top.stdout
+    assert "exit codes:" in top.stdout and "YYYY-MM-DD" in top.stdout
+    for code, meaning in [
+        (2, "bad command line"),
+        (4, "stopped by a signal"),
+        (5, "could not be reached"),
+        (6, "this machine"),
+    ]:
+        assert f"  {code}  " in top.stdout and meaning in top.stdout, top.stdout
+    backfill = _archiver("backfill", "--help", env=env)
+    assert "--to YYYY-MM-DD" in backfill.stdout and "default: --from" in backfill.stdout
+    bare = _archiver(env=env)
+    assert bare.returncode == 2 and "usage:" in bare.stderr
+
+
+def test_usage_errors_exit_2_with_the_fix(tmp_path: Path, env: dict[str, str]) -> None:
+    """A date in another format said `invalid fromisoformat value` and exited 2, the code the
+    docs gave for "unreachable"; `ls --pbx istanbul` was a KeyError traceback."""
+    bad_date = _archiver("backfill", "--from", "17.11.2016", env=env)
+    assert bad_date.returncode == 2
+    assert "'17.11.2016' is not a date: write YYYY-MM-DD, e.g. 2016-11-17" in bad_date.stderr
+    assert "fromisoformat" not in bad_date.stderr
+    config = tmp_path / "a.toml"
+    config.write_text(
+        '[[pbx]]\nname = "ankara"\nurl = "http://127.0.0.1:9"\nusername = "admin"\n'
+        'password_env = "TEST_PBX_PASSWORD"\n[s3]\nbucket = "calls"\n'
+        f'[state]\npath = "{tmp_path}/ledger.sqlite3"\n',
+        "utf-8",
+    )
+    for command in ("ls", "backfill"):
+        unknown = _archiver(command, "--config", str(config), "--pbx", "istanbul",
+                            "--from", "2016-11-17", env=env) if command == "backfill" else (
+            _archiver(command, "--config", str(config), "--pbx", "istanbul", env=env))  # fmt: skip
+        assert unknown.returncode == 2, unknown.stderr
+        assert unknown.stderr.strip().splitlines() == [
+            "error: no PBX named 'istanbul' in the configuration; configured: ankara (see --pbx)"
+        ]
+    backwards = _archiver("backfill", "--config", str(config), "--from", "2016-11-17",
+                          "--to", "2016-11-16", env=env)  # fmt: skip
+    assert backwards.returncode == 2 and "before --from" in backwards.stderr
+
+
+def test_read_only_commands_never_create_state(tmp_path: Path, env: dict[str, str]) -> None:
+    """Issue 12 item 10: `status` on a wrong path created an empty ledger and reported zeros."""
+    state = tmp_path / "typo" / "ledger.sqlite3"
+    config = tmp_path / "a.toml"
+    config.write_text(
+        '[pbx]\nurl = "http://127.0.0.1:9"\nusername = "admin"\npassword_env = "X"\n'
+        f'[s3]\nbucket = "calls"\n[state]\npath = "{state}"\n',
+        "utf-8",
+    )
+    for command in (["status"], ["status", "--json"], ["retry"], ["calls"]):
+        result = _archiver(*command, "--config", str(config), env=env)
+        assert result.returncode == 6, (command, result.stderr)
+        assert f"error: no state file at {state}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert not state.parent.exists()

@@ -216,7 +216,7 @@ def test_cli_status_reads_postgresql_and_says_why_not(
     assert '"verified": 0' in ok.stdout and '"backend": "postgresql"' in ok.stdout
     secret.write_text("Not-The-Password-5")
     refused = run_archiver("status", "--config", str(config), env=env)
-    assert refused.returncode == 2
+    assert refused.returncode == 5
     assert "password authentication failed" in refused.stderr
     assert "Not-The-Password-5" not in refused.stderr + refused.stdout
 

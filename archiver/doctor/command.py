@@ -1,7 +1,7 @@
 """`archiver doctor`: run the checks, print them, and turn them into an exit code.
 
-Exit codes: 0 no check failed; 1 the configuration does not load; 2 some check failed (the same
-meaning as the other commands' 2: something is unreachable, refused or broken).
+Exit codes (`archiver.exits`): 0 no check failed; 1 the configuration does not load; 5 some check
+failed (the same meaning as the other commands' 5: something is unreachable, refused or broken).
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import sys
 from pathlib import Path
 
 from archiver.doctor import all_passed, render_json, render_text, run_doctor
+from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 
 __all__ = ["doctor"]
-
-_EXIT_OK, _EXIT_CONFIG, _EXIT_FAILED = 0, 1, 2
 
 
 def doctor(path: Path, *, as_json: bool, create_bucket: bool) -> int:
@@ -23,7 +22,7 @@ def doctor(path: Path, *, as_json: bool, create_bucket: bool) -> int:
     print(render_json(checks) if as_json else render_text(checks))
     sys.stdout.flush()
     if all_passed(checks):
-        return _EXIT_OK
+        return EXIT_OK
     if checks[0].name == "configuration" and not checks[0].ok:
-        return _EXIT_CONFIG
-    return _EXIT_FAILED
+        return EXIT_CONFIG
+    return EXIT_UNREACHABLE

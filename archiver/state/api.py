@@ -137,19 +137,20 @@ class SqliteState(BaseState):
         return None
 
 
-def open_sqlite(cfg: Config) -> SqliteState:
-    db = SqliteDb.open(cfg.state.path)
+def open_sqlite(cfg: Config, *, create: bool = True) -> SqliteState:
+    db = SqliteDb.open(cfg.state.path, create=create)
     create_ledger_schema(db)
     create_calls_schema(db)
     return SqliteState(db, cfg, str(cfg.state.path))
 
 
-def open_state(cfg: Config) -> State:
+def open_state(cfg: Config, *, create: bool = True) -> State:
     """Open the configured state, creating or migrating its schema (on PostgreSQL under an
     advisory lock, one process at a time). Raise `ConfigError` for an unreadable password source
-    and `StateUnavailable` if the database cannot be reached."""
+    and `StateUnavailable` if the database cannot be reached. Without `create` (commands that
+    read or amend the state), a missing SQLite file raises `StateFileError` naming the path."""
     if cfg.state.url is None:
-        return open_sqlite(cfg)
+        return open_sqlite(cfg, create=create)
     from archiver.state.pg_state import open_postgres
 
     return open_postgres(cfg, _password(cfg.state))

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-__all__ = ["Db", "Dialect", "Param", "Result", "SqliteDb", "StateUnavailable", "connect"]
+__all__ = [
+    "Db",
+    "Dialect",
+    "Param",
+    "Result",
+    "SqliteDb",
+    "StateFileError",
+    "StateUnavailable",
+    "connect",
+]
 
 Dialect = Literal["sqlite", "postgresql"]
 # A bound value. A list binds as an array on PostgreSQL (`= ANY(?)`); SQLite callers expand it.
@@ -67,14 +76,44 @@ class Db(Protocol):
     def close(self) -> None: ...
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open the state file at `path` (creating its folder) the way every table in it is used:
-    autocommit, WAL, and waiting rather than failing while another connection writes."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    # SQLite creates the file (and its -wal and -shm) under the process umask: make it first.
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
+class StateFileError(StateUnavailable):
+    """The SQLite state file is missing (for a command that must not create it) or cannot be
+    opened: a problem on this machine, named with its path and what to do."""
+
+
+def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
+    """Open the state file at `path` the way every table in it is used: autocommit, WAL, and
+    waiting rather than failing while another connection writes. With `create`, the file and
+    its folder are made if missing; without (read-only commands: a wrong path must not look like
+    an empty archive), a missing file raises `StateFileError`, as does one that cannot be
+    opened."""
+    try:
+        if create:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # SQLite creates the file (and its -wal and -shm) under the process umask: make it
+            # first.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        else:
+            if not path.is_file():
+                raise StateFileError(
+                    f"no state file at {path}: check [state] path in the configuration "
+                    "(`archiver run` or `archiver backfill` creates it on its first start)"
+                )
+            # mode=rw: SQLite must not create the file if it vanished since the check.
+            connection = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        connection.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.OperationalError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise StateFileError(
+            f"cannot open the state file {path} ({why}): under the shipped unit it belongs to "
+            "the service (run the command as root, or as the service's user)"
+        ) from None
     # NORMAL keeps every commit through a process crash (SIGKILL); only power loss can undo
     # the last few, and the bucket-side HEAD check covers that case too.
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -90,8 +129,8 @@ class SqliteDb:
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path) -> SqliteDb:
-        return cls(connect(path))
+    def open(cls, path: Path, *, create: bool = True) -> SqliteDb:
+        return cls(connect(path, create=create))
 
     @property
     def dialect(self) -> Dialect:

@@ -67,6 +67,10 @@ CREATE TABLE IF NOT EXISTS recordings (
 );
 CREATE INDEX IF NOT EXISTS recordings_by_day ON recordings (pbx, day);
 CREATE INDEX IF NOT EXISTS recordings_by_state ON recordings (state, updated_at);
+CREATE TABLE IF NOT EXISTS pbx_listings (
+    pbx           TEXT PRIMARY KEY,
+    last_ok_at    REAL
+);
 """
 _SCHEMA_VERSION = 1
 # Added for leases; existing files get them at open (ALTER TABLE ADD COLUMN is cheap).
@@ -299,6 +303,38 @@ class Ledger:
         """Return how many recordings are in each state (every state present, zeros included)."""
         found = dict(self._db.execute("SELECT state, COUNT(*) FROM recordings GROUP BY state").rows)
         return {state: int(found.get(state, 0)) for state in STATES}
+
+    def counts_failed(self) -> tuple[int, int]:
+        """Return how many recordings failed: (retryable, for good)."""
+        row = self._db.execute(
+            "SELECT COALESCE(SUM(CASE WHEN retryable = 1 THEN 1 ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN retryable = 0 THEN 1 ELSE 0 END), 0)"
+            " FROM recordings WHERE state = 'failed'"
+        ).one()
+        return (0, 0) if row is None else (int(row[0]), int(row[1]))
+
+    def counts_by_pbx(self) -> dict[str, dict[str, int]]:
+        """Return, per PBX, how many recordings are in each state (zeros included)."""
+        found: dict[str, dict[str, int]] = {}
+        rows = self._db.execute(
+            "SELECT pbx, state, COUNT(*) FROM recordings GROUP BY pbx, state ORDER BY pbx"
+        ).rows
+        for pbx, state, count in rows:
+            found.setdefault(str(pbx), dict.fromkeys(STATES, 0))[str(state)] = int(count)
+        return found
+
+    def listing_ok(self, pbx: str, *, at: float | None = None) -> None:
+        """Remember that `pbx` answered a listing (for `archiver status`)."""
+        self._db.execute(
+            "INSERT INTO pbx_listings (pbx, last_ok_at) VALUES (?, ?)"
+            " ON CONFLICT (pbx) DO UPDATE SET last_ok_at = excluded.last_ok_at",
+            (pbx, time.time() if at is None else at),
+        )
+
+    def last_listings_ok(self) -> dict[str, float]:
+        """When each PBX last answered a listing (epoch s), by PBX name."""
+        rows = self._db.execute("SELECT pbx, last_ok_at FROM pbx_listings").rows
+        return {str(pbx): float(at) for pbx, at in rows if at is not None}
 
     def recent_failures(self, limit: int = 10) -> list[LedgerEntry]:
         rows = self._db.execute(
