@@ -57,6 +57,7 @@ from archiver.pipeline import (
 from archiver.s3 import S3Store, StoreError
 from archiver.service import (
     Health,
+    ListenError,
     Metrics,
     Notifier,
     ProgressBar,
@@ -67,8 +68,7 @@ from archiver.service import (
     ready_window_s,
     start_http,
 )
-from archiver.state import CallLog, State, StateUnavailable, open_state
-from archiver.state.db import StateFileError
+from archiver.state import CallLog, State, StateFileError, StateUnavailable, open_state
 
 __all__ = ["main"]
 
@@ -112,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
+    except ListenError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_LOCAL
     except UnknownPbx as error:
         print(f"error: {error.message} (see --pbx)", file=sys.stderr)
         return EXIT_USAGE

@@ -9,11 +9,13 @@ files, systemd credentials, the environment) and checking their file modes is
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
 import string
 import tomllib
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time
@@ -32,6 +34,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 __all__ = [
     "DEFAULT_CALLBACK_PATH",
@@ -257,6 +260,26 @@ class S3Config(_Strict):
     max_concurrent_uploads: Annotated[int, Field(ge=1, le=64)] = 4
     # At start, incomplete multipart uploads under the prefix older than this are aborted.
     stale_multipart_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        # boto3 refuses these only when the client is made: at `run`, with a traceback.
+        if value is not None and not re.fullmatch(
+            r"https?://[A-Za-z0-9.\-\[\]:]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?", value
+        ):
+            raise ValueError(
+                "must be a URL starting with http:// or https://, e.g. "
+                "https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:8333"
+            )
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region_is_a_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", value):
+            raise ValueError("must be a region name like eu-central-1 (lowercase, digits, '-')")
+        return value
 
     @field_validator("prefix")
     @classmethod
@@ -568,36 +591,178 @@ def _dotted(location: tuple[str | int, ...]) -> str:
     return path or "(top level)"
 
 
-def _problems(error: ValidationError, source: str) -> list[str]:
-    # Only pydantic's message and the location are shown, never the input value: it may be a
-    # password.
-    return [
-        f"{source}: at '{_dotted(item['loc'])}': {item['msg'].removeprefix('Value error, ')}"
-        for item in error.errors()
-    ]
+# What a pattern means, in words: a regular expression is no message for an administrator.
+_PATTERN_WORDS = {
+    rf"^{_NAME_RE.pattern}$": "must be 1-32 of a-z 0-9 _ -, starting with a letter or digit",
+    r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$": (
+        "must be an S3 bucket name: 3-63 lowercase letters, digits, dots and hyphens, starting "
+        "and ending with a letter or digit"
+    ),
+    rf"^{_PREFIX_RE.pattern}$": "must be folder names of A-Z a-z 0-9 _ . + - joined by '/'",
+    rf"^{_BITRATE_RE.pattern}$": 'must be kilobits per second like "32k"',
+    r"^(/[A-Za-z0-9_.-]+)+$": 'must be a URL path like "/pbx/call-result"',
+    DETAIL_PATTERN: "must be at most 64 of A-Z a-z 0-9 space _ . , : @ + -",
+}
+# Keys an administrator may try where they do not belong, and where they go instead.
+_S3_CREDENTIAL_KEYS = frozenset(
+    {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key",
+     "secret_key", "access_key_id", "secret_access_key"}
+)  # fmt: skip
+_S3_CREDENTIALS_HINT = (
+    "S3 credentials do not go in this file: boto3 finds them in the environment "
+    "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), in a shared-credentials file "
+    "(under systemd: /etc/archiver/s3-credentials, see README 'Install as a service') or from "
+    "an instance role"
+)
 
 
-def parse_config(document: dict[str, Any], source: str) -> Config:
+def _message(item: ErrorDetails) -> str:
+    """One pydantic error in plain words. The input value is never shown: it may be a
+    password."""
+    kind, ctx, loc = item["type"], item.get("ctx") or {}, item["loc"]
+    key = str(loc[-1]) if loc else ""
+    if kind == "extra_forbidden":
+        if key in _S3_CREDENTIAL_KEYS:
+            return f"unknown key {key!r}: {_S3_CREDENTIALS_HINT}"
+        close = difflib.get_close_matches(key, _known_keys(loc[:-1]), n=1, cutoff=0.6)
+        if len(loc) == 1:
+            return f"unknown table [{key}]" + (f"; did you mean [{close[0]}]?" if close else "")
+        return f"unknown key {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+    if kind == "missing":
+        return "missing: this key is required"
+    if kind == "string_type":
+        return 'must be text: put it in quotes (e.g. password = "0123", not password = 0123)'
+    if kind == "string_pattern_mismatch":
+        return _PATTERN_WORDS.get(str(ctx.get("pattern")), "has characters that are not allowed")
+    if kind in ("string_too_short", "too_short"):
+        return f"must be at least {ctx.get('min_length')} characters long"
+    if kind in ("string_too_long", "too_long"):
+        return f"must be at most {ctx.get('max_length')} characters long"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number, without quotes"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number, without quotes"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false, without quotes"
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+              "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}  # fmt: skip
+    if kind in bounds:
+        words, name = bounds[kind]
+        return f"must be {words} {_number(ctx.get(name))}"
+    if kind in ("dict_type", "model_type"):
+        return "must be a table ([name] with keys under it)"
+    if kind == "list_type":
+        return "must be a list"
+    return item["msg"].removeprefix("Value error, ")
+
+
+def _number(value: object) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _known_keys(location: tuple[str | int, ...]) -> list[str]:
+    """The keys the table at `location` accepts (for "did you mean")."""
+    model: type[BaseModel] | None = Config
+    for part in location:
+        if model is None or isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = None if field is None else _model_in(field.annotation)
+    return [] if model is None else list(model.model_fields)
+
+
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The model class inside an annotation such as `list[PbxConfig]` or `S3Config`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\s\"]+?)\s*\]\]?\s*(#.*)?$")
+_KEY_RE = re.compile(r"^\s*([A-Za-z0-9_\-\"]+(?:\s*\.\s*[A-Za-z0-9_\-\"]+)*)\s*=")
+
+
+def _toml_lines(text: str) -> dict[tuple[str | int, ...], int]:
+    """Where each table and key starts in a TOML text, by its path (array tables by index),
+    so that a problem can name its line. Plain tables and keys only: enough for this file."""
+    lines: dict[tuple[str | int, ...], int] = {}
+    arrays: dict[tuple[str, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER_RE.match(line)
+        if header:
+            names = tuple(part.strip().strip('"') for part in header.group(2).split("."))
+            if header.group(1) == "[[":
+                arrays[names] = arrays.get(names, -1) + 1
+                table = (*names, arrays[names])
+            else:
+                table = names
+            lines.setdefault(table, number)
+            continue
+        key = _KEY_RE.match(line)
+        if key:
+            names = tuple(part.strip().strip('"') for part in key.group(1).split("."))
+            lines.setdefault((*table, *names), number)
+    return lines
+
+
+def _line_of(location: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]) -> int:
+    """The line of `location` or of the nearest table around it; 0 if unknown."""
+    path = location
+    while path:
+        for candidate in (path, tuple(p for p in path if p != 0)):  # [pbx] is pbx[0]
+            if candidate in lines:
+                return lines[candidate]
+        path = path[:-1]
+    return 0
+
+
+def _problems(error: ValidationError, source: str, text: str | None = None) -> list[str]:
+    lines = _toml_lines(text) if text is not None else {}
+    found = []
+    for item in error.errors():
+        line = _line_of(item["loc"], lines)
+        where = f"{source}:{line}" if line else source
+        found.append((line, f"{where}: at '{_dotted(item['loc'])}': {_message(item)}"))
+    # In file order, as an editor shows them; problems without a line keep their order, first.
+    return [problem for _, problem in sorted(found, key=lambda pair: pair[0])]
+
+
+def parse_config(document: dict[str, Any], source: str, text: str | None = None) -> Config:
     """Given a parsed TOML document, return the validated `Config`.
 
-    Raise `ConfigError` listing every problem, each prefixed with `source` and its dotted path.
+    Raise `ConfigError` listing every problem in plain words, each prefixed with `source` (and
+    its line in `text`, the TOML source, where it can be found) and its dotted path.
     """
     try:
         return Config.model_validate(document)
     except ValidationError as error:
-        raise ConfigError(_problems(error, source)) from None
+        raise ConfigError(_problems(error, source, text)) from None
 
 
 def load_config(path: Path) -> Config:
     """Read and validate the TOML file at `path`. Raise `ConfigError` on any problem."""
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
+        text = path.read_bytes().decode("utf-8")
+        document = tomllib.loads(text)
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError([f"{path}: invalid TOML: {error}"]) from None
-    return parse_config(document, str(path))
+        raise ConfigError([f"{path}: invalid TOML: {error}{_toml_hint(error)}"]) from None
+    return parse_config(document, str(path), text)
+
+
+def _toml_hint(error: tomllib.TOMLDecodeError) -> str:
+    # tomllib says "Invalid value" for a bare word such as `password = hunter2`.
+    return ' (text values need quotes: key = "value")' if "Invalid value" in str(error) else ""
 
 
 def config_path(explicit: Path | None) -> Path:

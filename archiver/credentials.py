@@ -32,10 +32,7 @@ def pbx_password(pbx: PbxConfig) -> str:
     if pbx.password is not None:
         return pbx.password.get_secret_value()
     if pbx.password_env is not None:
-        value = os.environ.get(pbx.password_env)
-        if not value:
-            raise ConfigError([f"{where}: environment variable {pbx.password_env} is empty"])
-        return value
+        return _from_environment(pbx.password_env, where)
     if pbx.credential is not None:
         return read_credential(pbx.credential, where)
     if pbx.password_file is None:  # unreachable: the config guarantees one source
@@ -48,10 +45,7 @@ def state_password(state: StateConfig) -> str | None:
     Raise `ConfigError` if the source is unreadable or empty."""
     where = "state"
     if state.password_env is not None:
-        value = os.environ.get(state.password_env)
-        if not value:
-            raise ConfigError([f"{where}: environment variable {state.password_env} is empty"])
-        return value
+        return _from_environment(state.password_env, where)
     if state.credential is not None:
         return read_credential(state.credential, where)
     if state.password_file is not None:
@@ -79,6 +73,17 @@ def read_credential(name: str, where: str) -> str:
     if not directory:
         raise ConfigError([f"{where}: credential {name!r} set but $CREDENTIALS_DIRECTORY is not"])
     return _read_secret_file(Path(directory) / name, where)
+
+
+def _from_environment(name: str, where: str) -> str:
+    """The secret in the environment variable `name`. Raise `ConfigError` saying whether it is
+    not set at all (a unit without Environment=, a shell without export) or set but empty."""
+    value = os.environ.get(name)
+    if value is None:
+        raise ConfigError([f"{where}: password_env: environment variable {name} is not set"])
+    if not value:
+        raise ConfigError([f"{where}: password_env: environment variable {name} is empty"])
+    return value
 
 
 def _read_secret_file(path: Path, where: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from support import daemon_toml
+from support import daemon_toml, free_port
 
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread
@@ -61,8 +62,9 @@ def test_check_config_lists_errors_and_exits_1(tmp_path: Path, env: dict[str, st
     bad.write_text('[pbx]\nurl = "ftp://x"\nusername = ""\npasword = "typo"\n[s3]\n', "utf-8")
     result = _archiver("check-config", "--config", str(bad), env=env)
     assert result.returncode == 1
-    for path in ("pbx[0].url", "pbx[0].username", "pbx[0].pasword", "s3.bucket"):
-        assert f"{bad}: at '{path}'" in result.stderr, result.stderr
+    for line, path in ((2, "pbx[0].url"), (3, "pbx[0].username"), (4, "pbx[0].pasword"),
+                       (5, "s3.bucket")):  # fmt: skip
+        assert f"{bad}:{line}: at '{path}'" in result.stderr, result.stderr
 
 
 def test_check_config_ok(tmp_path: Path, env: dict[str, str], sim: SimulatorThread,
@@ -284,3 +286,41 @@ def test_read_only_commands_never_create_state(tmp_path: Path, env: dict[str, st
         assert f"error: no state file at {state}" in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
     assert not state.parent.exists()
+
+
+def test_named_conditions_are_one_line_not_a_traceback(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    """Issue 12 item 4: an endpoint_url without a scheme passed check-config, then `backfill`
+    printed 54 lines ending `ValueError: Invalid endpoint`; an [http] listen port in use gave an
+    OSError traceback."""
+    dead_pbx = f"http://127.0.0.1:{free_port()}"
+    no_scheme = tmp_path / "no-scheme.toml"
+    no_scheme.write_text(
+        _toml(dead_pbx, seaweed, bucket, tmp_path).replace(
+            f'"{seaweed.endpoint_url}"', f'"{seaweed.endpoint_url.removeprefix("http://")}"'
+        ),
+        "utf-8",
+    )
+    for command in (("check-config",), ("backfill", "--from", "2016-11-17")):
+        result = _archiver(*command, "--config", str(no_scheme), env=env)
+        assert result.returncode == 1, result.stderr
+        assert "at 's3.endpoint_url': must be a URL starting with http://" in result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "port.toml"
+        config.write_text(
+            _toml(dead_pbx, seaweed, bucket, tmp_path, http={"listen": f"127.0.0.1:{port}"}),
+            "utf-8",
+        )
+        result = _archiver("run", "--config", str(config), env=env)
+    assert result.returncode == 6, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: [http] listen = '127.0.0.1:{port}': cannot listen there (address already in "
+        "use): is another archiver running? Stop it or choose another port in [http] listen"
+    ]
+    assert "Traceback" not in result.stdout

@@ -80,7 +80,7 @@ sse_kms_key_id = "k"
         "s3.key_template",
     ):
         assert f"at '{path}'" in text, path
-    assert all(problem.startswith(f"{bad}: at '") for problem in problems)
+    assert all(re.match(rf"{re.escape(str(bad))}:\d+: at '", problem) for problem in problems)
     assert "s3cr3t-do-not-print" not in text
 
 
@@ -108,7 +108,11 @@ def test_password_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     cfg = parse_config({**MINIMAL, "pbx": {**base, "credential": "pw"}}, "x")
     assert pbx_password(cfg.pbx[0]) == "from-file"
     cfg = parse_config({**MINIMAL, "pbx": {**base, "password_env": "NOT_SET_ANYWHERE"}}, "x")
-    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is empty"):
+    with pytest.raises(ConfigError, match="NOT_SET_ANYWHERE is not set"):
+        pbx_password(cfg.pbx[0])
+    monkeypatch.setenv("SET_BUT_EMPTY", "")
+    cfg = parse_config({**MINIMAL, "pbx": {**base, "password_env": "SET_BUT_EMPTY"}}, "x")
+    with pytest.raises(ConfigError, match="SET_BUT_EMPTY is empty"):
         pbx_password(cfg.pbx[0])
 
 
@@ -200,3 +204,62 @@ def test_state_backend_password_and_tls(monkeypatch: pytest.MonkeyPatch) -> None
     assert state_password(cfg.state) == "from-env"
     assert cfg.state.tls_options() == {"sslmode": "verify-full"}
     assert parse_config(MINIMAL, "x.toml").state.backend == "sqlite"
+
+
+def test_messages_in_plain_words_with_line_numbers(tmp_path: Path) -> None:
+    """Issue 12 item 7: pydantic's words (`Extra inputs are not permitted`, a regex, `at least 16
+    items`, `Input should be a valid string`) became messages an administrator can act on, each
+    with its line; issue 12 item 4: an endpoint_url without a scheme passed check-config and
+    crashed `run` with `ValueError: Invalid endpoint`."""
+    bad = tmp_path / "archiver.toml"
+    bad.write_text(
+        """[pbx]
+name = "ankara"
+url = "http://127.0.0.1:9999"
+username = "admin"
+password = 98765432
+max_concurent_requests = 2
+
+[poll]
+interval = 30
+
+[s3]
+bucket = "Bad_Bucket"
+endpoint_url = "127.0.0.1:44477"
+aws_secret_access_key = "x"
+
+[callbacks]
+token = "short"
+
+[polls]
+""",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(bad)
+    assert caught.value.problems == [
+        f"{bad}:5: at 'pbx[0].password': must be text: put it in quotes "
+        '(e.g. password = "0123", not password = 0123)',
+        f"{bad}:6: at 'pbx[0].max_concurent_requests': unknown key 'max_concurent_requests'; "
+        "did you mean 'max_concurrent_requests'?",
+        f"{bad}:9: at 'poll.interval': unknown key 'interval'; did you mean 'interval_s'?",
+        f"{bad}:12: at 's3.bucket': must be an S3 bucket name: 3-63 lowercase letters, digits, "
+        "dots and hyphens, starting and ending with a letter or digit",
+        f"{bad}:13: at 's3.endpoint_url': must be a URL starting with http:// or https://, e.g. "
+        "https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:8333",
+        f"{bad}:14: at 's3.aws_secret_access_key': unknown key 'aws_secret_access_key': S3 "
+        "credentials do not go in this file: boto3 finds them in the environment "
+        "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), in a shared-credentials file (under "
+        "systemd: /etc/archiver/s3-credentials, see README 'Install as a service') or from an "
+        "instance role",
+        f"{bad}:17: at 'callbacks.token': must be at least 16 characters long",
+        f"{bad}:19: at 'polls': unknown table [polls]; did you mean [poll]?",
+    ]
+    assert "98765432" not in "\n".join(caught.value.problems)
+
+
+def test_bare_word_in_toml_says_quote_it(tmp_path: Path) -> None:
+    bad = tmp_path / "a.toml"
+    bad.write_text('[pbx]\nurl = "https://pbx:9999"\npassword = hunter2\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 3.*text values need quotes"):
+        load_config(bad)

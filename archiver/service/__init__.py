@@ -6,6 +6,7 @@ Other parts import from here, not from the modules inside.
 
 from archiver.service.http import (
     Health,
+    ListenError,
     add_metrics_routes,
     build_http_app,
     ready_window_s,
@@ -18,6 +19,7 @@ from archiver.service.startup import Service, check_pbxs
 
 __all__ = [
     "Health",
+    "ListenError",
     "Metrics",
     "Notifier",
     "ProgressBar",

@@ -6,6 +6,7 @@ Bound to 127.0.0.1 by default. It never serves anything the PBX password could l
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ __all__ = [
     "HEALTH_KEY",
     "METRICS_KEY",
     "Health",
+    "ListenError",
     "add_metrics_routes",
     "build_http_app",
     "parse_listen",
@@ -109,14 +111,26 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class ListenError(Exception):
+    """The HTTP server could not bind its address; the message says why and what to change."""
+
+
 async def start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
-    """Serve `app` on `listen`; return the runner (to clean up) and the bound port."""
+    """Serve `app` on `listen`; return the runner (to clean up) and the bound port. Raise
+    `ListenError` if the address is taken or cannot be bound."""
     host, port = parse_listen(listen)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     try:
         await site.start()
+    except OSError as error:
+        await runner.cleanup()
+        why = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        raise ListenError(
+            f"[http] listen = {listen!r}: cannot listen there ({why}): is another archiver "
+            "running? Stop it or choose another port in [http] listen"
+        ) from None
     except BaseException:
         await runner.cleanup()
         raise

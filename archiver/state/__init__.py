@@ -14,7 +14,7 @@ from archiver.state.api import (
     worker_id,
 )
 from archiver.state.calls import CallEvent, CallLog, CallSummary, EventKind, PlacedState
-from archiver.state.db import StateUnavailable
+from archiver.state.db import StateFileError, StateUnavailable
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
 from archiver.state.ledger import State as RecordingState
 
@@ -33,6 +33,7 @@ __all__ = [
     "RequestGate",
     "SqliteState",
     "State",
+    "StateFileError",
     "StateUnavailable",
     "free_dead_local_leases",
     "open_state",
