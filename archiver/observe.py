@@ -47,6 +47,9 @@ class Observer(Protocol):
         """A backfill of `pbx` waits in a `[backfill] pause_during` window until `until` (the
         PBX's local time)."""
 
+    def credentials_refused(self, pbx: str) -> None:
+        """`pbx` refused our username/password (until its next accepted listing)."""
+
 
 class NullObserver:
     """Ignores everything."""
@@ -73,6 +76,9 @@ class NullObserver:
         return None
 
     def paused(self, pbx: str, until: datetime) -> None:
+        return None
+
+    def credentials_refused(self, pbx: str) -> None:
         return None
 
 

@@ -339,3 +339,49 @@ def test_progress_bar_follows_the_observer_events() -> None:
     bar.finished("a", "failed")
     bar.close()
     assert "2/5" in out.getvalue()
+
+
+def test_wrong_password_at_start_shows_in_status_readyz_and_metrics(
+    tmp_path: Path, s3_env: dict[str, str], seaweed: SeaweedS3, bucket: str,
+    listener: NotifyListener,
+) -> None:  # fmt: skip
+    """Issue 12 item 1: with a refused password READY=1 went out with the status `archived
+    today 0, backlog 0, no poll yet`, /readyz said nothing of it and only the log knew. The
+    daemon stays up (the other PBXs archive on; restarting would hammer the PBX's login), and
+    says so in the status line, /readyz and a metric; a listing accepted later clears it."""
+    options = SimulatorOptions(username="admin", password=PASSWORD, seed=2, per_day=1)
+    port = free_port()
+    env = {**os.environ, **s3_env, "TEST_PBX_PASSWORD": "Wrong-Password-1",
+           "NOTIFY_SOCKET": str(listener.path)}  # fmt: skip
+    with SimulatorThread(options) as sim:
+        config = tmp_path / "a.toml"
+        listen = {"listen": f"127.0.0.1:{port}"}
+        text = daemon_toml(sim.base_url, seaweed, bucket, tmp_path, http=listen)
+        config.write_text(text.replace("[pbx]\n", '[pbx]\nname = "ankara"\n'), "utf-8")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "archiver", "run", "--config", str(config)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            ready = listener.wait_for("READY")
+            assert ready["STATUS"].startswith("credentials refused by PBX ankara; "), ready
+            base = f"http://127.0.0.1:{port}"
+            body = wait_for(f"{base}/readyz", status=503)
+            assert "ankara: credentials refused" in body, body
+            metrics = wait_for(f"{base}/metrics")
+            assert metric_value(metrics, "archiver_pbx_credentials_refused", pbx="ankara") == 1
+        finally:
+            process.send_signal(signal.SIGTERM)
+            out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err + out
+    assert "Wrong-Password-1" not in out + err
+
+
+def test_an_accepted_listing_clears_the_refusal() -> None:
+    metrics = Metrics(["ankara"])
+    metrics.credentials_refused("ankara")
+    assert metrics.not_ready(60) == ["ankara: credentials refused (fix the username/password)"]
+    assert 'archiver_pbx_credentials_refused{pbx="ankara"} 1.0' in metrics.render().decode()
+    metrics.listed("ankara", ok=True, discovered=0, due=0)
+    assert metrics.not_ready(60) == [] and metrics.refused_pbxs() == []
+    assert 'archiver_pbx_credentials_refused{pbx="ankara"} 0.0' in metrics.render().decode()

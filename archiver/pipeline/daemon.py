@@ -316,12 +316,14 @@ class Archiver:
     def back_off(self, pbx_name: str) -> None:
         """`pbx_name` refused our credentials: leave it alone for a growing pause, and say so."""
         pause_s = self.auth_backoff.refused(pbx_name, time.monotonic())
+        self.observer.credentials_refused(pbx_name)
         log.error(
             "pbx_credentials_refused",
             pbx=pbx_name,
             refusals=self.auth_backoff.refusals(pbx_name),
             retry_in_s=round(pause_s, 1),
-            hint="fix the username/password; asking again after the pause",
+            hint="fix the username/password, then restart; until then it is asked again after "
+            "each pause",
         )
 
     async def archive_days(

@@ -43,6 +43,7 @@ class PbxProgress:
     last_contact_s: float | None = None  # a successful listing or download
     last_listing_at: datetime | None = None  # wall clock, for the status line
     broken: bool = False  # the last listing was empty and the PBX could not show it was true
+    credentials_refused: bool = False  # until the next accepted listing
 
 
 @dataclass
@@ -112,7 +113,12 @@ class Metrics:
             "archiver_last_successful_poll_timestamp_seconds",
             "Unix time of the last listing that succeeded.", ["pbx"], registry=r,
         )  # fmt: skip
+        self._refused = Gauge(
+            "archiver_pbx_credentials_refused",
+            "1 while the PBX refuses the configured username/password.", ["pbx"], registry=r,
+        )  # fmt: skip
         for name in pbx_names:  # every series exists from the start, at zero
+            self._refused.labels(name)
             self._discovered.labels(name)
             for outcome in OUTCOMES:
                 self._recordings.labels(name, outcome)
@@ -154,6 +160,8 @@ class Metrics:
         progress.last_listing_at = datetime.now().astimezone()
         self._polls.labels(pbx, "ok" if ok else "failed").inc()
         if ok:
+            progress.credentials_refused = False
+            self._refused.labels(pbx).set(0)
             progress.last_success_s = progress.last_contact_s = now_s
             self._last_poll.labels(pbx).set(time.time())
             self._discovered.labels(pbx).inc(discovered)
@@ -193,6 +201,15 @@ class Metrics:
     def paused(self, pbx: str, until: datetime) -> None:
         return None  # only a backfill pauses, and a backfill serves no metrics
 
+    def credentials_refused(self, pbx: str) -> None:
+        self.progress.setdefault(pbx, PbxProgress()).credentials_refused = True
+        self._refused.labels(pbx).set(1)
+        self._event()
+
+    def refused_pbxs(self) -> list[str]:
+        """The PBXs refusing our credentials now, by name."""
+        return sorted(name for name, p in self.progress.items() if p.credentials_refused)
+
     def _set_backlog(self, pbx: str, count: int) -> None:
         self.backlog[pbx] = max(count, 0)
         self._backlog.labels(pbx).set(self.backlog[pbx])
@@ -205,7 +222,9 @@ class Metrics:
         now_s = time.monotonic()
         problems = []
         for name, progress in self.progress.items():
-            if progress.last_poll_ok is None:
+            if progress.credentials_refused:
+                problems.append(f"{name}: credentials refused (fix the username/password)")
+            elif progress.last_poll_ok is None:
                 problems.append(f"{name}: no listing yet")
             elif progress.broken:
                 problems.append(f"{name}: listing looks broken (empty, and the PBX could not "

@@ -72,11 +72,18 @@ class Service:
         progress = self.metrics.progress
         backlog = sum(self.metrics.backlog.values())
         times = [p.last_listing_at for p in progress.values() if p.last_listing_at is not None]
-        failing = sorted(name for name, p in progress.items() if p.last_poll_ok is False)
+        refused = self.metrics.refused_pbxs()
+        failing = sorted(
+            name for name, p in progress.items() if p.last_poll_ok is False and name not in refused
+        )
         last = f"last poll {max(times):%H:%M:%S}" if times else "no poll yet"
         if failing:
             last += f" (listing failed: {', '.join(failing)})"
-        return f"archived today {self.metrics.today.archived}, backlog {backlog}, {last}"
+        line = f"archived today {self.metrics.today.archived}, backlog {backlog}, {last}"
+        if refused:
+            # First, so that `systemctl status` shows it even when the line is cut.
+            line = f"credentials refused by PBX {', '.join(refused)}; {line}"
+        return line
 
     def ready(self) -> None:
         """Tell systemd the start-up checks are done."""
