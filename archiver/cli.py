@@ -46,6 +46,7 @@ from archiver.pipeline import (
     Archiver,
     FfmpegNotFound,
     PollReport,
+    WorkDirRefused,
     archive_until_signalled,
     find_ffmpeg,
     open_archiver,
@@ -111,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    except WorkDirRefused as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     except ListenError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -61,6 +61,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_window",
+    "work_dir_problem",
 ]
 
 DEFAULT_CONFIG_PATH = Path("/etc/archiver/archiver.toml")
@@ -313,6 +314,43 @@ class S3Config(_Strict):
         return self
 
 
+# Folders a work_dir must never be: a typo that points here is a typo, and the work folder is
+# promised to the daemon alone.
+_SYSTEM_FOLDERS = frozenset(
+    Path(p)
+    for p in (
+        "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+        "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/usr/bin", "/usr/lib",
+        "/usr/local", "/usr/sbin", "/usr/share", "/var", "/var/cache", "/var/lib", "/var/log",
+        "/var/spool",
+        "/tmp", "/var/tmp",  # noqa: S108  (named to be refused, not used)
+    )
+)  # fmt: skip
+
+
+def work_dir_problem(work_dir: Path, state_path: Path) -> str | None:
+    """Why `work_dir` must not hold the work files of the state file `state_path` (it contains
+    the state file, or is a system folder or a home), or None if it may. Compared as written
+    (made absolute) and with symlinks resolved."""
+    for work, state in (
+        (_absolute(work_dir), _absolute(state_path)),
+        (work_dir.resolve(), state_path.resolve()),
+    ):
+        if work in _SYSTEM_FOLDERS or work == Path.home():
+            return f"work_dir {str(work_dir)!r} is a system folder: give the work files their own"
+        if state.is_relative_to(work):
+            return (
+                f"work_dir {str(work_dir)!r} contains the state file: give the work files a "
+                "folder of their own (e.g. /var/cache/archiver)"
+            )
+    return None
+
+
+def _absolute(path: Path) -> Path:
+    """`path` made absolute and normalised (`..` folded) as written, symlinks left alone."""
+    return Path(os.path.normpath(path.absolute()))
+
+
 class StateConfig(_Strict):
     """Where the state lives: the SQLite file `path` (one host, the default), or the PostgreSQL
     database `url` (several workers on any hosts). The database password comes from at most one
@@ -379,8 +417,16 @@ class StateConfig(_Strict):
 
     @property
     def work_path(self) -> Path:
-        """Where downloads and MP3s live until they are stored; emptied at every start."""
+        """Where downloads and MP3s live until they are stored (each process in a folder of
+        its own under it, see archiver.pipeline.workdir)."""
         return self.work_dir or self.path.parent / "work"
+
+    @model_validator(mode="after")
+    def _work_dir_is_safe(self) -> StateConfig:
+        problem = work_dir_problem(self.work_path, self.path)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class RetryConfig(_Strict):

@@ -355,7 +355,7 @@ def test_wrong_password_at_start_shows_in_status_readyz_and_metrics(
            "NOTIFY_SOCKET": str(listener.path)}  # fmt: skip
     with SimulatorThread(options) as sim:
         config = tmp_path / "a.toml"
-        listen = {"listen": f"127.0.0.1:{port}"}
+        listen: dict[str, object] = {"listen": f"127.0.0.1:{port}"}
         text = daemon_toml(sim.base_url, seaweed, bucket, tmp_path, http=listen)
         config.write_text(text.replace("[pbx]\n", '[pbx]\nname = "ankara"\n'), "utf-8")
         process = subprocess.Popen(

@@ -8,7 +8,6 @@ Other parts import from here, not from the modules inside.
 from archiver.pipeline.daemon import (
     Archiver,
     PollReport,
-    clear_work_dir,
     max_in_flight,
     poll_ticks,
 )
@@ -23,6 +22,7 @@ from archiver.pipeline.runner import (
     until_signalled,
 )
 from archiver.pipeline.transcode import FfmpegNotFound, find_ffmpeg
+from archiver.pipeline.workdir import WorkDirRefused
 
 __all__ = [
     "Archiver",
@@ -31,8 +31,8 @@ __all__ = [
     "ParsedListing",
     "PollReport",
     "ReconcileReport",
+    "WorkDirRefused",
     "archive_until_signalled",
-    "clear_work_dir",
     "find_ffmpeg",
     "max_in_flight",
     "open_archiver",

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import shutil
 import time
 from collections.abc import (
     AsyncIterable,
@@ -57,6 +56,7 @@ from archiver.pipeline.transcode import (
     TranscodeResult,
     transcode_to_mp3,
 )
+from archiver.pipeline.workdir import WorkDir
 from archiver.s3 import (
     QUARANTINE_CONTENT_TYPE,
     S3Store,
@@ -71,7 +71,6 @@ from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, 
 __all__ = [
     "Archiver",
     "PollReport",
-    "clear_work_dir",
     "days_to_poll",
     "max_in_flight",
     "poll_ticks",
@@ -176,20 +175,6 @@ def max_in_flight(cfg: Config) -> int:
     return (batch_files + 1) * workers + per_pbx + uploads
 
 
-def clear_work_dir(work_dir: Path) -> int:
-    """Remove everything in `work_dir` (all are leftovers of an earlier life: work files, and
-    the scratch directories of a transcode that was killed); return how many entries."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    removed = 0
-    for leftover in work_dir.iterdir():
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
-        removed += 1
-    return removed
-
-
 def is_due(
     rec: Recording, entry: LedgerEntry | None, *, now: datetime, settle_s: float, max_attempts: int
 ) -> bool | None:
@@ -275,17 +260,22 @@ class Archiver:
         self._in_flight = asyncio.Semaphore(max_in_flight(self.cfg))
         self._invalid_names = InvalidNameLog()
         self._tz_warned: set[str] = set()
-        self.work_dir = self.cfg.state.work_path
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        # A folder of our own under work_dir: another process on the same state (a backfill
+        # next to the daemon) never touches it, and we never touch theirs.
+        self.work, removed = WorkDir.claim(self.cfg.state.work_path, self.cfg.state.path)
+        if removed:
+            log.info("work_dir_cleared", removed=removed, work_dir=str(self.cfg.state.work_path))
+        self.work_dir = self.work.path
         self.auth_backoff = CredentialBackoff(
             base_s=self.cfg.poll.interval_s, max_s=self.cfg.daemon.auth_backoff_max_s
         )
 
     def close(self) -> None:
-        """Wait for pool threads (so no file appears after) and empty the work folder."""
+        """Wait for pool threads (so no file appears after), then remove this process's work
+        folder."""
         self._transcoders.shutdown(wait=True, cancel_futures=True)
         self._uploaders.shutdown(wait=True, cancel_futures=True)
-        clear_work_dir(self.work_dir)
+        self.work.release()
 
     async def poll_once(
         self, stop: asyncio.Event | None = None, report: PollReport | None = None
@@ -635,17 +625,23 @@ class Archiver:
         source = self.work_dir / f"{token}.src"
         mp3 = self.work_dir / f"{token}.mp3"
         started = time.monotonic()
+        progress = _Progress()
         try:
-            stored = await self._stages(client, rec, source, mp3, lease)
+            stored = await self._stages(client, rec, source, mp3, lease, progress)
         except LeaseLost:
             raise
-        except BadAudio as error:
-            if error.empty:
-                return await self._empty(rec, source, error.reason)
-            return self._failed(rec, f"bad audio: {error.reason}", retryable=False)
-        except RecordingFailed as error:
-            return self._failed(rec, error.reason, retryable=error.transient)
-        except Exception as error:  # a bug or a local fault (disk full): this recording only
+        except Exception as error:
+            if progress.vanished(source, mp3) or _missing_work_file(error, self.work_dir):
+                # Not the recording's fault: someone removed our work file. Never final.
+                log.warning("work_file_vanished", error=type(error).__name__)
+                return self._failed(rec, "a work file vanished during the run; taken again")
+            if isinstance(error, BadAudio):
+                if error.empty:
+                    return await self._empty(rec, source, error.reason)
+                return self._failed(rec, f"bad audio: {error.reason}", retryable=False)
+            if isinstance(error, RecordingFailed):
+                return self._failed(rec, error.reason, retryable=error.transient)
+            # A bug or a local fault (disk full): this recording only.
             return self._failed(rec, f"unexpected {type(error).__name__}: {error}", unexpected=True)
         finally:
             source.unlink(missing_ok=True)
@@ -701,11 +697,18 @@ class Archiver:
         return await asyncio.get_running_loop().run_in_executor(self._uploaders, put)
 
     async def _stages(
-        self, client: PbxClient, rec: Recording, source: Path, mp3: Path, lease: _Lease
+        self,
+        client: PbxClient,
+        rec: Recording,
+        source: Path,
+        mp3: Path,
+        lease: _Lease,
+        progress: _Progress,
     ) -> StoredObject:
         download = await self._retry(
             lambda: self._download_checked(client, rec, source), "download", rec.pbx
         )
+        progress.downloaded = True
         self.observer.downloaded(rec.pbx, download.size_bytes)
         self.ledger.advance(
             rec.key,
@@ -715,6 +718,7 @@ class Archiver:
             source_bytes=download.size_bytes,
         )
         result = await self._transcode(rec, source, mp3)
+        progress.transcoded = True
         self.ledger.advance(
             rec.key,
             "transcoded",
@@ -874,3 +878,25 @@ class _Lease:
             except StateUnavailable as error:
                 # The lease may run out meanwhile; `check` before the upload decides.
                 log.warning("lease_not_renewed", reason=error.reason)
+
+
+@dataclass
+class _Progress:
+    """How far one recording got, to tell a vanished work file from a real failure."""
+
+    downloaded: bool = False
+    transcoded: bool = False
+
+    def vanished(self, source: Path, mp3: Path) -> bool:
+        """True if a work file that should still exist is gone."""
+        return (self.downloaded and not source.exists()) or (self.transcoded and not mp3.exists())
+
+
+def _missing_work_file(error: BaseException, work_dir: Path) -> bool:
+    """True if `error`, or one it was raised from, is a missing file inside `work_dir`."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, FileNotFoundError) and Path(str(seen.filename)).parent == work_dir:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

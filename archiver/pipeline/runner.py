@@ -21,7 +21,7 @@ import structlog
 from archiver.config import Config
 from archiver.credentials import pbx_password
 from archiver.pbx import PbxClient
-from archiver.pipeline.daemon import Archiver, PollReport, clear_work_dir, poll_ticks
+from archiver.pipeline.daemon import Archiver, PollReport, poll_ticks
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3 import S3Store, StoreError
 from archiver.service import Service
@@ -44,8 +44,9 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 @contextlib.asynccontextmanager
 async def open_archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
     """The Archiver for `cfg` over `state`, with its PBX clients and store; closed on exit (the
-    caller closes `state`). Work files an earlier life left are removed first, and so are the
-    leases of dead workers of this host. Archived recordings of calls placed through archiver
+    caller closes `state`). The Archiver claims its own work folder (sweeping what dead
+    processes left, see `archiver.pipeline.workdir`); the leases of dead workers of this host
+    are freed. Archived recordings of calls placed through archiver
     get their dial status from the call log. Where the state is shared (PostgreSQL), each PBX's
     request limit holds across all workers."""
     ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
@@ -54,9 +55,6 @@ async def open_archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
         clients[pbx.name].shared_gate = state.pbx_gate(pbx.name, pbx.max_concurrent_requests)
         if pbx.tls_unverified:
             log.warning("tls_verification_off", pbx=pbx.name)
-    removed = clear_work_dir(cfg.state.work_path)
-    if removed:
-        log.info("work_dir_cleared", removed=removed)
     log.info("state_opened", backend=state.backend, where=state.where)
     dead = free_dead_local_leases(state.ledger)
     if dead:
