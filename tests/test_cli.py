@@ -324,3 +324,44 @@ def test_named_conditions_are_one_line_not_a_traceback(
         "use): is another archiver running? Stop it or choose another port in [http] listen"
     ]
     assert "Traceback" not in result.stdout
+
+
+def test_a_pbx_that_is_down_retries_visibly_and_stops_at_sigterm(
+    tmp_path: Path, env: dict[str, str], seaweed: SeaweedS3, bucket: str
+) -> None:
+    """Issue 12 item 8: backfill retried silently; retry events carried callable/args/kwargs
+    and a doubled prefix; after SIGTERM retries went on for 11 s."""
+    config = tmp_path / "a.toml"
+    retry = {"attempts": 20, "wait_initial_s": 0.5, "wait_max_s": 3, "timeout_s": 300}
+    config.write_text(
+        _toml(f"http://127.0.0.1:{free_port()}", seaweed, bucket, tmp_path, retry=retry), "utf-8"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "archiver", "backfill", "--config", str(config),
+         "--from", DAY.isoformat()],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    seen: list[dict[str, object]] = []
+    for line in process.stdout:  # the progress line comes within 10 s of the start
+        if line.startswith("{"):
+            seen.append(json.loads(line))
+        if seen and seen[-1]["event"] == "progress":
+            break
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    stopped_in_s = time.monotonic() - signalled
+    after = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    retries = [event for event in seen if event["event"] == "retrying"]
+    assert retries, seen
+    first = retries[0]
+    assert str(first["reason"]).startswith("listing: PBX 'pbx': cannot connect ("), first
+    assert (first["stage"], first["pbx"], first["day"]) == ("list", "pbx", DAY.isoformat())
+    assert (first["attempt"], first["attempts"]) == (1, 20) and "next_attempt_in_s" in first
+    assert not {"callable", "args", "kwargs"} & set(first)
+    assert seen[-1]["planned"] == 0 and seen[-1]["done"] == 0 and seen[-1]["elapsed_s"] >= 10
+    # After SIGTERM: the shutdown only, at once.
+    assert [event["event"] for event in after] == ["stopping", "done"], after
+    assert stopped_in_s < 5 and process.returncode == 3, (stopped_in_s, err)
+    assert after[-1]["interrupted"] == 1
