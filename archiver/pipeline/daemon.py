@@ -454,7 +454,9 @@ class Archiver:
         if recordings:
             self._check_timezone(client.name, recordings[0])
         try:
-            return self._plan_day(client, day, recordings, report, len(listing.lines))
+            due = self._plan_day(client, day, recordings, report, len(listing.lines))
+            self.ledger.listing_ok(client.name)
+            return due
         except StateUnavailable as error:
             report.listing_errors.append(error.reason)
             log.error(
@@ -805,7 +807,8 @@ class Archiver:
 
     async def _retry(self, call: Callable[[], Awaitable[T]], stage: str, pbx: str) -> T:
         """Run `call`, retrying transient PBX/S3 errors with backoff, jitter and both an attempt
-        and a time cap. Raise RecordingFailed with the last reason when they run out."""
+        and a time cap. Raise RecordingFailed with the last reason when they run out, or
+        `Interrupted` once `stop` is set: no retry starts after it, and a wait for one ends."""
         retry = self.cfg.retry
         started = time.monotonic()
         ok = False
@@ -818,23 +821,32 @@ class Archiver:
                 return True
             return False
 
-        # stamina logs each retry as one `stamina.retry_scheduled` event; `retry_stage` says
-        # which stage it was (contextvars are per task, so concurrent ones don't mix).
+        # Each retry is one `retrying` event (the stamina hook `_log_retry`) carrying these,
+        # plus pbx/uniqueid bound by the caller (contextvars are per task: no mixing).
         try:
-            with structlog.contextvars.bound_contextvars(retry_stage=stage):
-                async for attempt in stamina.retry_context(
-                    on=transient,
-                    attempts=retry.attempts,
-                    timeout=retry.timeout_s,
-                    wait_initial=retry.wait_initial_s,
-                    wait_max=retry.wait_max_s,
-                ):
+            with structlog.contextvars.bound_contextvars(stage=stage, attempts=retry.attempts):
+                attempts = aiter(
+                    stamina.retry_context(
+                        on=transient,
+                        attempts=retry.attempts,
+                        timeout=retry.timeout_s,
+                        wait_initial=retry.wait_initial_s,
+                        wait_max=retry.wait_max_s,
+                    )
+                )
+                failed_before = False
+                while True:
+                    try:
+                        attempt = await self._next_attempt(attempts, stage, failed_before)
+                    except StopAsyncIteration:
+                        break
                     if attempt.num > 1:
                         self.observer.retrying(stage, pbx, last_reason)
                     with attempt:
                         value = await call()
                         ok = True
                         return value
+                    failed_before = True  # the attempt's error was kept: the next may wait
         except (PbxError, StoreError) as error:
             raise RecordingFailed(
                 f"{stage}: {error.reason}", transient=error.transient, kind=error.kind
@@ -842,6 +854,65 @@ class Archiver:
         finally:
             self.observer.stage_done(stage, pbx, time.monotonic() - started, ok=ok)
         raise AssertionError("unreachable: retry_context either returns or raises")
+
+    async def _next_attempt(
+        self, attempts: AsyncIterator[stamina.Attempt], stage: str, may_wait: bool
+    ) -> stamina.Attempt:
+        """The next attempt from stamina. When it may first wait out a back-off (`may_wait`),
+        the wait is raced against the shutdown: a set `stop` ends it with `Interrupted`."""
+        stop = self._stop
+        if not may_wait or stop is None or stop.is_set():
+            return await anext(attempts)
+        step = asyncio.ensure_future(anext(attempts))
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            step.cancel()
+            raise
+        finally:
+            stopped.cancel()
+        if step.done():
+            return step.result()
+        step.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await step
+        raise Interrupted(stage)
+
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the shutdown began (the `stop` of the current run is set)."""
+        return self._stopping()
+
+
+class Interrupted(Exception):
+    """A stage was cut short by the shutdown (SIGTERM): not the recording's failure. Its ledger
+    state stays as it was, so the next start takes it again."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"{stage}: interrupted by the shutdown")
+        self.stage = stage
+
+
+def _log_retry(details: RetryDetails) -> None:
+    """stamina's retry hook: one `retrying` line per retry, just before its wait: what failed
+    (`reason`, the sanitised error), where (`stage`, `pbx`, `uniqueid`, bound by the caller),
+    which attempt (`attempt` of `attempts`) and when the next one starts."""
+    error = details.caused_by
+    log.warning(
+        "retrying",
+        reason=getattr(error, "reason", type(error).__name__),
+        attempt=details.retry_num,
+        next_attempt_in_s=round(details.wait_for, 2),
+    )
+
+
+# Replaces stamina's default hooks: its structlog one logs `callable`, `args` and `kwargs`
+# (`<context block>`, [], {}), its Prometheus one a global registry we never serve.
+stamina.instrumentation.set_on_retry_hooks([_log_retry])
 
 
 class _Lease:
