@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -62,10 +62,12 @@ from archiver.service import (
     Metrics,
     Notifier,
     ProgressBar,
+    ProgressLog,
     Service,
     add_metrics_routes,
     build_http_app,
     check_pbxs,
+    log_progress,
     ready_window_s,
     start_http,
 )
@@ -555,7 +557,7 @@ async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
         async with open_archiver(cfg, state) as archiver:
             if not await store_ready(archiver):
                 return EXIT_UNREACHABLE
-            with _progress(archiver):
+            async with _progress(archiver):
                 report = await archive_until_signalled(archiver, plan)
     return _finish(report)
 
@@ -570,7 +572,9 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
         if not await store_ready(archiver):
             return EXIT_UNREACHABLE
         if once:
-            return _finish(await archive_until_signalled(archiver))
+            async with _progress(archiver):
+                report = await archive_until_signalled(archiver)
+            return _finish(report)
         health = Health.for_config(cfg)
         metrics = Metrics([pbx.name for pbx in cfg.pbx], on_event=health.beat)
         metrics.watch_request_limits(
@@ -612,18 +616,24 @@ async def _http_server(
         await runner.cleanup()
 
 
-@contextlib.contextmanager
-def _progress(archiver: Archiver) -> Iterator[None]:
-    """A progress bar on stderr while a backfill runs at a terminal."""
-    if not sys.stderr.isatty():
-        yield
+_PROGRESS_EVERY_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def _progress(archiver: Archiver) -> AsyncIterator[None]:
+    """A progress bar on stderr at a terminal; elsewhere a `progress` log line every 10 s."""
+    if sys.stderr.isatty():
+        bar = ProgressBar(sys.stderr)
+        archiver.observer = bar
+        try:
+            yield
+        finally:
+            bar.close()
         return
-    bar = ProgressBar(sys.stderr)
-    archiver.observer = bar
-    try:
+    counter = ProgressLog()
+    archiver.observer = counter
+    async with log_progress(counter, every_s=_PROGRESS_EVERY_S, quiet=lambda: archiver.stopping):
         yield
-    finally:
-        bar.close()
 
 
 def _finish(report: PollReport) -> int:

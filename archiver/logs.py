@@ -35,7 +35,7 @@ REDACTED = "[REDACTED]"
 _STRUCTURAL_FIELDS = frozenset(
     {
         "event", "timestamp", "level", "logger", "pbx", "uniqueid", "name", "key", "object_key",
-        "day", "retry_stage", "stage", "tick", "listen", "path", "attempt", "next_attempt_in_s",
+        "day", "stage", "tick", "listen", "path", "attempt", "attempts", "next_attempt_in_s",
     }
 )  # fmt: skip
 # A secret this long is scrubbed wherever it appears; a shorter one only as a word of its own.

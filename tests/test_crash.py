@@ -218,8 +218,8 @@ async def test_s3_stopped_mid_run_backlog_drains_after_restart(
     assert restarted.is_set()
     assert (report.archived, report.failed) == (expected, 0), report
     # The outage was felt: uploads were retried while the server was down.
-    retried = [e for e in events if e["event"] == "stamina.retry_scheduled"]
-    assert any(e["retry_stage"] == "upload" for e in retried)
+    retried = [e for e in events if e["event"] == "retrying"]
+    assert any(e["stage"] == "upload" for e in retried)
     assert _audit(own_seaweed, bucket) == {"sources": expected, "duplicated": 0, "corrupt": 0}
 
 
@@ -401,6 +401,6 @@ async def test_s3_slowdown_and_5xx_replies_are_retried_and_nothing_is_lost(
         await runner.cleanup()
     assert proxy.injected["SlowDown"] >= 6 and proxy.injected["500"] >= 1
     assert (report.archived, report.failed) == (expected, 0), report
-    retried = [e for e in events if e["event"] == "stamina.retry_scheduled"]
-    assert any(e["retry_stage"] == "upload" and "SlowDown" in e["caused_by"] for e in retried)
+    retried = [e for e in events if e["event"] == "retrying"]
+    assert any(e["stage"] == "upload" and "SlowDown" in e["reason"] for e in retried)
     assert _audit(seaweed, bucket) == {"sources": expected, "duplicated": 0, "corrupt": 0}

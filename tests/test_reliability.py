@@ -124,13 +124,19 @@ async def test_faulty_pbx_every_recording_once_and_each_retry_logged(make_rig: A
         (report,) = await rig.run()
     assert report.failed == 0 and report.archived == len(rig.valid()), report
     _assert_exactly_once(rig, rig.objects())
-    retries = [e for e in events if e["event"] == "stamina.retry_scheduled"]
-    # 40% of ~20 requests fail: some retries must have happened, each one event with fields.
+    retries = [e for e in events if e["event"] == "retrying"]
+    # 40% of ~20 requests fail: some retries must have happened, each one event with fields:
+    # what (reason), where (stage, pbx), which attempt of how many, when the next one starts;
+    # none of stamina's callable/args/kwargs noise, no doubled prefix.
     assert len(retries) >= 3
+    attempts = rig.cfg.retry.attempts
     for event in retries:
-        assert event["retry_num"] >= 1 and "wait_for" in event
-        assert event["retry_stage"] in {"list", "download"} and event["pbx"] == "pbx"
-        assert "PbxError" in event["caused_by"] and PASSWORD not in event["caused_by"]
+        assert 1 <= event["attempt"] < event["attempts"] == attempts, event
+        assert event["next_attempt_in_s"] >= 0
+        assert event["stage"] in {"list", "download"} and event["pbx"] == "pbx"
+        assert event["reason"].startswith(("listing: PBX 'pbx'", "download: PBX 'pbx'")), event
+        assert PASSWORD not in event["reason"]
+        assert not {"callable", "args", "kwargs", "caused_by"} & set(event), event
 
 
 async def test_a_failed_listing_is_an_error_never_no_recordings(make_rig: Any) -> None:

@@ -101,15 +101,15 @@ def test_no_secret_in_any_output(
     backfill = transcript.run("backfill", "backfill", *cfg, *days, "--log-level", "debug", env=env)
     assert backfill.returncode in (0, 3), backfill.stdout + backfill.stderr
     events = json_events(backfill.stdout)
-    assert any(e["event"] == "stamina.retry_scheduled" for e in events), "no fault was retried"
+    assert any(e["event"] == "retrying" for e in events), "no fault was retried"
     for event in events:
         if event["event"] in ("archived", "failed", "empty", "already_present"):
             assert event["pbx"] == "pbx" and event["uniqueid"], event
-        if event["event"] == "stamina.retry_scheduled":
+        if event["event"] == "retrying":
             assert event["pbx"] == "pbx", event
-            if "listing:" not in event["caused_by"]:  # a recording's retries name it too
+            if event["stage"] != "list":  # a recording's retries name it too
                 assert event.get("uniqueid"), json.dumps(event)
-    assert any(e.get("uniqueid") for e in events if e["event"] == "stamina.retry_scheduled")
+    assert any(e.get("uniqueid") for e in events if e["event"] == "retrying")
     status = transcript.run("status", "status", *cfg, "--json", env=env)
     assert status.returncode == 0
     once = transcript.run("run --once", "run", "--once", *cfg, env=env)

@@ -33,7 +33,9 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import stamina
+import stamina.instrumentation
 import structlog
+from stamina.instrumentation import RetryDetails
 
 from archiver.config import Config, PbxConfig
 from archiver.errors import ArchiverError
@@ -70,6 +72,7 @@ from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, 
 
 __all__ = [
     "Archiver",
+    "Interrupted",
     "PollReport",
     "days_to_poll",
     "max_in_flight",
@@ -260,6 +263,7 @@ class Archiver:
         self._in_flight = asyncio.Semaphore(max_in_flight(self.cfg))
         self._invalid_names = InvalidNameLog()
         self._tz_warned: set[str] = set()
+        self._stop: asyncio.Event | None = None
         # A folder of our own under work_dir: another process on the same state (a backfill
         # next to the daemon) never touches it, and we never touch theirs.
         self.work, removed = WorkDir.claim(self.cfg.state.work_path, self.cfg.state.path)
@@ -355,7 +359,10 @@ class Archiver:
                     await self._outside_pause(client.cfg, stop)
                 if stop.is_set():
                     return
-                due = await self._due_on(client, day, report)
+                try:
+                    due = await self._due_on(client, day, report)
+                except Interrupted:
+                    return  # the shutdown cut the listing short: the day stays not listed
                 report.days_listed += 1
                 report.due += len(due)
                 for rec in due:
@@ -418,7 +425,7 @@ class Archiver:
 
     async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
         try:
-            with structlog.contextvars.bound_contextvars(pbx=client.name):
+            with structlog.contextvars.bound_contextvars(pbx=client.name, day=day.isoformat()):
                 listing = await self._retry(
                     lambda: client.find(date_pattern(day)), "list", client.name
                 )
@@ -536,6 +543,7 @@ class Archiver:
         reaped as it ends and its outcome counted in `report`: one that fails never cancels the
         others. If this is cancelled (a shutdown past its grace period), the tasks in flight are
         cancelled, awaited and counted as `cancelled` before the cancellation goes on."""
+        self._stop = stop  # once set, no retry starts (see `_retry`)
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for client, rec in items:
@@ -632,6 +640,8 @@ class Archiver:
             stored = await self._stages(client, rec, source, mp3, lease, progress)
         except LeaseLost:
             raise
+        except Interrupted:
+            return "cancelled"  # by the shutdown, during a retry: taken again at the next start
         except Exception as error:
             if progress.vanished(source, mp3) or _missing_work_file(error, self.work_dir):
                 # Not the recording's fault: someone removed our work file. Never final.
@@ -675,6 +685,8 @@ class Archiver:
                 )
             except RecordingFailed as failure:
                 return self._failed(rec, failure.reason)
+            except Interrupted:
+                return "cancelled"
             except Exception as error:  # a local fault (unreadable file): this recording only
                 name = type(error).__name__
                 return self._failed(rec, f"quarantine: unexpected {name}: {error}", unexpected=True)

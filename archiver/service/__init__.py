@@ -14,7 +14,7 @@ from archiver.service.http import (
 )
 from archiver.service.metrics import Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
-from archiver.service.progress import ProgressBar
+from archiver.service.progress import ProgressBar, ProgressLog, log_progress
 from archiver.service.startup import Service, check_pbxs
 
 __all__ = [
@@ -23,10 +23,12 @@ __all__ = [
     "Metrics",
     "Notifier",
     "ProgressBar",
+    "ProgressLog",
     "Service",
     "add_metrics_routes",
     "build_http_app",
     "check_pbxs",
+    "log_progress",
     "ready_window_s",
     "start_http",
     "watchdog_interval_s",
