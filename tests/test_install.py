@@ -1,9 +1,9 @@
 """The README's install section, followed as written into a temporary root (issue 12 item 6).
 
-The shell lines of steps 2-4 (code, configuration, secrets) run as they are, with `/opt/archiver` and `/etc/archiver` moved
-under the root, the clone taken from this checkout, and `editor` replaced by the edits an admin
-would make. Lines that change the machine itself (`apt-get`, `systemctl`) are left out. The last
-command of step 4 is `check-config`: it must say OK.
+The shell lines of steps 2-4 (code, configuration, secrets) run as they are, with
+`/opt/archiver` and `/etc/archiver` moved under the root, the clone taken from this checkout, and
+`editor` replaced by the edits an admin would make. Lines that change the machine itself
+(`apt-get`) are left out. The last command of step 4 is `check-config`: it must say OK.
 """
 
 from __future__ import annotations
