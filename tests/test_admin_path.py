@@ -82,9 +82,9 @@ def test_a_new_admins_first_day(
         config.write_text(text, "utf-8")
         assert archiver("check-config", *cfg).returncode == 0
 
-        # A wrong password: one line, exit 4, and not the password.
+        # A wrong password: one line, exit 5, and not the password.
         refused = archiver("ls", *cfg, "--date", DAY.isoformat())
-        assert refused.returncode == 4
+        assert refused.returncode == 5
         assert refused.stderr.strip() == (
             "error: PBX 'pbx' refused the username/password (HTTP 401/403)"
         )
@@ -99,10 +99,10 @@ def test_a_new_admins_first_day(
         status = archiver("status", *cfg)
         assert re.search(rf"pbx pbx: .*verified {valid}\b.*last listing OK 20", status.stdout)
 
-        # S3 down: one event naming the store, exit 4.
+        # S3 down: one event naming the store, exit 5.
         dead_s3 = str(_s3_down(config, seaweed))
         down = archiver("backfill", "--config", dead_s3, "--from", DAY.isoformat())
-        assert down.returncode == 4
+        assert down.returncode == 5
         assert [e["event"] for e in _events(down.stdout) if e["level"] == "error"] == [
             "s3_unreachable"
         ]
@@ -111,7 +111,7 @@ def test_a_new_admins_first_day(
     wrong_state = tmp_path / "typo.toml"
     wrong_state.write_text(text.replace("/var/lib/archiver/", "/var/lib/archvier/"), "utf-8")
     missing = archiver("status", "--config", str(wrong_state))
-    assert missing.returncode == 5
+    assert missing.returncode == 6
     assert missing.stderr.startswith(f"error: no state file at {tmp_path}/var/lib/archvier/")
 
     assert not [out for out in outputs if "Traceback" in out]
