@@ -622,6 +622,11 @@ class Config(_Strict):
             raise ValueError(f"autocall.pbx {self.autocall.pbx!r} is not a configured pbx name")
         return self
 
+    @property
+    def timezones(self) -> dict[str, ZoneInfo]:
+        """Each configured PBX's time zone, by name."""
+        return {pbx.name: ZoneInfo(pbx.timezone) for pbx in self.pbx}
+
     def pbx_named(self, name: str) -> PbxConfig:
         """The PBX called `name`. Raise `UnknownPbx` (saying which names exist) if none is."""
         for pbx in self.pbx:

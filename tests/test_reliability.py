@@ -29,11 +29,12 @@ from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions
 from archiver.lab.simulator.hostile import hostile_body, hostile_lines
 from archiver.lab.simulator.server import add_arguments, options_from_args
-from archiver.names import InvalidName, parse_path
+from archiver.names import RECORDING_ROOT, InvalidName, parse_path
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.daemon import PollReport
 from archiver.pipeline.reconcile import reconcile
 from archiver.s3 import ObjectInfo, S3Store, Unmappable, map_object
+from archiver.state import Catalogue, CatalogueEntry, SearchQuery, catalogue_entry
 from archiver.state.ledger import Ledger
 
 PASSWORD = "Reliable-Secret-5150"
@@ -291,11 +292,23 @@ async def test_lost_ledger_is_rebuilt_from_the_bucket(make_rig: Any) -> None:
 
     ledger = Ledger.open(rig.cfg.state.path)
     try:
+        # A catalogue row whose object is gone is dropped by the rebuild.
+        gone = next(iter(Catalogue(ledger.db).search(SearchQuery()).items), None)
+        assert gone is None  # the file was deleted: empty before reconcile
+        Catalogue(ledger.db).upsert(_any_entry(rig, before))
         found = reconcile(rig.cfg, S3Store(rig.cfg.s3), ledger)
         assert ledger.counts()["verified"] == len(before)
+        catalogue = Catalogue(ledger.db)
+        # The catalogue is rebuilt from the bucket: every archived object, nothing else.
+        page = catalogue.search(SearchQuery(limit=500))
+        assert sorted(entry.object_key for entry in page.items) == sorted(before)
+        entry = catalogue.get(page.items[0].object_key)
+        assert entry is not None and entry.size_bytes == rig.objects()[entry.object_key][
+            "ContentLength"]  # fmt: skip
     finally:
         ledger.close()
     assert (found.objects, found.verified) == (len(before) + 1, len(before))
+    assert found.catalogue_removed == 1
     assert [key for key, _ in found.unmapped] == ["recordings/someone-elses.txt"]
 
     (after,) = await rig.run()
@@ -303,6 +316,12 @@ async def test_lost_ledger_is_rebuilt_from_the_bucket(make_rig: Any) -> None:
     assert len(rig.requested) == downloads  # not even downloaded again
     now = {key: head["LastModified"] for key, head in rig.objects().items()}
     assert {k: v for k, v in now.items() if k in before} == before
+
+
+def _any_entry(rig: Rig, archived: dict[str, Any]) -> CatalogueEntry:
+    """A catalogue entry for a recording the bucket does not hold."""
+    rec = parse_path("pbx", f"{RECORDING_ROOT}trunk-x/20161118-000000-1-2-1479416400.1-1.gsm", IST)
+    return catalogue_entry(rec, object_key="recordings/gone.mp3", size_bytes=1)
 
 
 def test_credential_backoff_doubles_to_its_cap_per_pbx() -> None:

@@ -68,7 +68,14 @@ from archiver.s3 import (
     object_metadata,
     quarantine_key,
 )
-from archiver.state import FINAL_STATES, Ledger, LedgerEntry, StateUnavailable, worker_id
+from archiver.state import (
+    FINAL_STATES,
+    Ledger,
+    LedgerEntry,
+    StateUnavailable,
+    catalogue_entry,
+    worker_id,
+)
 
 __all__ = [
     "Archiver",
@@ -742,10 +749,15 @@ class Archiver:
             audio_s=result.mp3_duration_s,
         )
         lease.check()  # the last moment to stand back without work done twice
+        extra = self.extra_metadata(rec) if self.extra_metadata is not None else {}
         stored = await self._retry(
-            lambda: self._upload(rec, result, download.sha256), "upload", rec.pbx
+            lambda: self._upload(rec, result, download.sha256, extra), "upload", rec.pbx
         )
-        self.ledger.advance(rec.key, "verified", owner=self.worker, object_key=stored.key)
+        # The catalogue row goes in with the verified state, in one transaction.
+        entry = catalogue_entry(
+            rec, object_key=stored.key, size_bytes=stored.size_bytes, metadata=extra
+        )
+        self.ledger.mark_verified(entry, owner=self.worker)
         self.observer.stored(
             rec.pbx,
             mp3_bytes=result.mp3_bytes,
@@ -805,9 +817,10 @@ class Archiver:
         finally:
             self.observer.stage_done("transcode", rec.pbx, time.monotonic() - started, ok=ok)
 
-    async def _upload(self, rec: Recording, result: TranscodeResult, sha256: str) -> StoredObject:
+    async def _upload(
+        self, rec: Recording, result: TranscodeResult, sha256: str, extra: Mapping[str, str]
+    ) -> StoredObject:
         key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
-        extra = self.extra_metadata(rec) if self.extra_metadata is not None else {}
         metadata = object_metadata(rec, source_sha256=sha256, md5_b64=result.md5_b64, extra=extra)
 
         def put() -> StoredObject:

@@ -1,12 +1,13 @@
-"""Reconcile: rebuild the ledger from the bucket after the SQLite file was lost.
+"""Reconcile: rebuild the ledger and the catalogue from the bucket after the state was lost.
 
 Every object under `{prefix}/` is HEADed; its metadata (`pbx`, `trunk`, `source-name`,
-`source-sha256`, `md5`) says which recording it holds (`archiver.s3.map_object`). A recording whose
-object checks out becomes `verified` in the ledger (a quarantined original becomes `empty`), so the
-next run neither downloads nor uploads it again. Objects that cannot be mapped back to a recording
-of a configured PBX, or whose ETag contradicts their `md5`, are reported and left alone: the next
-run will archive that recording again if the PBX still lists it, and never overwrites a foreign
-object (`put_verified` refuses).
+`source-sha256`, `md5`) says which recording it holds (`archiver.s3.map_object`). A recording
+whose object checks out becomes `verified` in the ledger with its catalogue row (a quarantined
+original becomes `empty`), so the next run neither downloads nor uploads it again and
+`archiver web` finds it; catalogue rows whose object is no longer in the bucket are removed.
+Objects that cannot be mapped back to a recording of a configured PBX, or whose ETag contradicts
+their `md5`, are reported and left alone: the next run will archive that recording again if the
+PBX still lists it, and never overwrites a foreign object (`put_verified` refuses).
 
 Run it with the daemon stopped: the ledger has one writer at a time.
 """
@@ -21,7 +22,7 @@ import structlog
 
 from archiver.config import Config
 from archiver.s3 import S3Store, Unmappable, map_object
-from archiver.state import Ledger
+from archiver.state import Catalogue, Ledger, catalogue_entry
 
 __all__ = ["ReconcileReport", "reconcile"]
 
@@ -38,6 +39,7 @@ class ReconcileReport:
     verified: int = 0
     empty: int = 0
     unchanged: int = 0
+    catalogue_removed: int = 0
     unmapped: list[tuple[str, str]] = field(default_factory=list)  # (key, reason)
 
 
@@ -65,9 +67,18 @@ def reconcile(cfg: Config, store: S3Store, ledger: Ledger) -> ReconcileReport:
             log.warning("reconcile_unmapped", key=ascii(info.key), reason=reason)
             continue
         holder[rec.key] = info.key
+        entry = (
+            catalogue_entry(
+                rec, object_key=info.key, size_bytes=info.size_bytes, metadata=info.metadata,
+                archived_at=info.last_modified,
+            )
+            if state == "verified"
+            else None
+        )  # fmt: skip
         written = ledger.restore(
             rec,
             state,
+            catalogue=entry,
             object_key=info.key,
             source_sha256=meta.source_sha256,
             mp3_md5=meta.md5 if state == "verified" else None,
@@ -80,8 +91,12 @@ def reconcile(cfg: Config, store: S3Store, ledger: Ledger) -> ReconcileReport:
             report.verified += 1
         else:
             report.empty += 1
+    # The whole bucket was listed (a listing error raised above): catalogue rows whose object
+    # is gone are dropped, so the catalogue is exactly what the bucket holds.
+    report.catalogue_removed = Catalogue(ledger.db).remove_except(holder.values())
     log.info(
         "reconciled",
+        catalogue_removed=report.catalogue_removed,
         objects=report.objects,
         verified=report.verified,
         empty=report.empty,

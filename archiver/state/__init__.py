@@ -1,9 +1,12 @@
-"""What archiver remembers: the ledger of recordings, the call log, leases and request slots,
-in SQLite or PostgreSQL behind one interface (`State`, from `open_state`).
+"""What archiver remembers: the ledger of recordings, the catalogue of archived calls (searched by
+`archiver web`), the access log, the call log, leases and request slots, in SQLite or PostgreSQL
+behind one interface (`State`, from `open_state`). The schema is versioned
+(`migrations/{sqlite,postgresql}/NNNN_*.sql`) and migrated at open.
 
 Other parts import from here, not from the modules inside.
 """
 
+from archiver.state.access import AccessAction, AccessEvent, AccessLog, AccessOutcome
 from archiver.state.api import (
     BaseState,
     RequestGate,
@@ -14,28 +17,49 @@ from archiver.state.api import (
     worker_id,
 )
 from archiver.state.calls import CallEvent, CallLog, CallSummary, EventKind, PlacedState
+from archiver.state.catalogue import (
+    Catalogue,
+    CatalogueEntry,
+    InvalidQuery,
+    SearchPage,
+    SearchQuery,
+    catalogue_entry,
+)
 from archiver.state.db import StateFileError, StateUnavailable
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
 from archiver.state.ledger import State as RecordingState
+from archiver.state.migrate import SchemaTooNew, open_database
 
 __all__ = [
     "FINAL_STATES",
     "STATES",
+    "AccessAction",
+    "AccessEvent",
+    "AccessLog",
+    "AccessOutcome",
     "BaseState",
     "CallEvent",
     "CallLog",
     "CallSummary",
+    "Catalogue",
+    "CatalogueEntry",
     "EventKind",
+    "InvalidQuery",
     "Ledger",
     "LedgerEntry",
     "PlacedState",
     "RecordingState",
     "RequestGate",
+    "SchemaTooNew",
+    "SearchPage",
+    "SearchQuery",
     "SqliteState",
     "State",
     "StateFileError",
     "StateUnavailable",
+    "catalogue_entry",
     "free_dead_local_leases",
+    "open_database",
     "open_state",
     "worker_id",
 ]

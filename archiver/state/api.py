@@ -1,8 +1,9 @@
 """The one state interface: `State`, and `open_state(cfg)` choosing its backend.
 
 The daemon, the CLI commands and the web ask `open_state` for the configured state and use its
-parts (`ledger`, `calls`) without knowing where they live: the SQLite file `[state] path` (one
-host, the default) or the PostgreSQL database `[state] url` (any number of workers on any hosts).
+parts (`ledger`, `calls`, `catalogue`, `access_log`) without knowing where they live: the SQLite
+file `[state] path` (one host, the default) or the PostgreSQL database `[state] url` (any number
+of workers on any hosts).
 Both backends run the same table code over `archiver.state.db.Db`; what only PostgreSQL can give
 (request slots held across workers) is `pbx_gate`, None on SQLite.
 """
@@ -19,11 +20,12 @@ from typing import Protocol
 from archiver.config import Config, StateConfig
 from archiver.credentials import state_password
 from archiver.logs import register_secret
+from archiver.state.access import AccessLog
 from archiver.state.calls import CallLog
-from archiver.state.calls import create_sqlite_schema as create_calls_schema
-from archiver.state.db import Db, Dialect, SqliteDb
+from archiver.state.catalogue import Catalogue
+from archiver.state.db import Db, Dialect
 from archiver.state.ledger import Ledger
-from archiver.state.ledger import create_sqlite_schema as create_ledger_schema
+from archiver.state.migrate import open_database
 
 __all__ = [
     "BaseState",
@@ -55,6 +57,16 @@ class State(Protocol):
 
     @property
     def calls(self) -> CallLog: ...
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The archived recordings, searchable (`archiver web`)."""
+        ...
+
+    @property
+    def access_log(self) -> AccessLog:
+        """Who played or downloaded which recording, and every login."""
+        ...
 
     def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
         """A gate holding `limit` requests to `pbx` at once across every worker that shares this
@@ -105,6 +117,8 @@ class BaseState:
         self._where = where
         self._ledger = Ledger(db)
         self._calls = CallLog(db, window_s=cfg.autocall.match_window_s)
+        self._catalogue = Catalogue(db)
+        self._access_log = AccessLog(db)
 
     @property
     def backend(self) -> Dialect:
@@ -126,6 +140,14 @@ class BaseState:
     def calls(self) -> CallLog:
         return self._calls
 
+    @property
+    def catalogue(self) -> Catalogue:
+        return self._catalogue
+
+    @property
+    def access_log(self) -> AccessLog:
+        return self._access_log
+
     def close(self) -> None:
         self._db.close()
 
@@ -138,17 +160,16 @@ class SqliteState(BaseState):
 
 
 def open_sqlite(cfg: Config, *, create: bool = True) -> SqliteState:
-    db = SqliteDb.open(cfg.state.path, create=create)
-    create_ledger_schema(db)
-    create_calls_schema(db)
+    db = open_database(cfg.state.path, timezones=cfg.timezones, create=create)
     return SqliteState(db, cfg, str(cfg.state.path))
 
 
 def open_state(cfg: Config, *, create: bool = True) -> State:
-    """Open the configured state, creating or migrating its schema (on PostgreSQL under an
-    advisory lock, one process at a time). Raise `ConfigError` for an unreadable password source
-    and `StateUnavailable` if the database cannot be reached. Without `create` (commands that
-    read or amend the state), a missing SQLite file raises `StateFileError` naming the path."""
+    """Open the configured state, creating or migrating its schema (one process at a time: on
+    SQLite under BEGIN IMMEDIATE, on PostgreSQL under an advisory lock). Raise `ConfigError` for
+    an unreadable password source, `StateUnavailable` if the database cannot be reached and
+    `SchemaTooNew` if a newer archiver migrated it. Without `create` (commands that read or amend
+    the state), a missing SQLite file raises `StateFileError` naming the path."""
     if cfg.state.url is None:
         return open_sqlite(cfg, create=create)
     from archiver.state.pg_state import open_postgres

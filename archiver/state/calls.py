@@ -4,7 +4,8 @@ Two tables beside the ledger's (one file or database to back up), kept by this m
 recordings' ledger stays as it is; the same code runs on SQLite and PostgreSQL
 (`archiver.state.db.Db`). A callback names only the dialled number, so each event is
 tied, when it arrives, to the latest call placed to that number within `window_s`; events that
-match no call are kept too (autocall_id NULL): nothing the PBX sends is dropped.
+match no call are kept too (autocall_id NULL): nothing the PBX sends is dropped. A callback that
+ends a call also sets the dial status of its recordings already in the catalogue.
 
 Writers: `archiver call` (another process) and the daemon's callback receiver. WAL mode and a
 busy timeout let them share the file; every write is one short statement.
@@ -12,9 +13,7 @@ busy timeout let them share the file; every write is one short statement.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,39 +22,14 @@ from typing import Final, Literal
 
 from archiver.names import Recording
 from archiver.numbers import InvalidNumber, normalise_number
-from archiver.state.db import Db, Param, SqliteDb
+from archiver.state.catalogue import Catalogue
+from archiver.state.db import Db, Param
 
 __all__ = ["CallEvent", "CallLog", "CallSummary", "EventKind", "PlacedState"]
 
 EventKind = Literal["progress", "final", "unknown"]
 PlacedState = Literal["placing", "placed", "refused"]
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS autocalls (
-    id        INTEGER PRIMARY KEY AUTOINCREMENT,
-    pbx       TEXT NOT NULL,
-    number    TEXT NOT NULL,
-    placed_at REAL NOT NULL,
-    dial_at   REAL NOT NULL,
-    params    TEXT NOT NULL,
-    state     TEXT NOT NULL CHECK (state IN ('placing', 'placed', 'refused')),
-    reply     TEXT
-);
-CREATE INDEX IF NOT EXISTS autocalls_by_number ON autocalls (number, dial_at);
-CREATE TABLE IF NOT EXISTS call_events (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    autocall_id INTEGER REFERENCES autocalls (id),
-    number      TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('progress', 'final', 'unknown')),
-    ended       INTEGER NOT NULL,
-    received_at REAL NOT NULL,
-    source      TEXT NOT NULL,
-    flags       TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS call_events_by_call ON call_events (autocall_id, id);
-CREATE INDEX IF NOT EXISTS call_events_by_number ON call_events (number, received_at);
-"""
 # A callback or a recording may carry a time a little before the call we logged: the PBX's
 # clock and ours are not the same clock.
 CLOCK_SLACK_S: Final = 300.0
@@ -107,11 +81,11 @@ class CallLog:
 
     @classmethod
     def open(cls, path: Path, *, window_s: float = 3600.0) -> CallLog:
-        """Open (creating the tables if needed) the call log in the SQLite file at `path`.
+        """Open (creating or migrating it if needed) the call log in the SQLite file at `path`.
         `window_s`: how long after a call was dialled its callbacks and recording belong to it."""
-        db = SqliteDb.open(path)
-        create_sqlite_schema(db)
-        return cls(db, window_s=window_s)
+        from archiver.state.migrate import open_database  # migrate needs this module's peers
+
+        return cls(open_database(path), window_s=window_s)
 
     def close(self) -> None:
         self._db.close()
@@ -198,6 +172,9 @@ class CallLog:
             " source, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (autocall_id, number, status, kind, int(ended), now, source, ",".join(flags)),
         ).rows[0]
+        if autocall_id is not None and (ended or kind == "final"):
+            # Recordings of this call already archived show how it ended, in the web's search.
+            Catalogue(self._db).set_dial_status(autocall_id, status)
         return CallEvent(
             id=int(row[0]),
             autocall_id=autocall_id,
@@ -267,17 +244,6 @@ class CallLog:
         if call is None:
             return {}
         return {"autocall-id": str(call.id), "dial-status": call.status or "pending"}
-
-
-def create_sqlite_schema(db: SqliteDb) -> None:
-    """Create the call log's tables in a SQLite file if they are missing, or add what an older
-    file lacks (`flags`, empty for the events it holds)."""
-    db.executescript(_SCHEMA)
-    have = {row[1] for row in db.execute("PRAGMA table_info(call_events)").rows}
-    if "flags" not in have:
-        # Another process opening the same file at once may have just added it.
-        with contextlib.suppress(sqlite3.OperationalError):
-            db.execute("ALTER TABLE call_events ADD COLUMN flags TEXT NOT NULL DEFAULT ''")
 
 
 def _status_of(events: list[CallEvent]) -> str | None:

@@ -21,7 +21,8 @@ __all__ = ["TableCopy", "copy_state"]
 
 # Parents before children (call_events refer to autocalls); tables added later follow by name.
 _ORDER: Final = ("recordings", "autocalls", "call_events")
-_NOT_COPIED_TABLES: Final = frozenset({"schema_migrations", "schema_version"})
+# catalogue_hours is kept by the target's own triggers while the catalogue is copied.
+_NOT_COPIED_TABLES: Final = frozenset({"schema_migrations", "schema_version", "catalogue_hours"})
 _NOT_COPIED_COLUMNS: Final = frozenset({"lease_owner", "lease_until"})
 _BATCH_ROWS: Final = 2000
 

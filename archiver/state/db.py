@@ -73,6 +73,12 @@ class Db(Protocol):
         """Run several `;`-separated statements (DDL) in one transaction."""
         ...
 
+    def transaction(self, statements: Sequence[tuple[str, Sequence[Param]]]) -> list[Result]:
+        """Run `statements` in order in one transaction (all of them or none); return each
+        one's result. For writes that must land together (a verified state and its catalogue
+        row)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -159,6 +165,20 @@ class SqliteDb:
     def executescript(self, script: str) -> None:
         with self._lock:
             self._db.executescript(script)
+
+    def transaction(self, statements: Sequence[tuple[str, Sequence[Param]]]) -> list[Result]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                results = []
+                for sql, params in statements:
+                    cursor = self._db.execute(sql, params)
+                    results.append(Result(cursor.fetchall(), cursor.rowcount))
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return results
 
     def close(self) -> None:
         with self._lock:

@@ -20,16 +20,17 @@ worker that stalled past its lease cannot move a recording back.
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
 
 from archiver.names import Recording
-from archiver.state.db import Db, Dialect, Param, SqliteDb, connect
+from archiver.state.catalogue import CatalogueEntry, upsert_statements
+from archiver.state.db import Db, Dialect, Param, connect
 
 __all__ = ["FINAL_STATES", "STATES", "Ledger", "LedgerEntry", "State", "connect"]
 
@@ -43,38 +44,8 @@ STATES: tuple[State, ...] = (
     "empty",
 )
 FINAL_STATES: frozenset[State] = frozenset({"verified", "empty"})
+_NO_ZONES: Mapping[str, ZoneInfo] = MappingProxyType({})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS recordings (
-    key           TEXT PRIMARY KEY,
-    pbx           TEXT NOT NULL,
-    folder        TEXT NOT NULL,
-    name          TEXT NOT NULL,
-    day           TEXT NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('discovered', 'downloaded',
-                      'transcoded', 'verified', 'failed', 'empty')),
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    retryable     INTEGER NOT NULL DEFAULT 1,
-    last_error    TEXT,
-    object_key    TEXT,
-    source_sha256 TEXT,
-    source_bytes  INTEGER,
-    mp3_bytes     INTEGER,
-    mp3_md5       TEXT,
-    audio_s       REAL,
-    discovered_at REAL NOT NULL,
-    updated_at    REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS recordings_by_day ON recordings (pbx, day);
-CREATE INDEX IF NOT EXISTS recordings_by_state ON recordings (state, updated_at);
-CREATE TABLE IF NOT EXISTS pbx_listings (
-    pbx           TEXT PRIMARY KEY,
-    last_ok_at    REAL
-);
-"""
-_SCHEMA_VERSION = 1
-# Added for leases; existing files get them at open (ALTER TABLE ADD COLUMN is cheap).
-_LEASE_COLUMNS: Final = {"lease_owner": "TEXT", "lease_until": "REAL"}
 # The database's own clock as epoch seconds: workers on several hosts compare leases on one clock.
 _NOW_SQL: Final[dict[Dialect, str]] = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
@@ -103,11 +74,17 @@ class Ledger:
         self._now = _NOW_SQL[db.dialect]
 
     @classmethod
-    def open(cls, path: Path) -> Ledger:
-        """Open (creating if needed) the SQLite ledger at `path`, with its folder."""
-        db = SqliteDb.open(path)
-        create_sqlite_schema(db)
-        return cls(db)
+    def open(cls, path: Path, *, timezones: Mapping[str, ZoneInfo] = _NO_ZONES) -> Ledger:
+        """Open (creating or migrating it if needed) the SQLite state file at `path`, with its
+        folder (`timezones`: see `archiver.state.migrate.migrate`)."""
+        from archiver.state.migrate import open_database  # migrate needs this module's peers
+
+        return cls(open_database(path, timezones=timezones))
+
+    @property
+    def db(self) -> Db:
+        """The database, for the other tables beside the ledger's (catalogue, call log)."""
+        return self._db
 
     def close(self) -> None:
         self._db.close()
@@ -170,6 +147,20 @@ class Ledger:
             ).rowcount
             > 0
         )
+
+    def mark_verified(self, entry: CatalogueEntry, *, owner: str | None = None) -> bool:
+        """Mark the recording `entry.recording_key` verified at `entry.object_key` and write its
+        catalogue row, in one transaction: the catalogue lists exactly the verified recordings.
+        With `owner`, only while no other worker holds its lease (then neither is written).
+        Return True if the ledger row was written."""
+        guard, guard_values = _owned_by(owner)
+        update: tuple[str, list[Param]] = (
+            "UPDATE recordings SET state = 'verified', object_key = ?, updated_at = ?"
+            f" WHERE key = ?{guard}",
+            [entry.object_key, time.time(), entry.recording_key, *guard_values],
+        )
+        results = self._db.transaction([update, *upsert_statements(entry, only_if_verified=True)])
+        return results[0].rowcount > 0
 
     def fail(self, key: str, reason: str, *, retryable: bool, owner: str | None = None) -> bool:
         """Mark one recording failed with `reason`, counting the attempt (with `owner`: only
@@ -250,14 +241,17 @@ class Ledger:
         mp3_md5: str | None,
         mp3_bytes: int | None,
         note: str | None = None,
+        catalogue: CatalogueEntry | None = None,
     ) -> bool:
         """Record `rec` as `state` from what the bucket holds (`archiver reconcile`).
 
         A recording the ledger does not know is inserted; one it knows is moved to `state` unless
-        it is already `verified`. Return True if a row was written.
+        it is already `verified`. `catalogue` (for a verified object) is written in the same
+        transaction whether or not the ledger row changed: reconcile rebuilds the catalogue.
+        Return True if a ledger row was written.
         """
         now = time.time()
-        written = self._db.execute(
+        upsert: tuple[str, list[Param]] = (
             "INSERT INTO recordings (key, pbx, folder, name, day, state, last_error, object_key,"
             " source_sha256, source_bytes, mp3_bytes, mp3_md5, discovered_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)"
@@ -266,12 +260,13 @@ class Ledger:
             " source_sha256 = excluded.source_sha256, mp3_bytes = excluded.mp3_bytes,"
             " mp3_md5 = excluded.mp3_md5, updated_at = excluded.updated_at"
             " WHERE recordings.state != 'verified' AND recordings.state != excluded.state",
-            (
+            [
                 rec.key, rec.pbx, rec.folder, rec.name, rec.day.isoformat(), state, note,
                 object_key, source_sha256, mp3_bytes, mp3_md5, now, now,
-            ),
+            ],
         )  # fmt: skip
-        return written.rowcount > 0
+        extra = upsert_statements(catalogue) if catalogue is not None else []
+        return self._db.transaction([upsert, *extra])[0].rowcount > 0
 
     def lease_holders(self, prefix: str) -> list[str]:
         """The workers whose names start with `prefix` that hold unexpired leases."""
@@ -368,15 +363,3 @@ def _owned_by(owner: str | None) -> tuple[str, tuple[str, ...]]:
     if owner is None:
         return "", ()
     return " AND (lease_owner IS NULL OR lease_owner = ?)", (owner,)
-
-
-def create_sqlite_schema(db: SqliteDb) -> None:
-    """Create the ledger's tables in a SQLite file, or add what an older file lacks."""
-    db.executescript(_SCHEMA)
-    have = {row[1] for row in db.execute("PRAGMA table_info(recordings)").rows}
-    for column, kind in _LEASE_COLUMNS.items():
-        if column not in have:
-            # Another process opening the same file at once may have just added it.
-            with contextlib.suppress(sqlite3.OperationalError):
-                db.execute(f"ALTER TABLE recordings ADD COLUMN {column} {kind}")
-    db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")

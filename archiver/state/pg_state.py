@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from zoneinfo import ZoneInfo
+
 from archiver.config import Config
 from archiver.state.api import BaseState, RequestGate
+from archiver.state.catalogue import fill_from_ledger
 from archiver.state.postgres import (
     PbxSlots,
     PostgresDb,
@@ -13,6 +18,8 @@ from archiver.state.postgres import (
 )
 
 __all__ = ["PostgresState", "open_database", "open_postgres"]
+
+_NO_ZONES: Mapping[str, ZoneInfo] = MappingProxyType({})
 
 
 class PostgresState(BaseState):
@@ -43,19 +50,31 @@ def open_postgres(cfg: Config, password: str | None) -> PostgresState:
         state.tls_options(),
         pool_size=state.pool_size + slots,
         outage_s=state.outage_s,
+        timezones=cfg.timezones,
     )
     return PostgresState(db, cfg, redact_url(state.url))
 
 
 def open_database(
-    url: str, password: str | None, tls: dict[str, str], *, pool_size: int, outage_s: float
+    url: str,
+    password: str | None,
+    tls: dict[str, str],
+    *,
+    pool_size: int,
+    outage_s: float,
+    timezones: Mapping[str, ZoneInfo] = _NO_ZONES,
 ) -> PostgresDb:
-    """Connect to `url` and bring its schema up to date. Raise StateUnavailable if it cannot
-    be reached or refuses us."""
+    """Connect to `url` and bring its schema up to date (`timezones` date the recordings moved
+    into the catalogue: see `fill_from_ledger`). Raise StateUnavailable if it cannot be reached
+    or refuses us, SchemaTooNew if a newer archiver migrated it."""
     db = PostgresDb(make_conninfo(url, password, tls), pool_size=pool_size, outage_s=outage_s)
     db.open()
     try:
-        apply_migrations(db)
+        applied = apply_migrations(db)
+        if "0002_catalogue.sql" in applied:
+            # Recordings verified before the catalogue existed (idempotent: rows it finds
+            # already there are left alone, so a crash here is mended by the next reconcile).
+            fill_from_ledger(db, timezones)
     except BaseException:
         db.close()
         raise

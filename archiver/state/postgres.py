@@ -34,6 +34,7 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from archiver.state.db import Dialect, Param, Result, StateUnavailable
+from archiver.state.migrate import SchemaTooNew
 
 __all__ = ["PbxSlots", "PostgresDb", "apply_migrations", "make_conninfo", "redact_url"]
 
@@ -151,6 +152,20 @@ class PostgresDb:
 
         _retrying(self.outage_s, "script", run)
 
+    def transaction(self, statements: Sequence[tuple[str, Sequence[Param]]]) -> list[Result]:
+        prepared = [(_psycopg_sql(sql), params) for sql, params in statements]
+
+        def run() -> list[Result]:
+            results = []
+            with self.pool.connection() as conn, conn.transaction():
+                for text, params in prepared:
+                    cursor = conn.execute(text, params)
+                    rows = cursor.fetchall() if cursor.description is not None else []
+                    results.append(Result(rows, cursor.rowcount))
+            return results
+
+        return _retrying(self.outage_s, "transaction", run)
+
     def close(self) -> None:
         self.pool.close()
 
@@ -183,6 +198,12 @@ def apply_migrations(db: PostgresDb) -> list[str]:
                         " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
                     )
                 done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+                known = max((version for version, _, _ in _migrations()), default=0)
+                if done and max(done) > known:
+                    raise SchemaTooNew(
+                        f"the database is at schema version {max(done)}, newer than this"
+                        f" archiver's {known}: upgrade archiver"
+                    )
                 for version, name, text in _migrations():
                     if version in done:
                         continue

@@ -1,0 +1,5 @@
+-- What the PBX left out or sent oddly in a call-result callback, kept with the event
+-- (comma-separated words: son_missing, sonuc_empty, telefon_not_turkish...): the column
+-- call_events.flags, TEXT NOT NULL DEFAULT ''. Added after this file, by
+-- archiver/state/migrate.py, only where missing: a file opened by an archiver from before
+-- versioned migrations may have it already.
