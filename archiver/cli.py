@@ -71,7 +71,14 @@ from archiver.service import (
     ready_window_s,
     start_http,
 )
-from archiver.state import CallLog, State, StateFileError, StateUnavailable, open_state
+from archiver.state import (
+    CallLog,
+    SchemaTooNew,
+    State,
+    StateFileError,
+    StateUnavailable,
+    open_state,
+)
 
 __all__ = ["main"]
 
@@ -133,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StateUnavailable as error:
         print(f"error: {error.reason}", file=sys.stderr)
         return EXIT_UNREACHABLE
+    except SchemaTooNew as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
 
 
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -240,6 +250,10 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         help="create the configured bucket (in s3.region) if it does not exist",
     )
     doctor.set_defaults(handler=_cmd_doctor)
+
+    from archiver.web.commands import add_web_parsers
+
+    add_web_parsers(sub, common)
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])

@@ -57,6 +57,7 @@ __all__ = [
     "StateConfig",
     "TranscodeConfig",
     "UnknownPbx",
+    "WebConfig",
     "config_path",
     "load_config",
     "parse_config",
@@ -585,6 +586,67 @@ class CallbacksConfig(_Strict):
         return self.token is not None or self.token_credential is not None
 
 
+_USERNAME_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+
+
+def _check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:8780")
+    return value
+
+
+class WebConfig(_Strict):
+    """`archiver web`: the archive's search page, player and JSON API (read-only on S3)."""
+
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:8780"
+    # Apache htpasswd format with bcrypt hashes (`htpasswd -B`, or `archiver web passwd NAME`).
+    users_file: Path = Path("/etc/archiver/web-users")
+    # Under systemd: read the users from this credential instead (LoadCredential=NAME:FILE).
+    users_credential: str | None = None
+    # Users who may open the status view (backlog, failures, archived per day).
+    admins: list[Annotated[str, Field(pattern=rf"^{_USERNAME_RE.pattern}$")]] = []
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # The session cookie's Secure flag: on under TLS; set true behind a TLS-terminating proxy.
+    secure_cookies: bool | None = None
+    session_ttl_s: Annotated[float, Field(ge=60, le=7 * 86400)] = 8 * 3600.0
+    # Dates typed in the search are days in this zone (default: the first PBX's).
+    timezone: Annotated[str, AfterValidator(_check_timezone)] | None = None
+    page_size: Annotated[int, Field(ge=5, le=500)] = 50
+    # Failed logins allowed per user name and per address within the window, then HTTP 429.
+    login_max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
+    login_window_s: Annotated[float, Field(ge=1, le=86400)] = 900.0
+    zip_max_files: Annotated[int, Field(ge=1, le=1000)] = 100
+    # Proxies (exact addresses) whose X-Forwarded-For names the client in the access log.
+    trusted_proxies: list[str] = []
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """`listen` as (host, port); an IPv6 host loses its brackets."""
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    @property
+    def users_path(self) -> Path:
+        """The htpasswd file the server reads: the credential's copy under systemd when
+        `users_credential` is set and systemd passed credentials, else `users_file`."""
+        directory = os.environ.get("CREDENTIALS_DIRECTORY")
+        if self.users_credential is not None and directory:
+            return Path(directory) / self.users_credential
+        return self.users_file
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.tls_cert is not None if self.secure_cookies is None else self.secure_cookies
+
+
 class Config(_Strict):
     pbx: Annotated[list[PbxConfig], Field(min_length=1)]
     s3: S3Config
@@ -597,6 +659,7 @@ class Config(_Strict):
     http: HttpConfig = HttpConfig()
     autocall: AutocallConfig = AutocallConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
+    web: WebConfig = WebConfig()
 
     @field_validator("pbx", mode="before")
     @classmethod

@@ -4,12 +4,18 @@ Starts the PBX simulator and a local S3 server (SeaweedFS), runs `archiver backf
 simulated days exactly as an administrator would (a subprocess with a TOML file), prints what
 landed in the bucket, and stops both. State lives in ./demo-data, so a second run finds every
 recording already archived and uploads nothing.
+
+With `--web`, it then serves the archive (`archiver web`) on 127.0.0.1 with a demo user whose
+password it prints, until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -18,15 +24,17 @@ from pathlib import Path
 
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread
+from archiver.web.users import set_password
 
 BUCKET = "demo-recordings"
 # The simulator's password; handed to archiver by environment, never written into the TOML.
 PASSWORD = "demo-pbx-password"  # noqa: S105 -- a demo credential of a local fake PBX
 FIRST_DAY = date(2016, 11, 17)
+DEMO_USER = "demo"
 DAYS = 2
 
 
-def _config(sim_url: str, s3_url: str, data: Path) -> str:
+def _config(sim_url: str, s3_url: str, data: Path, web_port: int) -> str:
     return f"""
 [[pbx]]
 name = "demo"
@@ -45,6 +53,11 @@ addressing_style = "path"
 
 [state]
 path = "{data / "ledger.sqlite3"}"
+
+[web]
+listen = "127.0.0.1:{web_port}"
+users_file = "{data / "web-users"}"
+admins = ["{DEMO_USER}"]
 """
 
 
@@ -52,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--data", type=Path, default=Path("demo-data"))
     parser.add_argument("--per-day", type=int, default=12)
+    parser.add_argument("--web", action="store_true", help="then serve the archive until Ctrl-C")
+    parser.add_argument("--web-port", type=int, default=8780)
     args = parser.parse_args(argv)
     data: Path = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
@@ -62,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     with SimulatorThread(sim_options) as sim, SeaweedS3(data_dir=data / "s3") as s3:
         s3.create_bucket(BUCKET)
         config = data / "archiver.toml"
-        config.write_text(_config(sim.base_url, s3.endpoint_url, data), encoding="utf-8")
+        config.write_text(
+            _config(sim.base_url, s3.endpoint_url, data, args.web_port), encoding="utf-8"
+        )
         expected = sum(1 for rec in sim.corpus.recordings() if rec.valid)
         print(f"demo: PBX simulator at {sim.base_url} with {expected} valid recordings over "
               f"{DAYS} days; S3 (SeaweedFS) at {s3.endpoint_url}", flush=True)  # fmt: skip
@@ -82,13 +99,44 @@ def main(argv: list[str] | None = None) -> int:
         result = subprocess.run(command, env=env, check=False)
         wall_s = time.monotonic() - started
         keys, uploaded = _print_bucket(s3, since=run_started)
+        _summary(result.returncode, keys, expected, uploaded, wall_s)
+        ok = result.returncode == 0 and len(keys) == expected
+        if args.web and ok:
+            return _serve(config, data, env)
+    return 0 if ok else 1
+
+
+def _serve(config: Path, data: Path, env: dict[str, str]) -> int:
+    """`archiver web` over the demo's archive with a fresh demo password, until Ctrl-C."""
+    password = secrets.token_urlsafe(12)
+    set_password(data / "web-users", DEMO_USER, password, cost=10)
+    command = [sys.executable, "-m", "archiver", "web", "--config", str(config)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    output = process.stdout if process.stdout is not None else iter(())
+    for line in output:
+        found = re.search(r'"?port"?[=:] ?([0-9]+)', line) if "web_listening" in line else None
+        if found is not None:
+            port = found.group(1)
+            print(f"demo: the archive is at http://127.0.0.1:{port}/  user {DEMO_USER}, "
+                  f"password {password}  (Ctrl-C stops everything)", flush=True)  # fmt: skip
+            break
+    try:
+        for _ in output:  # drain its log so it never blocks on a full pipe
+            pass
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        return 0
+
+
+def _summary(code: int, keys: list[str], expected: int, uploaded: int, wall_s: float) -> None:
     print(
-        f"demo: backfill exit {result.returncode}; {len(keys)} of {expected} recordings in the "
+        f"demo: backfill exit {code}; {len(keys)} of {expected} recordings in the "
         f"bucket, {uploaded} uploaded by this run; wall {wall_s:.1f} s"
         + (f", {uploaded / wall_s:.1f} recordings/s" if uploaded else "")
     )
     print("demo: run it again: every recording is already archived, nothing is uploaded twice")
-    return 0 if result.returncode == 0 and len(keys) == expected else 1
 
 
 def _print_bucket(s3: SeaweedS3, since: datetime) -> tuple[list[str], int]:

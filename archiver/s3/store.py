@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConflictError",
+    "ObjectInfo",
+    "ObjectMissing",
+    "ObjectReader",
+    "RangeNotSatisfiable",
     "S3Store",
     "StoreError",
     "StoredObject",
@@ -108,6 +112,53 @@ class ConflictError(StoreError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, transient=False, kind="conflict")
+
+
+class ObjectMissing(StoreError):
+    """There is no object at the key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, transient=False, kind="not_found")
+
+
+class RangeNotSatisfiable(StoreError):
+    """The byte range asked for starts past the object's end; `total_bytes` is its size."""
+
+    def __init__(self, reason: str, total_bytes: int) -> None:
+        super().__init__(reason, transient=False, kind="other")
+        self.total_bytes = total_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReader:
+    """An object (or one byte range of it) being read from S3, chunk by chunk.
+
+    `first_byte`..`last_byte` (inclusive) of `total_bytes` are what `read` returns; `partial` is
+    True when a range was asked for. Blocking: call `read` and `close` in a thread.
+    """
+
+    key: str
+    total_bytes: int
+    first_byte: int
+    last_byte: int
+    partial: bool
+    content_type: str | None
+    _body: Any
+    _where: str
+
+    @property
+    def length_bytes(self) -> int:
+        return self.last_byte - self.first_byte + 1 if self.total_bytes else 0
+
+    def read(self, max_bytes: int) -> bytes:
+        """Up to `max_bytes` of the next bytes; b"" at the end. Raise `StoreError` if the
+        connection to S3 breaks."""
+        with _translated("read", self._where):
+            data: bytes = self._body.read(max_bytes)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,6 +453,45 @@ class S3Store:
             last_modified=response["LastModified"],
             content_type=response.get("ContentType"),
             metadata={name.lower(): value for name, value in response["Metadata"].items()},
+        )
+
+    def open_read(self, key: str, byte_range: str | None = None) -> ObjectReader:
+        """Start reading `key`, the whole object or one `byte_range` (`bytes=A-B`, `bytes=A-`
+        or `bytes=-N`, as in HTTP), without holding it in memory.
+
+        Raise `ObjectMissing` if there is no such object, `RangeNotSatisfiable` (with the size)
+        if the range starts past its end, `StoreError` for any other failure. Blocking.
+        """
+        where = self._where(key)
+        extra: dict[str, Any] = {} if byte_range is None else {"Range": byte_range}
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key, **extra)
+        except _S3_FAILURES as error:
+            code = _error_code(error) if isinstance(error, ClientError) else ""
+            if code in _MISSING_CODES:
+                raise ObjectMissing(f"{where}: no such object") from None
+            if code == "InvalidRange":
+                info = self.head(key)
+                size = 0 if info is None else info.size_bytes
+                raise RangeNotSatisfiable(f"{where}: {byte_range} is past the end", size) from None
+            raise _store_error("get", where, error) from None
+        length = int(response["ContentLength"])
+        content_range = response.get("ContentRange")
+        if content_range:  # "bytes 0-99/1000"
+            span, _, total = content_range.removeprefix("bytes ").partition("/")
+            first, _, last = span.partition("-")
+            first_byte, last_byte, total_bytes = int(first), int(last), int(total)
+        else:
+            first_byte, last_byte, total_bytes = 0, length - 1, length
+        return ObjectReader(
+            key=key,
+            total_bytes=total_bytes,
+            first_byte=first_byte,
+            last_byte=last_byte,
+            partial=bool(content_range),
+            content_type=response.get("ContentType"),
+            _body=response["Body"],
+            _where=where,
         )
 
     def check_access(self) -> None:

@@ -1,0 +1,122 @@
+"""The web part's commands: `archiver web` (serve), `archiver web passwd NAME` (add or change a
+user) and `archiver audit` (list the access log). Parsers live here with their handlers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import sys
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from typing import Any
+
+from archiver.config import config_path, load_config
+from archiver.state.access import AccessLog
+from archiver.state.migrate import SchemaTooNew, open_database
+from archiver.web.app import open_context, serve
+from archiver.web.users import InvalidUser, set_password
+
+__all__ = ["add_web_parsers"]
+
+EXIT_OK, EXIT_CONFIG = 0, 1
+
+
+def add_web_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `web` (with `web passwd`) and `audit` to the `archiver` command's subparsers."""
+    web = sub.add_parser(
+        "web", parents=[common], help="serve the call archive: search, play, download"
+    )
+    web.set_defaults(handler=_cmd_web, logs_to_stdout=True)
+    web_sub = web.add_subparsers(dest="web_command", metavar="[passwd]")
+    passwd = web_sub.add_parser(
+        "passwd", parents=[common], help="add a web user or change their password"
+    )
+    passwd.add_argument("name", help="user name: 1-64 of A-Z a-z 0-9 _ . @ -")
+    passwd.add_argument(
+        "--stdin", action="store_true", help="read the password from stdin (first line)"
+    )
+    passwd.set_defaults(handler=_cmd_passwd, logs_to_stdout=False)
+
+    audit = sub.add_parser("audit", parents=[common], help="who played, downloaded, logged in")
+    audit.add_argument("--since", type=date.fromisoformat, help="from this day on (YYYY-MM-DD)")
+    audit.add_argument("--user", help="only this user")
+    audit.add_argument("--json", action="store_true")
+    audit.set_defaults(handler=_cmd_audit)
+
+
+def _cmd_web(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config))
+    users_file = cfg.web.users_path
+    if not users_file.exists():
+        print(f"error: {users_file} does not exist: add a user with "
+              "`archiver web passwd NAME`", file=sys.stderr)  # fmt: skip
+        return EXIT_CONFIG
+    try:
+        context = open_context(cfg)
+    except SchemaTooNew as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    if not context.users.names():
+        context.close()
+        print(f"error: {users_file} has no usable (bcrypt) user", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        asyncio.run(serve(context))
+    finally:
+        context.close()
+    return EXIT_OK
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise InvalidUser("the two passwords differ")
+    return first
+
+
+def _cmd_passwd(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config))
+    try:
+        password = _read_password(args.stdin)
+        new = set_password(cfg.web.users_file, args.name, password)
+    except InvalidUser as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as error:
+        print(f"error: cannot write {cfg.web.users_file}: {error.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{'added' if new else 'changed the password of'} {args.name} in {cfg.web.users_file}")
+    return EXIT_OK
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    cfg = load_config(config_path(args.config))
+    since = None
+    if args.since is not None:
+        since = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC)
+    try:
+        db = open_database(cfg.state.path, timezones=cfg.timezones)
+    except SchemaTooNew as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+    with contextlib.closing(db):
+        events = AccessLog(db).events(since=since, username=args.user)
+    if args.json:
+        rows = [{**asdict(event), "at": event.at.isoformat()} for event in events]
+        print(json.dumps({"events": rows}, indent=2))
+        return EXIT_OK
+    for event in events:
+        # ascii(): names, addresses and ranges came from clients; show them as sent.
+        what = event.object_key or event.detail or "-"
+        extra = f"  range={event.byte_range!a}" if event.byte_range else ""
+        print(
+            f"{event.at.isoformat(timespec='seconds')}  {event.username!a:<18} "
+            f"{event.action:<8} {event.outcome:<9} {event.source!a:<17} {what!a}{extra}"
+        )
+    print(f"{len(events)} event(s)")
+    return EXIT_OK

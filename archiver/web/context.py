@@ -1,0 +1,172 @@
+"""What every handler of `archiver web` shares: the configuration, the state (SQLite or
+PostgreSQL, used from worker threads), the S3 store, users, sessions and the login throttle; and
+the small helpers that turn a request into a user, an address or an access-log row."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
+
+import jinja2
+import structlog
+from aiohttp import web
+
+from archiver.config import Config
+from archiver.s3.store import S3Store
+from archiver.state.access import AccessAction, AccessEvent, AccessLog, AccessOutcome
+from archiver.state.api import State
+from archiver.state.catalogue import Catalogue
+from archiver.state.ledger import Ledger
+from archiver.web.auth import LoginThrottle, Sessions
+from archiver.web.users import USERNAME_RE, Users
+
+__all__ = [
+    "CONTEXT_KEY",
+    "SESSION_COOKIE",
+    "USER_KEY",
+    "WebContext",
+    "basic_credentials",
+    "client_address",
+]
+
+log = structlog.get_logger("archiver.web")
+
+SESSION_COOKIE: Final = "archiver_session"
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass
+class WebContext:
+    """Shared by every request. The state is used from worker threads (`in_db`; both backends
+    are thread-safe), so the event loop never waits on a query."""
+
+    cfg: Config
+    state: State
+    store: S3Store
+    users: Users
+    templates: jinja2.Environment
+    sessions: Sessions = field(init=False)
+    throttle: LoginThrottle = field(init=False)
+    catalogue: Catalogue = field(init=False)
+    access_log: AccessLog = field(init=False)
+    ledger: Ledger = field(init=False)
+    timezone: ZoneInfo = field(init=False)
+    _db_thread: ThreadPoolExecutor = field(init=False)
+    # S3 reads are blocking boto3 calls: their own threads, so a slow read never delays a search.
+    s3_threads: ThreadPoolExecutor = field(init=False)
+
+    def __post_init__(self) -> None:
+        web_cfg = self.cfg.web
+        self.sessions = Sessions(ttl_s=web_cfg.session_ttl_s)
+        self.throttle = LoginThrottle(web_cfg.login_max_failures, web_cfg.login_window_s)
+        self.catalogue = self.state.catalogue
+        self.access_log = self.state.access_log
+        self.ledger = self.state.ledger
+        self.timezone = ZoneInfo(web_cfg.timezone or self.cfg.pbx[0].timezone)
+        self._db_thread = ThreadPoolExecutor(4, thread_name_prefix="web-db")
+        self.s3_threads = ThreadPoolExecutor(16, thread_name_prefix="web-s3")
+
+    async def in_db(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `call` on a database thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_thread, lambda: call(*args, **kwargs))
+
+    async def in_s3(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.s3_threads, lambda: call(*args, **kwargs))
+
+    def close(self) -> None:
+        self._db_thread.shutdown(wait=True)
+        self.s3_threads.shutdown(wait=False, cancel_futures=True)
+        self.state.close()
+
+    def is_admin(self, username: str) -> bool:
+        return username in self.cfg.web.admins
+
+    async def record(
+        self,
+        request: web.Request,
+        *,
+        username: str,
+        action: AccessAction,
+        outcome: AccessOutcome = "ok",
+        object_key: str | None = None,
+        byte_range: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """One access-log row and one log event (`login` or `recording_accessed`)."""
+        source = client_address(request, self.cfg.web.trusted_proxies)
+        event = AccessEvent(
+            at=datetime.now(UTC),
+            username=username,
+            action=action,
+            outcome=outcome,
+            source=source,
+            object_key=object_key,
+            byte_range=byte_range,
+            detail=detail,
+        )
+        await self.in_db(self.access_log.record, event)
+        # A hostile user name or header shows as what was sent, never as control codes.
+        fields = {"user": _printable(username[:64]), "source": _printable(source),
+                  "outcome": outcome}  # fmt: skip
+        if action == "login":
+            log.info("login", **fields, detail=detail)
+        else:
+            log.info(
+                "recording_accessed",
+                **fields,
+                action=action,
+                key=object_key,
+                range=None if byte_range is None else _printable(byte_range[:100]),
+                detail=detail,
+            )
+
+
+CONTEXT_KEY: Final = web.AppKey("context", WebContext)
+USER_KEY: Final = web.RequestKey("archiver_user", str)
+
+
+def _printable(text: str) -> str:
+    """`text` with anything but printable ASCII escaped (as `ascii()` does, without quotes)."""
+    return text if text.isascii() and text.isprintable() else ascii(text)[1:-1]
+
+
+def client_address(request: web.Request, trusted_proxies: list[str]) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the last address
+    of X-Forwarded-For that is a valid IP (the one the proxy itself added)."""
+    peer = request.remote or "?"
+    if peer in trusted_proxies:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        candidate = forwarded.split(",")[-1].strip()
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            return peer
+    return peer
+
+
+def basic_credentials(request: web.Request) -> tuple[str, str] | None:
+    """The (name, password) of an `Authorization: Basic` header, or None if there is none or it
+    is malformed (never raises: a hostile header is just not a login)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded or len(encoded) > 1024:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    if not sep or USERNAME_RE.fullmatch(name) is None:
+        return None
+    return name, password
