@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -351,3 +353,25 @@ def replace_entry(
 ) -> CatalogueEntry:
     return replace(template, object_key=f"k/{index}{key_suffix}.mp3",
                    recording_key=f"r/{index}", started_at=started, pbx=pbx)  # fmt: skip
+
+
+def test_a_second_connection_keeps_other_processes_seeing_our_writes(tmp_path: Path) -> None:
+    """Opening the state file again in a process that has it open must not drop that process's
+    locks: otherwise another process closing its last connection deletes the WAL, and our later
+    writes land in an unlinked WAL no other process can see."""
+    path = tmp_path / "state.sqlite3"
+    first = open_database(path)  # like the web or the daemon: open for the process's life
+    Catalogue(first).count()
+    second = open_database(path)  # e.g. a command that opens the state once more
+    second.close()
+    reader = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(c.execute(sys.argv[2]).fetchone()[0]); c.close()"
+    )
+    count = "SELECT COUNT(*) FROM access_log"
+    assert subprocess.run([sys.executable, "-c", reader, str(path), count], capture_output=True,
+                          text=True, check=True).stdout.strip() == "0"  # fmt: skip
+    AccessLog(first).record(AccessEvent(datetime.now(UTC), "u", "login", "ok", "127.0.0.1"))
+    seen = subprocess.run([sys.executable, "-c", reader, str(path), count], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    assert seen == "1"

@@ -11,6 +11,7 @@ moment leaves the previous or the next state. `executemany` is one transaction f
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -97,8 +98,12 @@ def connect(path: Path, *, create: bool = True) -> sqlite3.Connection:
         if create:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             # SQLite creates the file (and its -wal and -shm) under the process umask: make it
-            # first.
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            # first. Only when it is missing: closing any descriptor of an open database drops
+            # every POSIX lock this process holds on it, so another process could then take the
+            # database for unused, checkpoint and delete the WAL under our other connections
+            # (their later writes would go to an unlinked WAL no other process ever sees).
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         else:
             if not path.is_file():
