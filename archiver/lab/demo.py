@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web", action="store_true", help="then serve the archive until Ctrl-C")
     parser.add_argument("--web-port", type=int, default=8780)
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the simulator and SeaweedFS are stopped on the way out
+    # (killed by default, the demo left its SeaweedFS running).
+    signal.signal(signal.SIGTERM, _interrupt)
     data: Path = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     sim_options = SimulatorOptions(
@@ -125,9 +128,13 @@ def _serve(config: Path, data: Path, env: dict[str, str]) -> int:
             pass
         return process.wait()
     except KeyboardInterrupt:
-        process.send_signal(signal.SIGINT)
+        process.terminate()
         process.wait(timeout=30)
         return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _summary(code: int, keys: list[str], expected: int, uploaded: int, wall_s: float) -> None:
