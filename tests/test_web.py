@@ -377,3 +377,32 @@ def test_tls_serves_https_with_secure_cookies(
             assert "Secure" in answer.headers["Set-Cookie"]
         with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP: no page
             urllib.request.urlopen(tls_site.url + "/login", timeout=10)  # noqa: S310
+
+
+def test_archiver_web_on_a_taken_port_is_one_line_not_a_traceback(
+    archived: Config, seaweed: SeaweedS3, tmp_path: Path
+) -> None:
+    """A port another process holds: one line naming [web] listen and the fix, exit 6."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "archiver.toml"
+        config.write_text(
+            _toml(archived).replace(f'users_file = "{archived.web.users_file}"',
+                                    f'users_file = "{archived.web.users_file}"\n'
+                                    f'listen = "127.0.0.1:{port}"'),
+            encoding="utf-8",
+        )  # fmt: skip
+        env = {**os.environ, **seaweed.aws_env()}
+        result = subprocess.run(
+            [sys.executable, "-m", "archiver", "web", "--config", str(config)],
+            capture_output=True, text=True, timeout=60, check=False, env=env,
+        )  # fmt: skip
+    assert result.returncode == 6, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"[web] listen = '127.0.0.1:{port}': cannot listen there (address already in use)" in (
+        result.stderr
+    )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import getpass
 import json
 import sys
@@ -14,14 +15,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from archiver.config import config_path, load_config
+from archiver.exits import EXIT_CONFIG, EXIT_LOCAL, EXIT_OK
 from archiver.state.access import AccessLog
 from archiver.state.migrate import SchemaTooNew, open_database
 from archiver.web.app import open_context, serve
 from archiver.web.users import InvalidUser, set_password
 
 __all__ = ["add_web_parsers"]
-
-EXIT_OK, EXIT_CONFIG = 0, 1
 
 
 def add_web_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -65,6 +65,13 @@ def _cmd_web(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         asyncio.run(serve(context))
+    except OSError as error:
+        # A taken port or an address this host does not have: one line with the fix.
+        why = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+        print(f"error: [web] listen = {cfg.web.listen!r}: cannot listen there ({why}): is "
+              "another archiver web running? Stop it or choose another port in [web] listen",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_LOCAL
     finally:
         context.close()
     return EXIT_OK
