@@ -4,6 +4,7 @@ restarting server. (The tables' behaviour runs on both backends in test_ledger/t
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import threading
@@ -219,6 +220,56 @@ def test_cli_status_reads_postgresql_and_says_why_not(
     assert refused.returncode == 5  # unreachable (2 is a usage error: archiver.exits)
     assert "password authentication failed" in refused.stderr
     assert "Not-The-Password-5" not in refused.stderr + refused.stdout
+
+
+def test_audit_reads_the_access_log_in_postgresql(
+    scram_postgres: LocalPostgres, tmp_path: Path
+) -> None:
+    """`archiver audit` lists what the web archive logged in the shared PostgreSQL state (it
+    once opened a SQLite file at [state] path whatever the backend) and creates no file."""
+    from datetime import UTC, datetime
+
+    from archiver.state.access import AccessEvent
+
+    secret = tmp_path / "db-password"
+    secret.write_text(DB_PASSWORD)
+    secret.chmod(0o600)
+    config = tmp_path / "archiver.toml"
+    config.write_text(
+        '[pbx]\nurl = "http://127.0.0.1:1"\nusername = "u"\npassword_env = "P"\n'
+        '[s3]\nbucket = "unused"\n'
+        f'[state]\nurl = "{scram_postgres.url()}"\npassword_file = "{secret}"\n'
+        f'path = "{tmp_path / "never.sqlite3"}"\n'
+    )
+    os.environ["ARCHIVER_TEST_DB_PASSWORD"] = DB_PASSWORD
+    try:
+        state = open_state(
+            state_config({"url": scram_postgres.url(), "password_env": "ARCHIVER_TEST_DB_PASSWORD"})
+        )
+    finally:
+        del os.environ["ARCHIVER_TEST_DB_PASSWORD"]
+    key = "recordings/pbx/2016/11/17/20161117-120000_100_903123320404_1479373200.7.mp3"
+    try:
+        state.access_log.record(
+            AccessEvent(at=datetime.now(UTC), username="auditor-pg", action="play",
+                        outcome="ok", source="127.0.0.1", object_key=key, byte_range="bytes=0-")
+        )  # fmt: skip
+    finally:
+        state.close()
+    listed = run_archiver(
+        "audit",
+        "--user",
+        "auditor-pg",
+        "--json",
+        "--config",
+        str(config),
+        env={**os.environ, "P": "x"},
+    )
+    assert listed.returncode == 0, listed.stderr
+    events = json.loads(listed.stdout)["events"]
+    assert [(e["username"], e["object_key"]) for e in events] == [("auditor-pg", key)]
+    assert not (tmp_path / "never.sqlite3").exists()
+    assert DB_PASSWORD not in listed.stdout + listed.stderr
 
 
 def test_a_statement_waits_for_a_restarting_server(scram_postgres: LocalPostgres) -> None:

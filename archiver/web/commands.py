@@ -16,8 +16,8 @@ from typing import Any
 
 from archiver.config import config_path, load_config
 from archiver.exits import EXIT_CONFIG, EXIT_LOCAL, EXIT_OK
-from archiver.state.access import AccessLog
-from archiver.state.migrate import SchemaTooNew, open_database
+from archiver.state.api import open_state
+from archiver.state.migrate import SchemaTooNew
 from archiver.web.app import open_context, serve
 from archiver.web.users import InvalidUser, set_password
 
@@ -106,13 +106,10 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     since = None
     if args.since is not None:
         since = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC)
-    try:
-        db = open_database(cfg.state.path, timezones=cfg.timezones)
-    except SchemaTooNew as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return EXIT_CONFIG
-    with contextlib.closing(db):
-        events = AccessLog(db).events(since=since, username=args.user)
+    # The configured state, SQLite or PostgreSQL; never created by a read (the CLI turns a
+    # missing file, an unreachable database or a newer schema into one line).
+    with contextlib.closing(open_state(cfg, create=False)) as state:
+        events = state.access_log.events(since=since, username=args.user)
     if args.json:
         rows = [{**asdict(event), "at": event.at.isoformat()} for event in events]
         print(json.dumps({"events": rows}, indent=2))
