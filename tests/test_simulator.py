@@ -7,7 +7,6 @@ import io
 import json
 import logging
 import re
-import shutil
 import signal
 import ssl
 import struct
@@ -554,36 +553,19 @@ def test_options_are_validated_as_a_whole() -> None:
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 (openssl CLI: `cryptography` is not a dependency)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
+    """A self-signed certificate for 127.0.0.1, made with `cryptography` as the TLS tests make
+    theirs (it was the openssl command, and the test skipped where that was missing)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_tls import _issue, _write
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    made = _write(
+        tmp_path_factory.mktemp("tls"),
+        "pbx",
+        _issue("127.0.0.1", key, ("127.0.0.1", key), ca=False),
+        key,
     )
-    return cert, key
+    return made.cert, made.key
 
 
 async def test_tls_with_a_self_signed_certificate(
