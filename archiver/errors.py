@@ -10,9 +10,10 @@ A leaf: imports nothing of ours.
 
 from __future__ import annotations
 
+import errno
 from typing import Final, Literal, get_args
 
-__all__ = ["KINDS", "ArchiverError", "Kind"]
+__all__ = ["KINDS", "ArchiverError", "Kind", "ListenError", "listen_error"]
 
 Kind = Literal[
     # Transient trouble on the way (each is also a label of archiver_retries_total{reason}).
@@ -46,3 +47,17 @@ class ArchiverError(Exception):
         self.reason = reason
         self.transient = transient
         self.kind: Kind = kind
+
+
+class ListenError(Exception):
+    """A server of ours could not bind its address; the message says why and what to change."""
+
+
+def listen_error(setting: str, listen: str, error: OSError, *, who: str) -> ListenError:
+    """The `ListenError` for `error` raised binding `listen`, the value of `setting` (e.g.
+    `[http] listen`); `who` names what may already hold the port."""
+    why = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
+    return ListenError(
+        f"{setting} = {listen!r}: cannot listen there ({why}): is another {who} running? "
+        f"Stop it or choose another port in {setting}"
+    )

@@ -6,7 +6,6 @@ Bound to 127.0.0.1 by default. It never serves anything the PBX password could l
 
 from __future__ import annotations
 
-import errno
 import time
 from dataclasses import dataclass, field
 
@@ -14,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from archiver.config import Config
+from archiver.errors import ListenError, listen_error
 from archiver.service.metrics import Metrics
 
 __all__ = [
@@ -111,10 +111,6 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-class ListenError(Exception):
-    """The HTTP server could not bind its address; the message says why and what to change."""
-
-
 async def start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, int]:
     """Serve `app` on `listen`; return the runner (to clean up) and the bound port. Raise
     `ListenError` if the address is taken or cannot be bound."""
@@ -126,11 +122,7 @@ async def start_http(app: web.Application, listen: str) -> tuple[web.AppRunner, 
         await site.start()
     except OSError as error:
         await runner.cleanup()
-        why = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        raise ListenError(
-            f"[http] listen = {listen!r}: cannot listen there ({why}): is another archiver "
-            "running? Stop it or choose another port in [http] listen"
-        ) from None
+        raise listen_error("[http] listen", listen, error, who="archiver") from None
     except BaseException:
         await runner.cleanup()
         raise

@@ -14,6 +14,7 @@ import structlog
 from aiohttp import web
 
 from archiver.config import Config
+from archiver.errors import listen_error
 from archiver.s3.store import S3Store
 from archiver.state.api import open_state
 from archiver.web.api import add_api_routes
@@ -71,7 +72,11 @@ async def running(context: WebContext) -> AsyncIterator[int]:
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, ssl_context=_tls(context.cfg))
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            listen = context.cfg.web.listen
+            raise listen_error("[web] listen", listen, error, who="archiver web") from None
         bound: int = runner.addresses[0][1]
         yield bound
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
 import getpass
 import json
 import sys
@@ -15,9 +14,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from archiver.config import config_path, load_config
-from archiver.exits import EXIT_CONFIG, EXIT_LOCAL, EXIT_OK
+from archiver.exits import EXIT_CONFIG, EXIT_OK
 from archiver.state.api import open_state
-from archiver.state.migrate import SchemaTooNew
 from archiver.web.app import open_context, serve
 from archiver.web.users import InvalidUser, set_password
 
@@ -54,24 +52,13 @@ def _cmd_web(args: argparse.Namespace) -> int:
         print(f"error: {users_file} does not exist: add a user with "
               "`archiver web passwd NAME`", file=sys.stderr)  # fmt: skip
         return EXIT_CONFIG
-    try:
-        context = open_context(cfg)
-    except SchemaTooNew as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return EXIT_CONFIG
+    context = open_context(cfg)
     if not context.users.names():
         context.close()
         print(f"error: {users_file} has no usable (bcrypt) user", file=sys.stderr)
         return EXIT_CONFIG
     try:
         asyncio.run(serve(context))
-    except OSError as error:
-        # A taken port or an address this host does not have: one line with the fix.
-        why = "address already in use" if error.errno == errno.EADDRINUSE else error.strerror
-        print(f"error: [web] listen = {cfg.web.listen!r}: cannot listen there ({why}): is "
-              "another archiver web running? Stop it or choose another port in [web] listen",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_LOCAL
     finally:
         context.close()
     return EXIT_OK
