@@ -122,27 +122,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    except WorkDirRefused as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_CONFIG
-    except ListenError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_LOCAL
-    except UnknownPbx as error:
-        print(f"error: {error.message} (see --pbx)", file=sys.stderr)
-        return EXIT_USAGE
-    except FfmpegNotFound as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_LOCAL
-    except StateFileError as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return EXIT_LOCAL
-    except StateUnavailable as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    except SchemaTooNew as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return EXIT_CONFIG
+    except _NAMED_FAILURES as error:
+        # A condition we can name: one line that says what and how to fix it, no traceback.
+        hint = " (see --pbx)" if isinstance(error, UnknownPbx) else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return next(code for kind, code in _EXIT_FOR if isinstance(error, kind))
+
+
+# What each named failure exits with; the first match wins (StateFileError is a
+# StateUnavailable: a missing file is this machine's problem, an unreachable database is not).
+_EXIT_FOR: tuple[tuple[type[Exception], int], ...] = (
+    (WorkDirRefused, EXIT_CONFIG),
+    (SchemaTooNew, EXIT_CONFIG),
+    (UnknownPbx, EXIT_USAGE),
+    (ListenError, EXIT_LOCAL),
+    (FfmpegNotFound, EXIT_LOCAL),
+    (StateFileError, EXIT_LOCAL),
+    (StateUnavailable, EXIT_UNREACHABLE),
+)
+_NAMED_FAILURES = tuple(kind for kind, _ in _EXIT_FOR)
 
 
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
