@@ -22,6 +22,7 @@ import structlog
 
 from archiver import __version__
 from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
+from archiver.commands import add_parsers
 from archiver.config import Config, ConfigError, UnknownPbx, config_path, load_config
 from archiver.credentials import (
     callbacks_token,
@@ -252,6 +253,7 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from archiver.web.commands import add_web_parsers
 
     add_web_parsers(sub, common)
+    add_parsers(sub, common)
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])

@@ -15,14 +15,15 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 __all__ = [
     "Db",
     "Dialect",
+    "Execute",
     "Param",
     "Result",
     "SqliteDb",
@@ -34,6 +35,7 @@ __all__ = [
 Dialect = Literal["sqlite", "postgresql"]
 # A bound value. A list binds as an array on PostgreSQL (`= ANY(?)`); SQLite callers expand it.
 Param = str | int | float | bytes | None | list[str]
+T = TypeVar("T")
 
 
 class StateUnavailable(Exception):
@@ -80,7 +82,21 @@ class Db(Protocol):
         row)."""
         ...
 
+    def atomic(self, work: Callable[[Execute], T], *, lock: str) -> T:
+        """Run `work(execute)` in one transaction that holds the write lock named `lock`
+        (SQLite: the database's own write lock, `BEGIN IMMEDIATE`; PostgreSQL: a transaction
+        advisory lock on that name), so that a read and the write that depends on it (the hash
+        chain's previous row, then the new row) cannot interleave with another process's. All of
+        it or none; `work` may run again after a lost connection, so it must only use `execute`."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Execute(Protocol):
+    """Runs one statement inside `Db.atomic`'s transaction."""
+
+    def __call__(self, sql: str, params: Sequence[Param] = ()) -> Result: ...
 
 
 class StateFileError(StateUnavailable):
@@ -184,6 +200,23 @@ class SqliteDb:
                 raise
             self._db.execute("COMMIT")
             return results
+
+    def atomic(self, work: Callable[[Execute], T], *, lock: str) -> T:
+        del lock  # one database, one write lock: BEGIN IMMEDIATE takes it
+
+        def execute(sql: str, params: Sequence[Param] = ()) -> Result:
+            cursor = self._db.execute(sql, params)
+            return Result(cursor.fetchall(), cursor.rowcount)
+
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(execute)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
 
     def close(self) -> None:
         with self._lock:

@@ -33,7 +33,7 @@ import structlog
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from archiver.state.db import Dialect, Param, Result, StateUnavailable
+from archiver.state.db import Dialect, Execute, Param, Result, StateUnavailable
 from archiver.state.migrate import SchemaTooNew
 
 __all__ = ["PbxSlots", "PostgresDb", "apply_migrations", "make_conninfo", "redact_url"]
@@ -165,6 +165,20 @@ class PostgresDb:
             return results
 
         return _retrying(self.outage_s, "transaction", run)
+
+    def atomic(self, work: Callable[[Execute], T], *, lock: str) -> T:
+        def run() -> T:
+            with self.pool.connection() as conn, conn.transaction():
+
+                def execute(sql: str, params: Sequence[Param] = ()) -> Result:
+                    cursor = conn.execute(_psycopg_sql(sql), params)
+                    rows = cursor.fetchall() if cursor.description is not None else []
+                    return Result(rows, cursor.rowcount)
+
+                execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"archiver:{lock}",))
+                return work(execute)
+
+        return _retrying(self.outage_s, "atomic", run)
 
     def close(self) -> None:
         self.pool.close()
