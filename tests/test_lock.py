@@ -1,0 +1,162 @@
+"""The hash-pinned locks agree with pyproject.toml (issue 23 item 1).
+
+`requirements.lock` (the service) and `requirements-test.lock` (plus the test and ffmpeg extras)
+are written by `scripts/lock`. These tests read both as pip reads them and fail when a
+dependency in pyproject.toml is missing from a lock, pinned outside its range, or only in the lock,
+on any Python we support; when a file has no hash; or when the two locks pin a package differently.
+The fix for every failure here is one command: `scripts/lock` (see README, "Pinned dependencies").
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHONS = ("3.11", "3.12", "3.13")  # CI runs the first and the last; the lock covers all three
+FIX = "run scripts/lock and commit the locks"
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # canonical
+    version: str
+    marker: Marker | None
+    hashes: int
+    direct: bool  # annotated "via archiver (pyproject.toml)": pyproject.toml asked for it
+
+
+def _pins(path: Path) -> dict[str, Pin]:
+    """The lock's entries by canonical name (uv's format: `name==1.0 ; marker \\`, hash lines,
+    then `# via` lines naming who asked for it)."""
+    pins: dict[str, Pin] = {}
+    entries = re.split(r"\n(?=[A-Za-z0-9])", path.read_text("utf-8"))
+    for entry in entries:
+        head = entry.split("\\", 1)[0].strip()
+        if not head or head.startswith("#"):
+            continue
+        requirement, _, marker = head.partition(";")
+        name, version = requirement.strip().split("==")
+        pin = Pin(
+            name=canonicalize_name(name),
+            version=version,
+            marker=Marker(marker.strip()) if marker.strip() else None,
+            hashes=len(re.findall(r"--hash=sha256:[0-9a-f]{64}", entry)),
+            direct="archiver (pyproject.toml)" in entry,
+        )
+        assert pin.name not in pins, f"{path.name}: {name} twice"
+        pins[pin.name] = pin
+    return pins
+
+
+def _environment(python: str) -> dict[str, str]:
+    return {
+        "python_version": python, "python_full_version": f"{python}.0",
+        "implementation_name": "cpython", "platform_python_implementation": "CPython",
+        "sys_platform": "linux", "platform_system": "Linux", "os_name": "posix",
+        "platform_machine": "x86_64", "extra": "",
+    }  # fmt: skip
+
+
+def _applies(marker: Marker | None, python: str) -> bool:
+    return marker is None or marker.evaluate(_environment(python))
+
+
+def _requirements(
+    extras: tuple[str, ...], pyproject: Path = ROOT / "pyproject.toml"
+) -> list[Requirement]:
+    project = tomllib.loads(pyproject.read_text("utf-8"))["project"]
+    texts = list(project["dependencies"])
+    for extra in extras:
+        texts += project["optional-dependencies"][extra]
+    return [Requirement(text) for text in texts]
+
+
+LOCKS = {
+    "requirements.lock": (),
+    "requirements-test.lock": ("test", "ffmpeg"),
+}
+
+
+def _unpinned(lock: Path, requirements: list[Requirement], python: str) -> list[str]:
+    """What `requirements` ask for on `python` that `lock` does not pin within range."""
+    pins = _pins(lock)
+    problems = []
+    for requirement in requirements:
+        if not _applies(requirement.marker, python):
+            continue
+        pin = pins.get(canonicalize_name(requirement.name))
+        if pin is None or not _applies(pin.marker, python):
+            problems.append(f"{requirement} is not in {lock.name} for Python {python}")
+        elif not requirement.specifier.contains(pin.version, prereleases=True):
+            problems.append(f"{lock.name} pins {pin.name}=={pin.version}, outside {requirement}")
+    return problems
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+@pytest.mark.parametrize("python", PYTHONS)
+def test_every_dependency_is_pinned_within_its_range(lock: str, python: str) -> None:
+    problems = _unpinned(ROOT / lock, _requirements(LOCKS[lock]), python)
+    assert not problems, "\n".join([*problems, FIX])
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_nothing_is_in_a_lock_that_pyproject_no_longer_asks_for(lock: str) -> None:
+    asked = {canonicalize_name(r.name) for r in _requirements(LOCKS[lock])}
+    stale = [
+        pin.name for pin in _pins(ROOT / lock).values() if pin.direct and pin.name not in asked
+    ]
+    assert not stale, f"{lock} still pins {stale} for pyproject.toml, which no longer asks: {FIX}"
+
+
+@pytest.mark.parametrize("lock", sorted(LOCKS))
+def test_every_file_is_hash_checked(lock: str) -> None:
+    pins = _pins(ROOT / lock)
+    assert len(pins) > 20
+    assert [name for name, pin in pins.items() if pin.hashes == 0] == []
+    assert (
+        (ROOT / lock)
+        .read_text("utf-8")
+        .startswith(
+            "# This file was autogenerated by uv via the following command:\n#    scripts/lock\n"
+        )
+    ), f"{lock} was not written by scripts/lock"
+
+
+def test_audioop_lts_only_where_pydub_needs_it() -> None:
+    """The one marker our own dependencies carry: audioop left the standard library in 3.13."""
+    pin = _pins(ROOT / "requirements.lock")["audioop-lts"]
+    assert [p for p in PYTHONS if _applies(pin.marker, p)] == ["3.13"]
+
+
+def test_the_service_and_the_tests_run_the_same_versions() -> None:
+    service, test = _pins(ROOT / "requirements.lock"), _pins(ROOT / "requirements-test.lock")
+    differ = {
+        name: (pin.version, test[name].version if name in test else None)
+        for name, pin in service.items()
+        if name not in test or test[name].version != pin.version
+    }
+    assert differ == {}, f"requirements.lock vs requirements-test.lock: {differ}; {FIX}"
+
+
+def test_a_changed_pyproject_is_caught(tmp_path: Path) -> None:
+    """The check can fail: a new dependency, and a raised lower bound, not yet locked."""
+    text = (ROOT / "pyproject.toml").read_text("utf-8")
+    aiohttp = _pins(ROOT / "requirements.lock")["aiohttp"]
+    changed = tmp_path / "pyproject.toml"
+    changed.write_text(
+        text.replace('"aiohttp>=', f'"ldap3>=2.9",\n    "aiohttp>{aiohttp.version},<99", "x>=', 1),
+        "utf-8",
+    )
+    problems = _unpinned(ROOT / "requirements.lock", _requirements((), changed), "3.12")
+    assert problems[:2] == [
+        "ldap3>=2.9 is not in requirements.lock for Python 3.12",
+        f"requirements.lock pins aiohttp=={aiohttp.version}, outside aiohttp<99,>{aiohttp.version}",
+    ]
