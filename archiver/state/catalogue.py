@@ -28,6 +28,7 @@ import structlog
 
 from archiver.names import InvalidName, Recording, parse_name
 from archiver.numbers import InvalidNumber, normalise_number
+from archiver.scope import WHOLE, Scope
 from archiver.state.db import Db, Param, SqliteDb
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "catalogue_entry",
     "fill_from_ledger",
     "number_key",
+    "scope_clause",
     "search_number",
     "upsert_statements",
 ]
@@ -96,7 +98,8 @@ class SearchQuery:
     `number` in any spelling (spaces and dashes allowed) matches the caller or the callee.
     `since`/`until` are aware datetimes: calls that started in [since, until). `min_duration_s`
     keeps calls at least that long. `limit` is 1..MAX_PAGE. `cursor` is a `SearchPage.next_cursor`
-    of the same query.
+    of the same query. `scope` is the user's (`archiver.scope`): calls outside it are never
+    found, counted or paged through (the default holds everything).
     """
 
     number: str | None = None
@@ -108,6 +111,7 @@ class SearchQuery:
     dial_status: str | None = None
     limit: int = 50
     cursor: str | None = None
+    scope: Scope = WHOLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,10 +292,14 @@ class Catalogue:
         `Ledger.mark_verified`, reconcile through `Ledger.restore`)."""
         self._db.transaction(upsert_statements(entry))
 
-    def get(self, object_key: str) -> CatalogueEntry | None:
-        """The entry stored at `object_key`, or None. The web serves only keys found here."""
+    def get(self, object_key: str, *, scope: Scope = WHOLE) -> CatalogueEntry | None:
+        """The entry stored at `object_key`, or None; None too when it lies outside `scope`
+        (a user asking for a call they may not see learns nothing, not even that it exists).
+        The web serves only keys found here."""
+        where, values = scope_clause(scope)
         row = self._db.execute(
-            f"SELECT {_SELECT} FROM catalogue WHERE object_key = ?", (object_key,)
+            f"SELECT {_SELECT} FROM catalogue WHERE object_key = ? AND {where}",
+            (object_key, *values),
         ).one()
         return None if row is None else _entry(row)
 
@@ -325,7 +333,13 @@ class Catalogue:
         """How many rows match. A query of a time range (and a PBX) only is summed from the
         per-hour counts (`catalogue_hours`, kept by triggers) plus exact counts of its partial
         first and last hours; any other filter counts the matching rows."""
-        if query.number or query.trunk or query.dial_status or query.min_duration_s is not None:
+        if (
+            query.number
+            or query.trunk
+            or query.dial_status
+            or query.min_duration_s is not None
+            or not query.scope.whole
+        ):
             return self._count(where, values)
         low = -(2**62) if query.since is None else _epoch_s(query.since)
         high = 2**62 if query.until is None else _epoch_s(query.until)
@@ -379,6 +393,10 @@ class Catalogue:
         if query.min_duration_s is not None:
             clauses.append("duration_s >= ?")
             values.append(query.min_duration_s)
+        if not query.scope.whole:
+            clause, scoped = scope_clause(query.scope)
+            clauses.append(clause)
+            values += scoped
         return " AND ".join(clauses) or "1 = 1", values
 
     def count(self) -> int:
@@ -415,6 +433,37 @@ class Catalogue:
         if gone:
             self._db.executemany("DELETE FROM catalogue WHERE object_key = ?", [[k] for k in gone])
         return len(gone)
+
+
+def _party_in(column: str, length: int, first: str, last: str) -> tuple[str, list[Param]]:
+    # Equal-length digit strings order as numbers; ltrim(.., digits) = '' keeps out parties
+    # with a letter or a '+' that would sort between the bounds (both engines have ltrim).
+    return (
+        f"(length({column}) = ? AND {column} >= ? AND {column} <= ?"
+        f" AND ltrim({column}, '0123456789') = '')",
+        [length, first, last],
+    )
+
+
+def scope_clause(scope: Scope) -> tuple[str, list[Param]]:
+    """The SQL condition (over the catalogue's `pbx`, `caller`, `callee`) holding exactly the
+    rows `scope.holds`, and its bound values. `1 = 1` for the whole archive."""
+    clauses: list[str] = []
+    values: list[Param] = []
+    if scope.pbx is not None:
+        names = sorted(scope.pbx)
+        clauses.append(f"pbx IN ({', '.join('?' * len(names))})")
+        values += names
+    if scope.extensions is not None:
+        parties: list[str] = []
+        for extension in scope.extensions:
+            for length, first, last in extension.spans():
+                for column in ("caller", "callee"):
+                    clause, bound = _party_in(column, length, first, last)
+                    parties.append(clause)
+                    values += bound
+        clauses.append(f"({' OR '.join(parties)})")
+    return " AND ".join(clauses) or "1 = 1", values
 
 
 def _epoch_s(moment: datetime) -> int:
