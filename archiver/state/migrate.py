@@ -10,7 +10,8 @@ to do. A file migrated by a newer archiver (a version we do not know) is refused
 
 Some versions also move data in Python after their SQL (`_AFTER`), inside the same transaction:
 version 1 adds the lease columns an older file lacks, version 2 fills the catalogue from the
-ledger's verified rows and their names, version 5 adds the callbacks' `flags` where missing.
+ledger's verified rows and their names, version 5 adds the callbacks' `flags` where missing,
+version 7 chains the access log's existing rows (`archiver.state.access.chain_existing`).
 
 A state file from before versioned migrations has the tables of `0001_ledger_calls.sql` (created
 with IF NOT EXISTS, so that file adopts them) and no `schema_migrations`: it migrates in place.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,8 +32,9 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from archiver.state.access import chain_existing
 from archiver.state.catalogue import fill_from_ledger
-from archiver.state.db import SqliteDb
+from archiver.state.db import Param, Result, SqliteDb
 
 __all__ = [
     "Migration",
@@ -137,9 +139,17 @@ def _add_flag_column(db: SqliteDb, timezones: Mapping[str, ZoneInfo]) -> int:
     return _add_missing(db, "call_events", _FLAG_COLUMNS)
 
 
+def _chain_access_log(db: SqliteDb, timezones: Mapping[str, ZoneInfo]) -> int:
+    def execute(sql: str, params: Sequence[Param] = ()) -> Result:
+        cursor = db.connection.execute(sql, params)
+        return Result(cursor.fetchall(), cursor.rowcount)
+
+    return chain_existing(execute)
+
+
 # Data moved in Python after a version's SQL, in the same transaction.
 _AFTER: Mapping[int, Callable[[SqliteDb, Mapping[str, ZoneInfo]], int]] = MappingProxyType(
-    {1: _add_lease_columns, 2: fill_from_ledger, 5: _add_flag_column}
+    {1: _add_lease_columns, 2: fill_from_ledger, 5: _add_flag_column, 7: _chain_access_log}
 )
 
 

@@ -33,6 +33,7 @@ import structlog
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from archiver.state.access import chain_existing
 from archiver.state.db import Dialect, Execute, Param, Result, StateUnavailable
 from archiver.state.migrate import SchemaTooNew
 
@@ -46,6 +47,8 @@ _MIGRATION_LOCK: Final = 0x61726368  # "arch"
 _MIGRATIONS: Final = "archiver.state.migrations.postgresql"
 _TRANSIENT: Final = (psycopg.OperationalError, PoolTimeout)
 _SLOT_POLL_S: Final = (0.02, 0.08)  # jittered wait between tries for a free PBX request slot
+# Data moved in Python after a version's SQL, inside the same transaction.
+_AFTER: Final[dict[int, Callable[[Execute], int]]] = {7: chain_existing}
 
 
 def make_conninfo(url: str, password: str | None, tls: dict[str, str]) -> str:
@@ -169,12 +172,7 @@ class PostgresDb:
     def atomic(self, work: Callable[[Execute], T], *, lock: str) -> T:
         def run() -> T:
             with self.pool.connection() as conn, conn.transaction():
-
-                def execute(sql: str, params: Sequence[Param] = ()) -> Result:
-                    cursor = conn.execute(_psycopg_sql(sql), params)
-                    rows = cursor.fetchall() if cursor.description is not None else []
-                    return Result(rows, cursor.rowcount)
-
+                execute = _executor(conn)
                 execute("SELECT pg_advisory_xact_lock(hashtext(?))", (f"archiver:{lock}",))
                 return work(execute)
 
@@ -192,6 +190,17 @@ def _migrations() -> list[tuple[int, str, str]]:
         if match is not None:
             found.append((int(match.group(1)), item.name, item.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+def _executor(conn: psycopg.Connection[tuple[Any, ...]]) -> Execute:
+    """`Execute` over one connection (inside its open transaction)."""
+
+    def execute(sql: str, params: Sequence[Param] = ()) -> Result:
+        cursor = conn.execute(_psycopg_sql(sql), params)
+        rows = cursor.fetchall() if cursor.description is not None else []
+        return Result(rows, cursor.rowcount)
+
+    return execute
 
 
 def apply_migrations(db: PostgresDb) -> list[str]:
@@ -223,6 +232,8 @@ def apply_migrations(db: PostgresDb) -> list[str]:
                         continue
                     with conn.transaction():
                         conn.execute(text.encode())
+                        if version in _AFTER:
+                            _AFTER[version](_executor(conn))
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name, applied_at)"
                             " VALUES (%s, %s, %s)",

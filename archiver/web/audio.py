@@ -170,7 +170,7 @@ async def _zip(request: web.Request) -> web.StreamResponse:
         await context.record(
             request,
             username=request[USER_KEY],
-            action="download",
+            action="zip",
             object_key=entry.object_key,
             detail="zip",
         )
