@@ -4,7 +4,8 @@ Unknown keys are rejected (a typo must not silently do nothing) and every proble
 the file name and its dotted path, e.g. ``archiver.toml: at 'pbx[0].url': ...``. Cross-field checks
 run after the field checks. Values only: reading the secrets a configuration points to (password
 files, systemd credentials, the environment) and checking their file modes is
-`archiver.credentials`. This module imports nothing of ours.
+`archiver.credentials`. This module imports nothing of ours but `archiver.scope` (a leaf: the
+extension ranges a web user's scope is written in).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from archiver.scope import InvalidScope, Scope
+
 __all__ = [
     "DEFAULT_CALLBACK_PATH",
     "DEFAULT_CONFIG_PATH",
@@ -58,6 +61,10 @@ __all__ = [
     "TranscodeConfig",
     "UnknownPbx",
     "WebConfig",
+    "WebGroupConfig",
+    "WebLdapConfig",
+    "WebRole",
+    "WebUserConfig",
     "config_path",
     "load_config",
     "parse_config",
@@ -596,6 +603,92 @@ def _check_listen(value: str) -> str:
     return value
 
 
+WebRole = Literal["listener", "compliance", "admin"]
+_USER_NAME = Annotated[str, Field(pattern=rf"^{_USERNAME_RE.pattern}$")]
+
+
+class _Scoped(_Strict):
+    """A role and a scope, as a user's or a group's table writes them."""
+
+    role: WebRole | None = None
+    # The PBXs whose calls are in the scope (left out: every PBX).
+    pbx: list[str] | None = None
+    # Extensions or ranges ("100-199", "105"): a call is in when its caller or callee is one.
+    extensions: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _ranges(self) -> _Scoped:
+        try:
+            Scope.parse(self.pbx, self.extensions)
+        except InvalidScope as error:
+            raise ValueError(error.reason) from None
+        return self
+
+    @property
+    def scope(self) -> Scope | None:
+        """The scope written here; None when neither pbx nor extensions is."""
+        if self.pbx is None and self.extensions is None:
+            return None
+        return Scope.parse(self.pbx, self.extensions)
+
+
+class WebUserConfig(_Scoped):
+    """`[web.users.NAME]`: one user's role and scope (what is left out comes from the groups,
+    then from `[web] default_role` and the whole archive)."""
+
+
+class WebGroupConfig(_Scoped):
+    """`[web.groups.NAME]`: a role and a scope for every member: local users named in `members`
+    and directory users in one of `directory_groups` (group DNs or cns)."""
+
+    members: list[_USER_NAME] = []
+    directory_groups: list[Annotated[str, Field(min_length=1, max_length=512)]] = []
+
+
+class WebLdapConfig(_Strict):
+    """`[web.ldap]`: passwords checked by the organisation's directory (OpenLDAP, Active
+    Directory). Only over TLS with the server's certificate verified: `ldaps://`, or `ldap://`
+    with `start_tls = true`."""
+
+    url: Annotated[str, Field(pattern=r"^ldaps?://[A-Za-z0-9.:\[\]-]+(:[0-9]{1,5})?/?$")]
+    start_tls: bool = False
+    # CA certificates that sign the directory's certificate (default: the system's).
+    ca_file: Path | None = None
+    # Either a DN template ("uid={username},ou=people,dc=example,dc=com") ...
+    user_dn_template: str | None = None
+    # ... or a search with a service account: base, filter ("(uid={username})"), bind DN and
+    # its password from bind_password_file or bind_password_env.
+    user_search_base: str | None = None
+    user_search_filter: str = "(uid={username})"
+    bind_dn: str | None = None
+    bind_password_file: Path | None = None
+    bind_password_env: str | None = None
+    # Where the user's groups are found: entries under group_search_base matching this filter.
+    group_search_base: str | None = None
+    group_search_filter: str = "(member={user_dn})"
+    timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0
+
+    @model_validator(mode="after")
+    def _safe(self) -> WebLdapConfig:
+        if self.url.startswith("ldap://") and not self.start_tls:
+            raise ValueError(
+                "an ldap:// directory needs start_tls = true (or use ldaps://): passwords never"
+                " cross the network in the clear"
+            )
+        if (self.user_dn_template is None) == (self.user_search_base is None):
+            raise ValueError("give exactly one of user_dn_template and user_search_base")
+        if self.user_dn_template is not None and "{username}" not in self.user_dn_template:
+            raise ValueError("user_dn_template must contain {username}")
+        if self.user_search_base is not None and (
+            self.bind_dn is None
+            or (self.bind_password_file is None) == (self.bind_password_env is None)
+        ):
+            raise ValueError(
+                "user_search_base needs bind_dn and one of bind_password_file, bind_password_env"
+            )
+        return self
+
+
 class WebConfig(_Strict):
     """`archiver web`: the archive's search page, player and JSON API (read-only on S3)."""
 
@@ -620,6 +713,13 @@ class WebConfig(_Strict):
     zip_max_files: Annotated[int, Field(ge=1, le=1000)] = 100
     # Proxies (exact addresses) whose X-Forwarded-For names the client in the access log.
     trusted_proxies: list[str] = []
+    # The role of a user no [web.users.NAME] or group names (their scope: the whole archive).
+    default_role: WebRole = "listener"
+    users: dict[_USER_NAME, WebUserConfig] = {}
+    groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], WebGroupConfig] = {}
+    ldap: WebLdapConfig | None = None
+    # A court export holds at most this many calls (more matches: refused with the count).
+    max_export: Annotated[int, Field(ge=1, le=100_000)] = 1000
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:
@@ -683,6 +783,22 @@ class Config(_Strict):
             )
         if self.autocall.pbx is not None and self.autocall.pbx not in [p.name for p in self.pbx]:
             raise ValueError(f"autocall.pbx {self.autocall.pbx!r} is not a configured pbx name")
+        return self
+
+    @model_validator(mode="after")
+    def _web_scopes_name_known_pbx(self) -> Config:
+        known = {pbx.name for pbx in self.pbx}
+        tables: list[tuple[str, str, _Scoped]] = [
+            ("web.users", name, table) for name, table in self.web.users.items()
+        ]
+        tables += [("web.groups", name, table) for name, table in self.web.groups.items()]
+        for where, name, table in tables:
+            unknown = sorted(set(table.pbx or ()) - known)
+            if unknown:
+                raise ValueError(
+                    f"[{where}.{name}] pbx names {unknown}, not configured pbx names"
+                    f" ({sorted(known)})"
+                )
         return self
 
     @property

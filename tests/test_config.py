@@ -263,3 +263,22 @@ def test_bare_word_in_toml_says_quote_it(tmp_path: Path) -> None:
     bad.write_text('[pbx]\nurl = "https://pbx:9999"\npassword = hunter2\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"line 3.*text values need quotes"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("web", "message"),
+    [
+        ({"users": {"ayse": {"role": "owner"}}}, "web.users.ayse.role"),
+        ({"users": {"ayse": {"extensions": ["100-1OO"]}}}, "write digits"),
+        ({"groups": {"team": {"extensions": ["199-100"]}}}, "above the second"),
+        ({"users": {"ayse": {"pbx": ["izmir"]}}}, "['izmir'], not configured pbx names"),
+        ({"default_role": "root"}, "web.default_role"),
+        ({"ldap": {"url": "ldap://dir.example", "user_dn_template": "uid={username}"}},
+         "start_tls"),
+        ({"ldap": {"url": "ldaps://dir.example"}}, "exactly one of user_dn_template"),
+    ],
+)  # fmt: skip
+def test_web_roles_and_scopes_are_checked(web: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_config({**MINIMAL, "web": web}, "x.toml")
+    assert message in str(raised.value)

@@ -8,11 +8,14 @@ gets 400 `{"error": REASON}`. `audio_url` is relative to the server root.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
 
 from archiver.state.catalogue import InvalidQuery
 from archiver.web.context import CONTEXT_KEY
 from archiver.web.query import api_item, parse_search
+from archiver.web.trail import log_search
 
 __all__ = ["add_api_routes"]
 
@@ -22,7 +25,9 @@ async def _recordings(request: web.Request) -> web.StreamResponse:
     params = {name: value for name, value in request.query.items() if isinstance(value, str)}
     try:
         query = parse_search(params, context.timezone, default_limit=context.cfg.web.page_size)
+        query = replace(query, scope=context.access(request).scope)
         page = await context.in_db(context.catalogue.search, query)
+        await log_search(request, query, page.total)
     except InvalidQuery as error:
         return web.json_response({"error": error.reason}, status=400)
     return web.json_response(

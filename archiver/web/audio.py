@@ -38,8 +38,11 @@ def _disposition(kind: str, filename: str) -> str:
     return f'{kind}; filename="{filename}"'
 
 
-async def _entry_or_404(context: WebContext, key: str) -> CatalogueEntry:
-    entry = await context.in_db(context.catalogue.get, key)
+async def _entry_or_404(request: web.Request, key: str) -> CatalogueEntry:
+    """The catalogue entry of `key` if it is in the user's scope; 404 otherwise, the same answer
+    as for a key that does not exist."""
+    context = request.app[CONTEXT_KEY]
+    entry = await context.in_db(context.catalogue.get, key, scope=context.access(request).scope)
     if entry is None:
         raise web.HTTPNotFound(text="no such recording\n")
     return entry
@@ -47,7 +50,7 @@ async def _entry_or_404(context: WebContext, key: str) -> CatalogueEntry:
 
 async def _audio(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT_KEY]
-    entry = await _entry_or_404(context, request.match_info["key"])
+    entry = await _entry_or_404(request, request.match_info["key"])
     download = request.query.get("download") == "1"
     asked = request.headers.get("Range")
     byte_range = asked if asked is not None and _RANGE_RE.fullmatch(asked) else None
@@ -162,7 +165,7 @@ async def _zip(request: web.Request) -> web.StreamResponse:
         raise web.HTTPBadRequest(text="select at least one recording\n")
     if len(keys) > context.cfg.web.zip_max_files:
         raise web.HTTPBadRequest(text=f"at most {context.cfg.web.zip_max_files} per zip\n")
-    entries = [await _entry_or_404(context, key) for key in keys]
+    entries = [await _entry_or_404(request, key) for key in keys]
     names = [entry.download_name for entry in entries]
     if len(set(names)) != len(names):
         raise web.HTTPBadRequest(text="two selected recordings have the same name\n")

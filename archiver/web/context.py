@@ -26,6 +26,7 @@ from archiver.state.api import State
 from archiver.state.catalogue import Catalogue
 from archiver.state.ledger import Ledger
 from archiver.web.auth import LoginThrottle, Sessions
+from archiver.web.roles import Access, Roles
 from archiver.web.users import USERNAME_RE, Users
 
 __all__ = [
@@ -59,6 +60,7 @@ class WebContext:
     catalogue: Catalogue = field(init=False)
     access_log: AccessLog = field(init=False)
     ledger: Ledger = field(init=False)
+    roles: Roles = field(init=False)
     timezone: ZoneInfo = field(init=False)
     _db_thread: ThreadPoolExecutor = field(init=False)
     # S3 reads are blocking boto3 calls: their own threads, so a slow read never delays a search.
@@ -71,6 +73,7 @@ class WebContext:
         self.catalogue = self.state.catalogue
         self.access_log = self.state.access_log
         self.ledger = self.state.ledger
+        self.roles = Roles(web_cfg)
         self.timezone = ZoneInfo(web_cfg.timezone or self.cfg.pbx[0].timezone)
         self._db_thread = ThreadPoolExecutor(4, thread_name_prefix="web-db")
         self.s3_threads = ThreadPoolExecutor(16, thread_name_prefix="web-s3")
@@ -90,7 +93,11 @@ class WebContext:
         self.state.close()
 
     def is_admin(self, username: str) -> bool:
-        return username in self.cfg.web.admins
+        return self.roles.access(username).is_admin
+
+    def access(self, request: web.Request) -> Access:
+        """The role and scope of the request's user (set by the login guard)."""
+        return self.roles.access(request[USER_KEY])
 
     async def record(
         self,
@@ -102,6 +109,8 @@ class WebContext:
         object_key: str | None = None,
         byte_range: str | None = None,
         detail: str | None = None,
+        item_count: int | None = None,
+        object_keys: tuple[str, ...] = (),
     ) -> None:
         """One access-log row and one log event (`login` or `recording_accessed`)."""
         source = client_address(request, self.cfg.web.trusted_proxies)
@@ -114,6 +123,8 @@ class WebContext:
             object_key=object_key,
             byte_range=byte_range,
             detail=detail,
+            item_count=item_count,
+            object_keys=object_keys,
         )
         await self.in_db(self.access_log.record, event)
         # A hostile user name or header shows as what was sent, never as control codes.
@@ -128,7 +139,8 @@ class WebContext:
                 action=action,
                 key=object_key,
                 range=None if byte_range is None else _printable(byte_range[:100]),
-                detail=detail,
+                detail=None if detail is None else _printable(detail[:200]),
+                count=item_count,
             )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -15,6 +16,7 @@ from archiver.web.i18n import LANGUAGES, texts
 from archiver.web.login import SESSION_KEY
 from archiver.web.query import parse_search, row_view
 from archiver.web.render import LANG_COOKIE, language_of, render
+from archiver.web.trail import log_search
 
 __all__ = ["add_page_routes"]
 
@@ -40,7 +42,9 @@ async def _search(request: web.Request) -> web.StreamResponse:
     page = SearchPage((), 0, None)
     try:
         query = parse_search(params, context.timezone, default_limit=context.cfg.web.page_size)
+        query = replace(query, scope=context.access(request).scope)
         page = await context.in_db(context.catalogue.search, query)
+        await log_search(request, query, page.total)
     except InvalidQuery as problem:
         error = texts(language_of(request))["bad_query"].format(reason=problem.reason)
     form = {name: params.get(name, "") for name in _FORM_FIELDS}
