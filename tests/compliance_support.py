@@ -44,7 +44,7 @@ def archive_with_outside_calls(seaweed: SeaweedS3, tmp: Path, **web: object) -> 
         client = seaweed.client()
         for index, (caller, callee) in enumerate(OUTSIDE_PARTIES):
             key = template.object_key.replace(".mp3", f"-outside{index}.mp3")
-            source = {"Bucket": cfg.s3.bucket, "Key": template.object_key}
+            source = f"{cfg.s3.bucket}/{template.object_key}"
             client.copy_object(Bucket=cfg.s3.bucket, Key=key, CopySource=source)
             outside = replace(
                 template,
