@@ -419,7 +419,7 @@ def poll_cpu_s(names: int, work: Path) -> tuple[float, float, int]:
     from archiver.config import Config
     from archiver.names import parse_path
     from archiver.pbx.client import PbxClient
-    from archiver.pipeline.daemon import Archiver
+    from archiver.pipeline import Archiver
     from archiver.s3.store import S3Store
     from archiver.state.ledger import Ledger
 

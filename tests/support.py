@@ -21,7 +21,7 @@ from archiver.config import Config, S3Config, parse_config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, start_simulator
 from archiver.pbx.client import PbxClient
-from archiver.pipeline.daemon import Archiver, PollReport
+from archiver.pipeline import Archiver, PollReport
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3.store import S3Store
 from archiver.state.api import State

@@ -35,7 +35,7 @@ from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 from archiver.observe import NullObserver
 from archiver.pbx.client import PbxClient
-from archiver.pipeline.daemon import Archiver
+from archiver.pipeline import Archiver
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3.store import S3Store
 from archiver.state.ledger import Ledger

@@ -30,7 +30,7 @@ from archiver.lab.simulator.server import CORPUS_KEY
 from archiver.names import RECORDING_ROOT, parse_path
 from archiver.pbx.client import PbxClient, PbxError, max_download_bytes
 from archiver.pbx.listing import MAX_LINE_BYTES, LineCollector, ListingRefused
-from archiver.pipeline.daemon import Archiver
+from archiver.pipeline import Archiver
 from archiver.pipeline.invalid_names import InvalidNameLog
 from archiver.pipeline.listing import parse_listing
 from archiver.pipeline.transcode import Engine, TranscodeError, find_ffmpeg, transcode_to_mp3

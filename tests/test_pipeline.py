@@ -21,7 +21,7 @@ from archiver.config import S3Config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import CORPUS_KEY, SimulatorOptions
 from archiver.observe import NullObserver
-from archiver.pipeline.daemon import PollReport
+from archiver.pipeline import PollReport
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.state.ledger import Ledger
 

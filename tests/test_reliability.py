@@ -30,8 +30,8 @@ from archiver.lab.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions
 from archiver.lab.simulator.hostile import hostile_body, hostile_lines
 from archiver.lab.simulator.server import add_arguments, options_from_args
 from archiver.names import RECORDING_ROOT, InvalidName, parse_path
+from archiver.pipeline import PollReport
 from archiver.pipeline.backoff import CredentialBackoff
-from archiver.pipeline.daemon import PollReport
 from archiver.pipeline.reconcile import reconcile
 from archiver.s3 import ObjectInfo, S3Store, Unmappable, map_object
 from archiver.state import Catalogue, CatalogueEntry, SearchQuery, catalogue_entry

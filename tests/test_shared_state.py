@@ -24,7 +24,7 @@ from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import CONCURRENCY_KEY, SimulatorOptions
 from archiver.names import parse_name
-from archiver.pipeline.daemon import PollReport
+from archiver.pipeline import PollReport
 from archiver.state.api import State, open_state
 from archiver.state.db import StateUnavailable
 from archiver.state.pg_state import PostgresState

@@ -5,18 +5,15 @@ shutdown policy); reconcile rebuilds the ledger from the bucket.
 Other parts import from here, not from the modules inside.
 """
 
-from archiver.pipeline.daemon import (
-    Archiver,
-    PollReport,
-    max_in_flight,
-    poll_ticks,
-)
+from archiver.pipeline.daemon import Archiver, max_in_flight
 from archiver.pipeline.listing import ParsedListing, parse_listing
 from archiver.pipeline.reconcile import ReconcileReport, reconcile
+from archiver.pipeline.report import PollReport
 from archiver.pipeline.runner import (
     Ending,
     archive_until_signalled,
     open_archiver,
+    poll_ticks,
     serve,
     store_ready,
     until_signalled,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import time
 from collections.abc import (
     AsyncIterable,
@@ -26,30 +25,32 @@ from collections.abc import (
     Sequence,
 )
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import stamina
 import stamina.instrumentation
 import structlog
-from stamina.instrumentation import RetryDetails
 
 from archiver.config import Config, PbxConfig
-from archiver.errors import ArchiverError
 from archiver.names import Recording
 from archiver.observe import NullObserver, Observer, retry_reason
 from archiver.pbx import Download, PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.completeness import shortfall
 from archiver.pipeline.cpus import usable_cpus
+from archiver.pipeline.days import days_to_poll, is_due
 from archiver.pipeline.hours import paused_until
 from archiver.pipeline.invalid_names import InvalidNameLog
+from archiver.pipeline.lease import Lease, LeaseLost
 from archiver.pipeline.listing import parse_listing
 from archiver.pipeline.listing_check import RECENT_S, explain_empty_listing
 from archiver.pipeline.quarantine import digests, quarantine_metadata
+from archiver.pipeline.report import PollReport
+from archiver.pipeline.retries import Interrupted, RecordingFailed
 from archiver.pipeline.transcode import (
     BadAudio,
     BatchJob,
@@ -57,6 +58,13 @@ from archiver.pipeline.transcode import (
     TranscodeError,
     TranscodeResult,
     transcode_to_mp3,
+)
+from archiver.pipeline.work import (
+    Progress,
+    id3_tags,
+    missing_work_file,
+    transcode_limit_s,
+    work_token,
 )
 from archiver.pipeline.workdir import WorkDir
 from archiver.s3 import (
@@ -69,23 +77,13 @@ from archiver.s3 import (
     quarantine_key,
 )
 from archiver.state import (
-    FINAL_STATES,
     Ledger,
-    LedgerEntry,
     StateUnavailable,
     catalogue_entry,
     worker_id,
 )
 
-__all__ = [
-    "Archiver",
-    "Interrupted",
-    "PollReport",
-    "days_to_poll",
-    "max_in_flight",
-    "poll_ticks",
-    "transcode_limit_s",
-]
+__all__ = ["Archiver", "max_in_flight"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -96,80 +94,6 @@ _TZ_MISMATCH_S = 900
 _TRANSCODE_BASE_S = 120.0
 _TRANSCODE_S_PER_AUDIO_S = 2.0
 _PAUSE_RECHECK_S = 60.0
-
-
-class LeaseLost(Exception):
-    """Another worker took this recording over (our lease ran out): stop, write nothing."""
-
-
-class RecordingFailed(ArchiverError):
-    """One recording could not be archived (see `ArchiverError`); `reason` names the stage."""
-
-
-@dataclass
-class PollReport:
-    """What one poll (or backfill) did, summed over PBXs and days.
-
-    Every recording that became due ends in exactly one of archived, already_present, failed,
-    empty, taken_elsewhere, deferred or cancelled (cut off by a forced shutdown); `unfinished`
-    counts the due ones that did not end (cancelled, or never started because a stop was asked
-    for). `interrupted` is set by the runner when a signal stopped the work before it was done.
-    """
-
-    days_planned: int = 0
-    days_listed: int = 0  # listing attempted (a failed one is also in listing_errors)
-    listed: int = 0
-    invalid: int = 0
-    due: int = 0
-    unsettled: int = 0
-    archived: int = 0
-    already_present: int = 0
-    failed: int = 0
-    empty: int = 0
-    taken_elsewhere: int = 0  # another worker sharing the state held or finished it
-    deferred: int = 0  # the state database was unreachable; the next poll takes it again
-    cancelled: int = 0
-    interrupted: bool = False
-    listing_errors: list[str] = field(default_factory=list)
-    auth_refused: list[str] = field(default_factory=list)  # PBX names that refused us
-    backing_off: list[str] = field(default_factory=list)  # PBX names skipped this poll
-
-    def add_outcome(self, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
-
-    @property
-    def unfinished(self) -> int:
-        """Due recordings that did not end in an outcome (cancelled, or never started)."""
-        ended = self.archived + self.already_present + self.failed + self.empty
-        return self.due - ended - self.taken_elsewhere - self.deferred
-
-    @property
-    def days_not_listed(self) -> int:
-        return self.days_planned - self.days_listed
-
-    def summary(self) -> dict[str, Any]:
-        """The report as log fields (listing errors counted, not listed)."""
-        fields = asdict(self)
-        fields["listing_errors"] = len(self.listing_errors)
-        return fields
-
-
-def days_to_poll(now: datetime, tz: ZoneInfo, lookback_days: int) -> list[date]:
-    """Today in the PBX's time zone, then the `lookback_days` days before it."""
-    today = now.astimezone(tz).date()
-    return [today - timedelta(days=offset) for offset in range(lookback_days + 1)]
-
-
-async def poll_ticks(interval_s: float, stop: asyncio.Event) -> AsyncIterator[int]:
-    """Yield at once, then every `interval_s` (measured start to start) until `stop` is set."""
-    tick = 0
-    while not stop.is_set():
-        started = time.monotonic()
-        yield tick
-        tick += 1
-        remaining_s = interval_s - (time.monotonic() - started)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=max(remaining_s, 0))
 
 
 def max_in_flight(cfg: Config) -> int:
@@ -183,49 +107,6 @@ def max_in_flight(cfg: Config) -> int:
     per_pbx = sum(pbx.max_concurrent_requests for pbx in cfg.pbx)
     uploads = cfg.s3.max_concurrent_uploads
     return (batch_files + 1) * workers + per_pbx + uploads
-
-
-def is_due(
-    rec: Recording, entry: LedgerEntry | None, *, now: datetime, settle_s: float, max_attempts: int
-) -> bool | None:
-    """True if `rec` should be archived now; None if not yet settled; False if it never needs to
-    be (already final, or failed for good)."""
-    if entry is not None:
-        if entry.state in FINAL_STATES:
-            return False
-        if entry.state == "failed" and (not entry.retryable or entry.attempts >= max_attempts):
-            return False
-    if rec.ended_at + timedelta(seconds=settle_s) > now:
-        return None
-    return True
-
-
-def id3_tags(rec: Recording) -> dict[str, str]:
-    """The MP3's tags: who called whom, when, how long."""
-    return {
-        "title": f"{rec.caller or '?'} -> {rec.callee or '?'}",
-        "artist": rec.caller,
-        "album": f"{rec.pbx} {rec.folder}",
-        # ID3v2.3's date frame keeps only the year; the full local time goes in its own tag.
-        "date": rec.started_at.date().isoformat(),
-        "recorded_at": rec.started_at.isoformat(),
-        "caller": rec.caller,
-        "callee": rec.callee,
-        "duration": str(rec.duration_s),
-        "uniqueid": rec.uniqueid,
-    }
-
-
-def transcode_limit_s(rec: Recording) -> float:
-    """How long transcoding `rec` may take before ffmpeg is killed and the recording fails:
-    ffmpeg encodes a call 100-300 times faster than it plays here, so two seconds per second of
-    audio (the download cap allows a little more audio than the name says) and two minutes of
-    start-up leave room for a machine under load while a stuck ffmpeg is still stopped."""
-    return _TRANSCODE_BASE_S + _TRANSCODE_S_PER_AUDIO_S * rec.duration_s
-
-
-def _work_token(rec: Recording) -> str:
-    return hashlib.sha256(rec.key.encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -625,7 +506,7 @@ class Archiver:
             if not self.ledger.claim(rec.key, self.worker, lease_s):
                 log.debug("taken_elsewhere")
                 return "taken_elsewhere"
-            lease = _Lease(self.ledger, rec.key, self.worker, lease_s)
+            lease = Lease(self.ledger, rec.key, self.worker, lease_s)
             try:
                 async with lease.renewed():
                     return await self._archive_bound(client, rec, lease)
@@ -637,12 +518,12 @@ class Archiver:
                 with contextlib.suppress(StateUnavailable):
                     self.ledger.release(rec.key, self.worker)
 
-    async def _archive_bound(self, client: PbxClient, rec: Recording, lease: _Lease) -> str:
-        token = _work_token(rec)
+    async def _archive_bound(self, client: PbxClient, rec: Recording, lease: Lease) -> str:
+        token = work_token(rec)
         source = self.work_dir / f"{token}.src"
         mp3 = self.work_dir / f"{token}.mp3"
         started = time.monotonic()
-        progress = _Progress()
+        progress = Progress()
         try:
             stored = await self._stages(client, rec, source, mp3, lease, progress)
         except LeaseLost:
@@ -650,7 +531,7 @@ class Archiver:
         except Interrupted:
             return "cancelled"  # by the shutdown, during a retry: taken again at the next start
         except Exception as error:
-            if progress.vanished(source, mp3) or _missing_work_file(error, self.work_dir):
+            if progress.vanished(source, mp3) or missing_work_file(error, self.work_dir):
                 # Not the recording's fault: someone removed our work file. Never final.
                 log.warning("work_file_vanished", error=type(error).__name__)
                 return self._failed(rec, "a work file vanished during the run; taken again")
@@ -723,8 +604,8 @@ class Archiver:
         rec: Recording,
         source: Path,
         mp3: Path,
-        lease: _Lease,
-        progress: _Progress,
+        lease: Lease,
+        progress: Progress,
     ) -> StoredObject:
         download = await self._retry(
             lambda: self._download_checked(client, rec, source), "download", rec.pbx
@@ -911,88 +792,3 @@ class Archiver:
     def stopping(self) -> bool:
         """True once the shutdown began (the `stop` of the current run is set)."""
         return self._stopping()
-
-
-class Interrupted(Exception):
-    """A stage was cut short by the shutdown (SIGTERM): not the recording's failure. Its ledger
-    state stays as it was, so the next start takes it again."""
-
-    def __init__(self, stage: str) -> None:
-        super().__init__(f"{stage}: interrupted by the shutdown")
-        self.stage = stage
-
-
-def _log_retry(details: RetryDetails) -> None:
-    """stamina's retry hook: one `retrying` line per retry, just before its wait: what failed
-    (`reason`, the sanitised error), where (`stage`, `pbx`, `uniqueid`, bound by the caller),
-    which attempt (`attempt` of `attempts`) and when the next one starts."""
-    error = details.caused_by
-    log.warning(
-        "retrying",
-        reason=getattr(error, "reason", type(error).__name__),
-        attempt=details.retry_num,
-        next_attempt_in_s=round(details.wait_for, 2),
-    )
-
-
-# Replaces stamina's default hooks: its structlog one logs `callable`, `args` and `kwargs`
-# (`<context block>`, [], {}), its Prometheus one a global registry we never serve.
-stamina.instrumentation.set_on_retry_hooks([_log_retry])
-
-
-class _Lease:
-    """Our claim on one recording, renewed every third of `lease_s` while the work goes on."""
-
-    def __init__(self, ledger: Ledger, key: str, owner: str, lease_s: float) -> None:
-        self._ledger = ledger
-        self._key = key
-        self._owner = owner
-        self._lease_s = lease_s
-        self.lost = False
-
-    def check(self) -> None:
-        """Raise LeaseLost if another worker has taken the recording over."""
-        if self.lost or not self._ledger.renew(self._key, self._owner, self._lease_s):
-            self.lost = True
-            raise LeaseLost(self._key)
-
-    @contextlib.asynccontextmanager
-    async def renewed(self) -> AsyncIterator[None]:
-        renewer = asyncio.create_task(self._renew_until_cancelled())
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-
-    async def _renew_until_cancelled(self) -> None:
-        while not self.lost:
-            await asyncio.sleep(self._lease_s / 3)
-            try:
-                self.lost = not self._ledger.renew(self._key, self._owner, self._lease_s)
-            except StateUnavailable as error:
-                # The lease may run out meanwhile; `check` before the upload decides.
-                log.warning("lease_not_renewed", reason=error.reason)
-
-
-@dataclass
-class _Progress:
-    """How far one recording got, to tell a vanished work file from a real failure."""
-
-    downloaded: bool = False
-    transcoded: bool = False
-
-    def vanished(self, source: Path, mp3: Path) -> bool:
-        """True if a work file that should still exist is gone."""
-        return (self.downloaded and not source.exists()) or (self.transcoded and not mp3.exists())
-
-
-def _missing_work_file(error: BaseException, work_dir: Path) -> bool:
-    """True if `error`, or one it was raised from, is a missing file inside `work_dir`."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, FileNotFoundError) and Path(str(seen.filename)).parent == work_dir:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -38,7 +38,7 @@ from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 from archiver.names import InvalidName, parse_path
 from archiver.pbx import PbxClient, PbxError, date_pattern
 from archiver.pipeline.cpus import usable_cpus
-from archiver.pipeline.daemon import is_due
+from archiver.pipeline.days import is_due
 from archiver.pipeline.hours import paused_until
 from archiver.pipeline.transcode import find_ffmpeg, transcode_to_mp3
 from archiver.state.api import open_state

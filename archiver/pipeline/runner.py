@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -21,7 +22,8 @@ import structlog
 from archiver.config import Config
 from archiver.credentials import pbx_password
 from archiver.pbx import PbxClient
-from archiver.pipeline.daemon import Archiver, PollReport, poll_ticks
+from archiver.pipeline.daemon import Archiver
+from archiver.pipeline.report import PollReport
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3 import S3Store, StoreError
 from archiver.service import Service
@@ -31,6 +33,7 @@ __all__ = [
     "Ending",
     "archive_until_signalled",
     "open_archiver",
+    "poll_ticks",
     "serve",
     "store_ready",
     "until_signalled",
@@ -139,6 +142,18 @@ async def serve(archiver: Archiver, service: Service) -> None:
                 log.info("poll_done", tick=tick, **report.summary())
 
     await until_signalled(loop, grace_s=archiver.cfg.daemon.shutdown_grace_s)
+
+
+async def poll_ticks(interval_s: float, stop: asyncio.Event) -> AsyncIterator[int]:
+    """Yield at once, then every `interval_s` (measured start to start) until `stop` is set."""
+    tick = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        yield tick
+        tick += 1
+        remaining_s = interval_s - (time.monotonic() - started)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=max(remaining_s, 0))
 
 
 @dataclass(frozen=True, slots=True)
