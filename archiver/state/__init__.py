@@ -7,6 +7,7 @@ Other parts import from here, not from the modules inside.
 """
 
 from archiver.state.access import AccessAction, AccessEvent, AccessLog, AccessOutcome
+from archiver.state.aio import StateThreads, state_threads
 from archiver.state.api import (
     BaseState,
     RequestGate,
@@ -56,10 +57,12 @@ __all__ = [
     "SqliteState",
     "State",
     "StateFileError",
+    "StateThreads",
     "StateUnavailable",
     "catalogue_entry",
     "free_dead_local_leases",
     "open_database",
     "open_state",
+    "state_threads",
     "worker_id",
 ]

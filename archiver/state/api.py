@@ -21,6 +21,7 @@ from archiver.config import Config, StateConfig
 from archiver.credentials import state_password
 from archiver.logs import register_secret
 from archiver.state.access import AccessLog
+from archiver.state.aio import StateThreads, state_threads
 from archiver.state.calls import CallLog
 from archiver.state.catalogue import Catalogue
 from archiver.state.db import Db, Dialect
@@ -66,6 +67,12 @@ class State(Protocol):
     @property
     def access_log(self) -> AccessLog:
         """Who played or downloaded which recording, and every login."""
+        ...
+
+    @property
+    def aio(self) -> StateThreads:
+        """The async face: `await state.aio.run(state.ledger.claim, ...)` from a coroutine
+        runs the call on the state's own threads (`archiver.state.aio`)."""
         ...
 
     def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
@@ -148,7 +155,12 @@ class BaseState:
     def access_log(self) -> AccessLog:
         return self._access_log
 
+    @property
+    def aio(self) -> StateThreads:
+        return state_threads(self._db)
+
     def close(self) -> None:
+        state_threads(self._db).close()
         self._db.close()
 
 

@@ -64,6 +64,12 @@ class Db(Protocol):
     @property
     def dialect(self) -> Dialect: ...
 
+    @property
+    def threads(self) -> int:
+        """How many threads can use it at once to any gain (SQLite 1: one writer; PostgreSQL
+        the pool's size): the size of the state's own thread pool (`archiver.state.aio`)."""
+        ...
+
     def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
         """Run one statement in its own transaction; return its rows and row count."""
         ...
@@ -162,6 +168,10 @@ class SqliteDb:
     @property
     def dialect(self) -> Dialect:
         return "sqlite"
+
+    @property
+    def threads(self) -> int:
+        return 1
 
     @property
     def connection(self) -> sqlite3.Connection:

@@ -128,6 +128,10 @@ class PostgresDb:
     def dialect(self) -> Dialect:
         return "postgresql"
 
+    @property
+    def threads(self) -> int:
+        return self.pool.max_size
+
     def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
         text = _psycopg_sql(sql)
 
