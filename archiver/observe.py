@@ -8,14 +8,28 @@ PBX name, a stage name, a fixed reason word or a number: nothing that can hold a
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Final, Protocol
 
 from archiver.errors import Kind
 
-__all__ = ["RETRY_REASONS", "STAGES", "NullObserver", "Observer", "retry_reason"]
+__all__ = ["RETRY_REASONS", "STAGES", "NullObserver", "Observer", "Outcome", "retry_reason"]
 
 # The stages timed by `stage_done` (labels of the latency histogram).
 STAGES = ("list", "download", "transcode", "upload")
+
+
+class Outcome(StrEnum):
+    """How one due recording ended (each one ends in exactly one; the words are the metrics'
+    `outcome` label values and the `PollReport` field names)."""
+
+    ARCHIVED = "archived"
+    ALREADY_PRESENT = "already_present"  # the same source was already verified in the bucket
+    FAILED = "failed"
+    EMPTY = "empty"  # a header-only or zero-length source: nothing to archive
+    TAKEN_ELSEWHERE = "taken_elsewhere"  # another worker sharing the state held or finished it
+    DEFERRED = "deferred"  # the state database was away: the next poll takes it again
+    CANCELLED = "cancelled"  # cut off by the shutdown: the next start takes it again
 
 
 class Observer(Protocol):
@@ -40,8 +54,8 @@ class Observer(Protocol):
     def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
         """An MP3 is verified in S3 (`uploaded` False: it was already there, nothing sent)."""
 
-    def finished(self, pbx: str, outcome: str) -> None:
-        """A recording ended: archived, already_present, failed or empty."""
+    def finished(self, pbx: str, outcome: Outcome) -> None:
+        """A recording ended with `outcome`."""
 
     def paused(self, pbx: str, until: datetime) -> None:
         """A backfill of `pbx` waits in a `[backfill] pause_during` window until `until` (the
@@ -72,7 +86,7 @@ class NullObserver:
     def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
         return None
 
-    def finished(self, pbx: str, outcome: str) -> None:
+    def finished(self, pbx: str, outcome: Outcome) -> None:
         return None
 
     def paused(self, pbx: str, until: datetime) -> None:

@@ -21,7 +21,7 @@ from archiver.config import Config, S3Config, parse_config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, start_simulator
 from archiver.pbx.client import PbxClient
-from archiver.pipeline import Archiver, PollReport
+from archiver.pipeline import Archiver, PollReport, install_retry_log
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3.store import S3Store
 from archiver.state.api import State
@@ -158,6 +158,7 @@ class Rig:
         client = PbxClient(pbx, self.options.password)
         if state is not None:
             client.shared_gate = state.pbx_gate(pbx.name, pbx.max_concurrent_requests)
+        install_retry_log()  # as open_archiver does for the commands
         return Archiver(
             cfg=self.cfg,
             ledger=Ledger.open(self.cfg.state.path) if state is None else state.ledger,

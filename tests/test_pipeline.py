@@ -21,7 +21,7 @@ from archiver.config import S3Config
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import CORPUS_KEY, SimulatorOptions
 from archiver.observe import NullObserver
-from archiver.pipeline import PollReport
+from archiver.pipeline import Outcome, PollReport, RecordingWork
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.state.ledger import Ledger
 
@@ -196,16 +196,16 @@ async def test_an_error_escaping_one_recording_is_counted_and_the_others_go_on(
     as a ledger write on a full disk would) ends in the report as failed, is logged with its
     reason, and cancels nothing else."""
     archiver = rig.archiver()
-    real = archiver.archive_one
+    real = RecordingWork.archive
     seen: list[str] = []
 
-    async def first_one_breaks(client: Any, rec: Any) -> str:
+    async def first_one_breaks(work: RecordingWork, client: Any, rec: Any) -> Outcome:
         seen.append(rec.name)
         if len(seen) == 1:
             raise RuntimeError("disk full")
-        return await real(client, rec)
+        return await real(work, client, rec)
 
-    monkeypatch.setattr(archiver, "archive_one", first_one_breaks)
+    monkeypatch.setattr(RecordingWork, "archive", first_one_breaks)
     try:
         with capture_logs() as events:
             report = await archiver.archive_days({"pbx": [FIRST_DAY, FIRST_DAY + timedelta(1)]})

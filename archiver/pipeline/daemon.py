@@ -1,13 +1,12 @@
-"""The daemon: the only place that knows the order of the stages.
+"""The daemon: which recordings to archive now, and how many at once.
 
-One recording goes list → name → settle → download → transcode → store → record. Each stage is a
-small function or client call; this module sequences them, bounds concurrency, retries what is
-transient and records every outcome in the ledger. One recording's failure is logged with its
-reason and never stops the others.
-
-Several daemons may share one state (PostgreSQL): each recording is claimed with a lease before
-its work starts (skipped if another worker holds it), the lease is renewed while the work goes
-on, and a worker that lost its lease stops before uploading and writes nothing.
+`Archiver.poll_once` picks the days of every PBX (today and the look-back days, in the PBX's
+time zone), `archive_days` lists them (`days.list_day`: the PBXs concurrently, each day by day)
+and archives what is due, at most `max_in_flight` at once; each recording's stages are
+`recording.RecordingWork`'s, retried by `retries.Retrier`, claimed with a `lease.Lease` (several
+daemons may share one PostgreSQL state). Every recording's outcome is counted in the
+`PollReport`, whatever happened to it; one recording's failure never stops the others. The
+state is only ever called on its own threads (`StateThreads`), never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,97 +15,37 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import (
-    AsyncIterable,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Mapping,
-    Sequence,
-)
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
-from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-import stamina
-import stamina.instrumentation
 import structlog
 
 from archiver.config import Config, PbxConfig
 from archiver.names import Recording
-from archiver.observe import NullObserver, Observer, retry_reason
-from archiver.pbx import Download, PbxAuthError, PbxClient, PbxError, date_pattern
+from archiver.observe import NullObserver, Observer, Outcome
+from archiver.pbx import PbxClient
 from archiver.pipeline.backoff import CredentialBackoff
-from archiver.pipeline.completeness import shortfall
-from archiver.pipeline.cpus import usable_cpus
-from archiver.pipeline.days import days_to_poll, is_due
+from archiver.pipeline.days import DayListing, DueRules, days_to_poll, list_day
 from archiver.pipeline.hours import paused_until
 from archiver.pipeline.invalid_names import InvalidNameLog
-from archiver.pipeline.lease import Lease, LeaseLost
-from archiver.pipeline.listing import parse_listing
-from archiver.pipeline.listing_check import RECENT_S, explain_empty_listing
-from archiver.pipeline.quarantine import digests, quarantine_metadata
+from archiver.pipeline.recording import ExtraMetadata, RecordingWork
 from archiver.pipeline.report import PollReport
-from archiver.pipeline.retries import Interrupted, RecordingFailed
-from archiver.pipeline.transcode import (
-    BadAudio,
-    BatchJob,
-    BatchTranscoder,
-    TranscodeError,
-    TranscodeResult,
-    transcode_to_mp3,
-)
-from archiver.pipeline.work import (
-    Progress,
-    id3_tags,
-    missing_work_file,
-    transcode_limit_s,
-    work_token,
-)
+from archiver.pipeline.retries import Interrupted, Retrier
 from archiver.pipeline.workdir import WorkDir
-from archiver.s3 import (
-    QUARANTINE_CONTENT_TYPE,
-    S3Store,
-    StoredObject,
-    StoreError,
-    object_key,
-    object_metadata,
-    quarantine_key,
-)
-from archiver.state import (
-    Ledger,
-    StateUnavailable,
-    catalogue_entry,
-    worker_id,
-)
+from archiver.pipeline.workers import Workers, max_in_flight
+from archiver.s3 import S3Store
+from archiver.state import Ledger, StateUnavailable, state_threads, worker_id
 
 __all__ = ["Archiver", "max_in_flight"]
 
 log = structlog.get_logger(__name__)
-T = TypeVar("T")
 
 # A uniqueid's epoch is the channel's creation in UTC; the name's time is local. More than this
 # apart means the configured time zone is probably not the PBX's.
 _TZ_MISMATCH_S = 900
-_TRANSCODE_BASE_S = 120.0
-_TRANSCODE_S_PER_AUDIO_S = 2.0
 _PAUSE_RECHECK_S = 60.0
-
-
-def max_in_flight(cfg: Config) -> int:
-    """How many recordings may be between download and upload at once (each holds a source
-    and an MP3 in the work folder): enough to keep every core and connection busy, few enough
-    that work files stay bounded. Batching needs a full batch waiting per worker while the
-    workers run theirs."""
-    settings = cfg.transcode
-    batch_files = settings.batch_files if settings.engine != "pydub" else 1
-    workers = settings.workers or usable_cpus()
-    per_pbx = sum(pbx.max_concurrent_requests for pbx in cfg.pbx)
-    uploads = cfg.s3.max_concurrent_uploads
-    return (batch_files + 1) * workers + per_pbx + uploads
 
 
 @dataclass
@@ -119,39 +58,21 @@ class Archiver:
     clients: dict[str, PbxClient]
     ffmpeg: str
     clock: Callable[[], datetime] = field(default=lambda: datetime.now().astimezone())
-    # Extra S3 metadata for a recording (the dial status of a call placed through archiver).
-    extra_metadata: Callable[[Recording], Mapping[str, str]] | None = None
+    # Extra S3 metadata for a recording (the dial status of a call placed through archiver);
+    # called on the state's threads.
+    extra_metadata: ExtraMetadata | None = None
     observer: Observer = field(default_factory=NullObserver)
     # This process's name in the recordings' leases.
     worker: str = field(default_factory=worker_id)
 
     def __post_init__(self) -> None:
-        settings = self.cfg.transcode
-        workers = settings.workers or usable_cpus()
-        self.transcode_workers = workers
-        self._transcoders = ThreadPoolExecutor(workers, thread_name_prefix="transcode")
-        self._uploaders = ThreadPoolExecutor(
-            self.cfg.s3.max_concurrent_uploads, thread_name_prefix="upload"
-        )
-        batch_files = settings.batch_files if settings.engine != "pydub" else 1
-        # "auto": a recording that finds a transcoder idle goes through pydub alone; those that
-        # queue behind busy transcoders share ffmpeg processes (transcode/batch.py).
-        self._batcher = (
-            BatchTranscoder(
-                self._transcoders,
-                workers=workers,
-                ffmpeg=self.ffmpeg,
-                bitrate=settings.bitrate,
-                max_files=batch_files,
-                solo_engine="pydub" if settings.engine == "auto" else "ffmpeg",
-            )
-            if settings.engine != "pydub"
-            else None
-        )
+        self.state = state_threads(self.ledger.db)
+        self.workers = Workers(self.cfg, self.ffmpeg)
+        self.transcode_workers = self.workers.transcode_workers
         self._in_flight = asyncio.Semaphore(max_in_flight(self.cfg))
         self._invalid_names = InvalidNameLog()
         self._tz_warned: set[str] = set()
-        self._stop: asyncio.Event | None = None
+        self._stops: set[asyncio.Event] = set()  # of the runs going on, for `stopping`
         # A folder of our own under work_dir: another process on the same state (a backfill
         # next to the daemon) never touches it, and we never touch theirs.
         self.work, removed = WorkDir.claim(self.cfg.state.work_path, self.cfg.state.path)
@@ -161,13 +82,18 @@ class Archiver:
         self.auth_backoff = CredentialBackoff(
             base_s=self.cfg.poll.interval_s, max_s=self.cfg.daemon.auth_backoff_max_s
         )
+        self.rules = DueRules(self.cfg.poll.settle_s, self.cfg.retry.max_recording_attempts)
 
     def close(self) -> None:
         """Wait for pool threads (so no file appears after), then remove this process's work
         folder."""
-        self._transcoders.shutdown(wait=True, cancel_futures=True)
-        self._uploaders.shutdown(wait=True, cancel_futures=True)
+        self.workers.close()
         self.work.release()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the shutdown of a run going on began (for a progress display)."""
+        return any(stop.is_set() for stop in self._stops)
 
     async def poll_once(
         self, stop: asyncio.Event | None = None, report: PollReport | None = None
@@ -223,15 +149,20 @@ class Archiver:
         report = report if report is not None else PollReport()
         report.days_planned += sum(len(days) for days in plan.values())
         stop = stop or asyncio.Event()
-        items = self._due_items(plan, report, stop, pausable=pausable)
-        await self.archive_many(items, report, stop)
+        self._stops.add(stop)
+        retry = Retrier(self.cfg.retry, self.observer, stop)
+        try:
+            items = self._due_items(plan, report, retry, pausable=pausable)
+            await self._archive_many(items, report, self._recording_work(retry))
+        finally:
+            self._stops.discard(stop)
         return report
 
     async def _due_items(
         self,
         plan: Mapping[str, Sequence[date]],
         report: PollReport,
-        stop: asyncio.Event,
+        retry: Retrier,
         *,
         pausable: bool,
     ) -> AsyncIterator[tuple[PbxClient, Recording]]:
@@ -240,6 +171,7 @@ class Archiver:
         day's recordings have all been taken, so memory holds one day's listing per PBX however
         long the backfill, and the work in flight keeps the cores busy meanwhile."""
         queue: asyncio.Queue[tuple[PbxClient, Recording] | None] = asyncio.Queue(maxsize=1)
+        stop = retry.stop
 
         async def list_days(client: PbxClient, days: Sequence[date]) -> None:
             for day in days:
@@ -248,7 +180,7 @@ class Archiver:
                 if stop.is_set():
                     return
                 try:
-                    due = await self._due_on(client, day, report)
+                    due = await self._due_on(client, day, report, retry)
                 except Interrupted:
                     return  # the shutdown cut the listing short: the day stays not listed
                 report.days_listed += 1
@@ -311,103 +243,53 @@ class Archiver:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(wait_s, 0.01))
 
-    async def _due_on(self, client: PbxClient, day: date, report: PollReport) -> list[Recording]:
+    async def _due_on(
+        self, client: PbxClient, day: date, report: PollReport, retry: Retrier
+    ) -> list[Recording]:
+        """List `day` of `client` (`list_day`), count and log what it holds, record the new
+        recordings as discovered; return those due now."""
+        pbx = client.name
         try:
-            with structlog.contextvars.bound_contextvars(pbx=client.name, day=day.isoformat()):
-                listing = await self._retry(
-                    lambda: client.find(date_pattern(day)), "list", client.name
-                )
-        except RecordingFailed as error:
-            report.listing_errors.append(error.reason)
-            refused = isinstance(error.__cause__, PbxAuthError)
-            if refused and client.name not in report.auth_refused:
-                report.auth_refused.append(client.name)
-            log.error("listing_failed", pbx=client.name, day=day.isoformat(), reason=error.reason)
-            self.observer.listed(client.name, ok=False, discovered=0, due=0)
-            return []
-        if not listing.lines:
-            broken = await self._empty_listing_problem(client)
-            if broken is not None:
-                report.listing_errors.append(broken)
-                log.error(
-                    "listing_broken",
-                    pbx=client.name,
-                    day=day.isoformat(),
-                    reason=broken,
-                    hint="an empty listing is not believed; nothing is marked or skipped",
-                )
-                self.observer.listed(client.name, ok=False, discovered=0, due=0)
-                self.observer.listing_broken(client.name, broken)
-                return []
-        # ~3.5 us a line: a full listing parsed on the loop would stall /healthz and callbacks.
-        tz = ZoneInfo(client.cfg.timezone)
-        parsed = await asyncio.to_thread(parse_listing, client.name, listing.lines, tz)
-        recordings = parsed.recordings
-        report.listed += len(listing.lines)
-        report.invalid += len(parsed.invalid)
-        self._invalid_names.log(client.name, parsed.invalid)
-        if recordings:
-            self._check_timezone(client.name, recordings[0])
-        try:
-            due = self._plan_day(client, day, recordings, report, len(listing.lines))
-            self.ledger.listing_ok(client.name)
-            return due
+            listing = await list_day(
+                client, day, ledger=self.ledger, state=self.state, retry=retry,
+                rules=self.rules, clock=self.clock,
+            )  # fmt: skip
+            if listing.ok:
+                await self.state.run(self.ledger.discover, listing.new)
+                await self.state.run(self.ledger.listing_ok, pbx)
         except StateUnavailable as error:
             report.listing_errors.append(error.reason)
-            log.error(
-                "state_unavailable", pbx=client.name, day=day.isoformat(), reason=error.reason
-            )
+            log.error("state_unavailable", pbx=pbx, day=day.isoformat(), reason=error.reason)
             return []
+        self._count(listing, report)
+        return list(listing.due)
 
-    def _plan_day(
-        self,
-        client: PbxClient,
-        day: date,
-        recordings: list[Recording],
-        report: PollReport,
-        listed: int,
-    ) -> list[Recording]:
-        """Record the day's new recordings as discovered; return those due now."""
-        known = self.ledger.states_for_day(client.name, day.isoformat())
-        now = self.clock()
-        due: list[Recording] = []
-        for rec in recordings:
-            if rec.day != day:
-                continue  # the pattern matched elsewhere in the name; its own day lists it
-            verdict = is_due(
-                rec,
-                known.get(rec.name),
-                now=now,
-                settle_s=self.cfg.poll.settle_s,
-                max_attempts=self.cfg.retry.max_recording_attempts,
-            )
-            if verdict is None:
-                report.unsettled += 1
-            elif verdict:
-                due.append(rec)
-        discovered = [rec for rec in due if rec.name not in known]
-        self.ledger.discover(discovered)
-        self.observer.listed(client.name, ok=True, discovered=len(discovered), due=len(due))
+    def _count(self, listing: DayListing, report: PollReport) -> None:
+        """Put one day's listing into `report`, the observer and the log."""
+        pbx, day = listing.pbx, listing.day.isoformat()
+        if listing.error is not None:
+            report.listing_errors.append(listing.error)
+            self.observer.listed(pbx, ok=False, discovered=0, due=0)
+            if listing.auth_refused and pbx not in report.auth_refused:
+                report.auth_refused.append(pbx)
+            if listing.broken:
+                hint = "an empty listing is not believed; nothing is marked or skipped"
+                log.error("listing_broken", pbx=pbx, day=day, reason=listing.error, hint=hint)
+                self.observer.listing_broken(pbx, listing.error)
+            else:
+                log.error("listing_failed", pbx=pbx, day=day, reason=listing.error)
+            return
+        report.listed += listing.listed
+        report.invalid += len(listing.invalid)
+        report.unsettled += listing.unsettled
+        self._invalid_names.log(pbx, list(listing.invalid))
+        if listing.valid:
+            self._check_timezone(pbx, listing.valid[0])
+        self.observer.listed(pbx, ok=True, discovered=len(listing.new), due=len(listing.due))
         log.info(
-            "listed",
-            pbx=client.name,
-            day=day.isoformat(),
-            listed=listed,
-            valid=len(recordings),
-            due=len(due),
-        )
-        return due
-
-    async def _empty_listing_problem(self, client: PbxClient) -> str | None:
-        """Why an empty `find` of `client` cannot be believed (see `listing_check`), or None."""
-        recent = self.ledger.latest_verified(client.name, since=time.time() - RECENT_S)
-        name = recent.name if recent is not None else None
-        try:
-            return await self._retry(
-                lambda: explain_empty_listing(client, name), "list", client.name
-            )
-        except RecordingFailed as error:
-            return f"the listing came back empty and the check of it failed: {error.reason}"
+            "listed", pbx=pbx, day=day, listed=listing.listed, valid=len(listing.valid),
+            due=len(listing.due),
+        )  # fmt: skip
 
     def _check_timezone(self, pbx: str, rec: Recording) -> None:
         drift_s = rec.uniqueid_epoch_s - rec.started_at.timestamp()
@@ -421,17 +303,31 @@ class Archiver:
                 hint="the uniqueid's UTC time and the name's local time disagree: check timezone",
             )
 
-    async def archive_many(
+    def _recording_work(self, retry: Retrier) -> RecordingWork:
+        return RecordingWork(
+            cfg=self.cfg,
+            ledger=self.ledger,
+            state=self.state,
+            store=self.store,
+            workers=self.workers,
+            work_dir=self.work_dir,
+            worker=self.worker,
+            observer=self.observer,
+            retry=retry,
+            extra_metadata=self.extra_metadata,
+        )
+
+    async def _archive_many(
         self,
         items: AsyncIterable[tuple[PbxClient, Recording]],
         report: PollReport,
-        stop: asyncio.Event,
+        work: RecordingWork,
     ) -> None:
         """Archive `items` concurrently; stop starting new ones once `stop` is set. Every task is
         reaped as it ends and its outcome counted in `report`: one that fails never cancels the
         others. If this is cancelled (a shutdown past its grace period), the tasks in flight are
         cancelled, awaited and counted as `cancelled` before the cancellation goes on."""
-        self._stop = stop  # once set, no retry starts (see `_retry`)
+        stop = work.retry.stop
         tasks: set[asyncio.Task[None]] = set()
         try:
             async for client, rec in items:
@@ -439,7 +335,7 @@ class Archiver:
                 if stop.is_set():
                     self._in_flight.release()
                     break
-                task = asyncio.create_task(self._archive_counted(client, rec, report))
+                task = asyncio.create_task(self._archive_counted(work, client, rec, report))
                 tasks.add(task)
                 # Finished tasks go at once: a backfill of 100,000 must not keep 100,000 tasks.
                 task.add_done_callback(functools.partial(self._reap, tasks, report, rec))
@@ -477,318 +373,21 @@ class Archiver:
                 exc_info=error,
             )
 
-    async def _archive_counted(self, client: PbxClient, rec: Recording, report: PollReport) -> None:
+    async def _archive_counted(
+        self, work: RecordingWork, client: PbxClient, rec: Recording, report: PollReport
+    ) -> None:
         try:
-            outcome = await self.archive_one(client, rec)
+            outcome = await work.archive(client, rec)
         except StateUnavailable as error:
             # Nothing could be recorded: the recording stays as it was, and the next poll (of
             # this or another worker) takes it again once the database is back.
             log.error("state_unavailable", pbx=rec.pbx, name=rec.name, reason=error.reason)
-            outcome = "deferred"
+            outcome = Outcome.DEFERRED
         except Exception as error:  # the ledger itself failed (disk full?): count it, go on
             with structlog.contextvars.bound_contextvars(
                 pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name
             ):
                 log.exception("failed", reason=f"unexpected {type(error).__name__}: {error}")
-            outcome = "failed"
-        report.add_outcome(outcome)
+            outcome = Outcome.FAILED
+        report.add(outcome)
         self.observer.finished(rec.pbx, outcome)
-
-    async def archive_one(self, client: PbxClient, rec: Recording) -> str:
-        """Archive one recording; return its outcome: archived, already_present, failed or empty.
-        Never raises for a recording's own problems; they end in the ledger with a reason."""
-        # Bound in this task's own context, so every event about the recording (stamina's retry
-        # events, the PBX client's) carries its pbx and uniqueid.
-        with structlog.contextvars.bound_contextvars(
-            pbx=rec.pbx, uniqueid=rec.uniqueid, name=rec.name
-        ):
-            lease_s = self.cfg.state.lease_s
-            if not self.ledger.claim(rec.key, self.worker, lease_s):
-                log.debug("taken_elsewhere")
-                return "taken_elsewhere"
-            lease = Lease(self.ledger, rec.key, self.worker, lease_s)
-            try:
-                async with lease.renewed():
-                    return await self._archive_bound(client, rec, lease)
-            except LeaseLost:
-                log.warning("lease_lost", hint="another worker took it over; it archives it")
-                return "taken_elsewhere"
-            finally:
-                # Unreleased, the lease just runs out: no need to wait for the database again.
-                with contextlib.suppress(StateUnavailable):
-                    self.ledger.release(rec.key, self.worker)
-
-    async def _archive_bound(self, client: PbxClient, rec: Recording, lease: Lease) -> str:
-        token = work_token(rec)
-        source = self.work_dir / f"{token}.src"
-        mp3 = self.work_dir / f"{token}.mp3"
-        started = time.monotonic()
-        progress = Progress()
-        try:
-            stored = await self._stages(client, rec, source, mp3, lease, progress)
-        except LeaseLost:
-            raise
-        except Interrupted:
-            return "cancelled"  # by the shutdown, during a retry: taken again at the next start
-        except Exception as error:
-            if progress.vanished(source, mp3) or missing_work_file(error, self.work_dir):
-                # Not the recording's fault: someone removed our work file. Never final.
-                log.warning("work_file_vanished", error=type(error).__name__)
-                return self._failed(rec, "a work file vanished during the run; taken again")
-            if isinstance(error, BadAudio):
-                if error.empty:
-                    return await self._empty(rec, source, error.reason)
-                return self._failed(rec, f"bad audio: {error.reason}", retryable=False)
-            if isinstance(error, RecordingFailed):
-                return self._failed(rec, error.reason, retryable=error.transient)
-            # A bug or a local fault (disk full): this recording only.
-            return self._failed(rec, f"unexpected {type(error).__name__}: {error}", unexpected=True)
-        finally:
-            source.unlink(missing_ok=True)
-            mp3.unlink(missing_ok=True)
-        outcome = "already_present" if stored.already_present else "archived"
-        log.info(outcome, key=stored.key, seconds=round(time.monotonic() - started, 3))
-        return outcome
-
-    def _failed(
-        self, rec: Recording, reason: str, *, retryable: bool = True, unexpected: bool = False
-    ) -> str:
-        """Record `rec` as failed with `reason` (an unexpected error with its traceback)."""
-        self.ledger.fail(rec.key, reason, retryable=retryable, owner=self.worker)
-        if unexpected:
-            log.exception("failed", reason=reason)
-        else:
-            log.warning("failed", reason=reason, retryable=retryable)
-        return "failed"
-
-    async def _empty(self, rec: Recording, source: Path, reason: str) -> str:
-        """Record a header-only/zero-length source as `empty`; with `on_empty = "quarantine"`
-        store its original bytes first. Return the outcome (`empty`, or `failed` if the
-        quarantine upload ran out of retries: retryable, so the next poll tries again)."""
-        kept_at: str | None = None
-        if self.cfg.transcode.on_empty == "quarantine":
-            try:
-                stored = await self._retry(
-                    lambda: self._quarantine(rec, source, reason), "quarantine", rec.pbx
-                )
-            except RecordingFailed as failure:
-                return self._failed(rec, failure.reason)
-            except Interrupted:
-                return "cancelled"
-            except Exception as error:  # a local fault (unreadable file): this recording only
-                name = type(error).__name__
-                return self._failed(rec, f"quarantine: unexpected {name}: {error}", unexpected=True)
-            kept_at = stored.key
-            reason = f"{reason} (original kept at {kept_at})"
-        self.ledger.mark_empty(rec.key, reason, object_key=kept_at, owner=self.worker)
-        log.info("empty", reason=reason)
-        return "empty"
-
-    async def _quarantine(self, rec: Recording, source: Path, reason: str) -> StoredObject:
-        def put() -> StoredObject:
-            found = digests(source)
-            return self.store.put_verified(
-                source,
-                quarantine_key(rec, self.cfg.s3.prefix),
-                quarantine_metadata(rec, found, reason),
-                md5_b64=found.md5_b64,
-                md5_hex=found.md5_hex,
-                content_type=QUARANTINE_CONTENT_TYPE,
-            )
-
-        return await asyncio.get_running_loop().run_in_executor(self._uploaders, put)
-
-    async def _stages(
-        self,
-        client: PbxClient,
-        rec: Recording,
-        source: Path,
-        mp3: Path,
-        lease: Lease,
-        progress: Progress,
-    ) -> StoredObject:
-        download = await self._retry(
-            lambda: self._download_checked(client, rec, source), "download", rec.pbx
-        )
-        progress.downloaded = True
-        self.observer.downloaded(rec.pbx, download.size_bytes)
-        self.ledger.advance(
-            rec.key,
-            "downloaded",
-            owner=self.worker,
-            source_sha256=download.sha256,
-            source_bytes=download.size_bytes,
-        )
-        result = await self._transcode(rec, source, mp3)
-        progress.transcoded = True
-        self.ledger.advance(
-            rec.key,
-            "transcoded",
-            owner=self.worker,
-            mp3_bytes=result.mp3_bytes,
-            mp3_md5=result.md5_b64,
-            audio_s=result.mp3_duration_s,
-        )
-        lease.check()  # the last moment to stand back without work done twice
-        extra = self.extra_metadata(rec) if self.extra_metadata is not None else {}
-        stored = await self._retry(
-            lambda: self._upload(rec, result, download.sha256, extra), "upload", rec.pbx
-        )
-        # The catalogue row goes in with the verified state, in one transaction.
-        entry = catalogue_entry(
-            rec, object_key=stored.key, size_bytes=stored.size_bytes, metadata=extra
-        )
-        self.ledger.mark_verified(entry, owner=self.worker)
-        self.observer.stored(
-            rec.pbx,
-            mp3_bytes=result.mp3_bytes,
-            audio_s=result.mp3_duration_s,
-            uploaded=not stored.already_present,
-        )
-        return stored
-
-    async def _download_checked(self, client: PbxClient, rec: Recording, source: Path) -> Download:
-        """Download `rec`. Without a Content-Length to check it against (a body delimited by the
-        closed connection), its audio's own length stands in (`completeness`): a download that
-        looks short by its length is fetched again at once, and taken only if the second is
-        byte-identical; one whose header says it was cut, or that changed, raises a transient
-        PbxError, which sends it round the retry loop."""
-        download = await client.download(rec, source)
-        if not download.delimited_by_close:
-            return download
-        short = await asyncio.to_thread(shortfall, source, float(rec.duration_s))
-        if short is None:
-            return download
-        if short.certain:
-            raise PbxError(f"download: cut short: {short.reason}", transient=True, kind="truncated")
-        again = await client.download(rec, source)
-        if again.sha256 != download.sha256:
-            raise PbxError(f"download: cut short: {short.reason}", transient=True, kind="truncated")
-        log.info("download_short_but_stable", reason=short.reason, size_bytes=again.size_bytes)
-        return again
-
-    async def _transcode(self, rec: Recording, source: Path, mp3: Path) -> TranscodeResult:
-        loop = asyncio.get_running_loop()
-        settings = self.cfg.transcode
-        tags = id3_tags(rec)
-        started = time.monotonic()
-        ok = False
-        try:
-            if self._batcher is not None:
-                batch_job = BatchJob(source, mp3, tags, float(rec.duration_s))
-                result = await self._batcher.transcode(batch_job)
-            else:
-                job = functools.partial(
-                    transcode_to_mp3,
-                    source,
-                    mp3,
-                    ffmpeg=self.ffmpeg,
-                    bitrate=settings.bitrate,
-                    tags=tags,
-                    engine="pydub",  # no batcher: engine = "pydub" was configured
-                    timeout_s=transcode_limit_s(rec),
-                )
-                result = await loop.run_in_executor(self._transcoders, job)
-            ok = True
-            return result
-        except TranscodeError as error:
-            raise RecordingFailed(
-                f"transcode: {error.reason}", transient=False, kind="transcode"
-            ) from None
-        finally:
-            self.observer.stage_done("transcode", rec.pbx, time.monotonic() - started, ok=ok)
-
-    async def _upload(
-        self, rec: Recording, result: TranscodeResult, sha256: str, extra: Mapping[str, str]
-    ) -> StoredObject:
-        key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
-        metadata = object_metadata(rec, source_sha256=sha256, md5_b64=result.md5_b64, extra=extra)
-
-        def put() -> StoredObject:
-            return self.store.put_verified(
-                result.mp3_path, key, metadata, md5_b64=result.md5_b64, md5_hex=result.md5_hex
-            )
-
-        return await asyncio.get_running_loop().run_in_executor(self._uploaders, put)
-
-    async def _retry(self, call: Callable[[], Awaitable[T]], stage: str, pbx: str) -> T:
-        """Run `call`, retrying transient PBX/S3 errors with backoff, jitter and both an attempt
-        and a time cap. Raise RecordingFailed with the last reason when they run out, or
-        `Interrupted` once `stop` is set: no retry starts after it, and a wait for one ends."""
-        retry = self.cfg.retry
-        started = time.monotonic()
-        ok = False
-        last_reason = "other"
-
-        def transient(error: Exception) -> bool:
-            nonlocal last_reason
-            if isinstance(error, PbxError | StoreError) and error.transient:
-                last_reason = retry_reason(error.kind)
-                return True
-            return False
-
-        # Each retry is one `retrying` event (the stamina hook `_log_retry`) carrying these,
-        # plus pbx/uniqueid bound by the caller (contextvars are per task: no mixing).
-        try:
-            with structlog.contextvars.bound_contextvars(stage=stage, attempts=retry.attempts):
-                attempts = aiter(
-                    stamina.retry_context(
-                        on=transient,
-                        attempts=retry.attempts,
-                        timeout=retry.timeout_s,
-                        wait_initial=retry.wait_initial_s,
-                        wait_max=retry.wait_max_s,
-                    )
-                )
-                failed_before = False
-                while True:
-                    try:
-                        attempt = await self._next_attempt(attempts, stage, failed_before)
-                    except StopAsyncIteration:
-                        break
-                    if attempt.num > 1:
-                        self.observer.retrying(stage, pbx, last_reason)
-                    with attempt:
-                        value = await call()
-                        ok = True
-                        return value
-                    failed_before = True  # the attempt's error was kept: the next may wait
-        except (PbxError, StoreError) as error:
-            raise RecordingFailed(
-                f"{stage}: {error.reason}", transient=error.transient, kind=error.kind
-            ) from error
-        finally:
-            self.observer.stage_done(stage, pbx, time.monotonic() - started, ok=ok)
-        raise AssertionError("unreachable: retry_context either returns or raises")
-
-    async def _next_attempt(
-        self, attempts: AsyncIterator[stamina.Attempt], stage: str, may_wait: bool
-    ) -> stamina.Attempt:
-        """The next attempt from stamina. When it may first wait out a back-off (`may_wait`),
-        the wait is raced against the shutdown: a set `stop` ends it with `Interrupted`."""
-        stop = self._stop
-        if not may_wait or stop is None or stop.is_set():
-            return await anext(attempts)
-        step = asyncio.ensure_future(anext(attempts))
-        stopped = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({step, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            step.cancel()
-            raise
-        finally:
-            stopped.cancel()
-        if step.done():
-            return step.result()
-        step.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await step
-        raise Interrupted(stage)
-
-    def _stopping(self) -> bool:
-        return self._stop is not None and self._stop.is_set()
-
-    @property
-    def stopping(self) -> bool:
-        """True once the shutdown began (the `stop` of the current run is set)."""
-        return self._stopping()

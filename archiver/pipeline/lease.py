@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 
-from archiver.state import Ledger, StateUnavailable
+from archiver.state import Ledger, StateThreads, StateUnavailable
 
 __all__ = ["Lease", "LeaseLost"]
 
@@ -23,16 +23,19 @@ class LeaseLost(Exception):
 class Lease:
     """Our claim on one recording, renewed every third of `lease_s` while the work goes on."""
 
-    def __init__(self, ledger: Ledger, key: str, owner: str, lease_s: float) -> None:
+    def __init__(
+        self, ledger: Ledger, state: StateThreads, key: str, owner: str, lease_s: float
+    ) -> None:
         self._ledger = ledger
+        self._state = state
         self._key = key
         self._owner = owner
         self._lease_s = lease_s
         self.lost = False
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """Raise LeaseLost if another worker has taken the recording over."""
-        if self.lost or not self._ledger.renew(self._key, self._owner, self._lease_s):
+        if self.lost or not await self._renew():
             self.lost = True
             raise LeaseLost(self._key)
 
@@ -50,7 +53,10 @@ class Lease:
         while not self.lost:
             await asyncio.sleep(self._lease_s / 3)
             try:
-                self.lost = not self._ledger.renew(self._key, self._owner, self._lease_s)
+                self.lost = not await self._renew()
             except StateUnavailable as error:
                 # The lease may run out meanwhile; `check` before the upload decides.
                 log.warning("lease_not_renewed", reason=error.reason)
+
+    async def _renew(self) -> bool:
+        return await self._state.run(self._ledger.renew, self._key, self._owner, self._lease_s)

@@ -1,7 +1,8 @@
 """`archiver backfill --dry-run`: what a backfill would archive, and about how long it would take.
 
-Nothing is downloaded, transcoded, stored or written to the ledger: each day is listed (the same
-`find` the backfill sends), parsed, and checked against the ledger as the backfill would. The
+Nothing is downloaded, transcoded, stored or written to the ledger: each day goes through the
+backfill's own `list_day` (the same `find`, retries, empty-listing check, parsing and ledger
+check), so the count is the backfill's. The
 listing gives names, not sizes, so the source bytes are estimated from each name's duration and
 its format's byte rate (`_BYTES_PER_S`; a `.wav` counts as 16-bit PCM, the larger of the two
 things it can hold, so the estimate errs high). The time estimate takes the slowest of:
@@ -35,14 +36,14 @@ from zoneinfo import ZoneInfo
 from archiver.config import Config, PauseWindow
 from archiver.credentials import pbx_password
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
-from archiver.names import InvalidName, parse_path
-from archiver.pbx import PbxClient, PbxError, date_pattern
+from archiver.observe import NullObserver
+from archiver.pbx import PbxClient
 from archiver.pipeline.cpus import usable_cpus
-from archiver.pipeline.days import is_due
+from archiver.pipeline.days import DueRules, list_day
 from archiver.pipeline.hours import paused_until
+from archiver.pipeline.retries import Retrier, install_retry_log
 from archiver.pipeline.transcode import find_ffmpeg, transcode_to_mp3
-from archiver.state.api import open_state
-from archiver.state.ledger import Ledger
+from archiver.state import State, open_state
 
 __all__ = [
     "DayPlan",
@@ -92,42 +93,29 @@ def estimated_bytes(extension: str, duration_s: float) -> int:
 async def list_plan(
     cfg: Config,
     clients: Mapping[str, PbxClient],
-    ledger: Ledger,
+    state: State,
     plan: Mapping[str, Sequence[date]],
     now: datetime,
 ) -> list[DayPlan]:
-    """List every day of `plan` and count what a backfill would archive (not yet final in the
-    ledger, settled by `now`). A failed listing is a `DayPlan` with its `error`, never a zero."""
+    """List every day of `plan` and count what a backfill would archive: each day through
+    `list_day`, as the backfill lists it (its retries, its check of an empty listing, its
+    settle time and attempt cap), nothing written. A failed listing is a `DayPlan` with its
+    `error`, never a zero."""
+    retry = Retrier(cfg.retry, NullObserver(), asyncio.Event())
+    rules = DueRules(cfg.poll.settle_s, cfg.retry.max_recording_attempts)
     days: list[DayPlan] = []
     for pbx_name, pbx_days in plan.items():
-        client = clients[pbx_name]
-        tz = ZoneInfo(client.cfg.timezone)
         for day in pbx_days:
-            try:
-                listing = await client.find(date_pattern(day))
-            except PbxError as error:
-                days.append(DayPlan(pbx_name, day, error=error.reason))
+            listing = await list_day(
+                clients[pbx_name], day, ledger=state.ledger, state=state.aio, retry=retry,
+                rules=rules, clock=lambda: now,
+            )  # fmt: skip
+            if listing.error is not None:
+                days.append(DayPlan(pbx_name, day, error=listing.error))
                 continue
-            known = ledger.states_for_day(pbx_name, day.isoformat())
-            count, size, audio_s = 0, 0, 0.0
-            for line in listing.lines:
-                try:
-                    rec = parse_path(pbx_name, line, tz)
-                except InvalidName:
-                    continue
-                due = is_due(
-                    rec,
-                    known.get(rec.name),
-                    now=now,
-                    settle_s=cfg.poll.settle_s,
-                    max_attempts=cfg.retry.max_recording_attempts,
-                )
-                if rec.day != day or not due:
-                    continue
-                count += 1
-                size += estimated_bytes(rec.extension, rec.duration_s)
-                audio_s += rec.duration_s
-            days.append(DayPlan(pbx_name, day, count, size, audio_s))
+            size = sum(estimated_bytes(rec.extension, rec.duration_s) for rec in listing.due)
+            audio_s = float(sum(rec.duration_s for rec in listing.due))
+            days.append(DayPlan(pbx_name, day, len(listing.due), size, audio_s))
     return days
 
 
@@ -227,12 +215,13 @@ def dry_run(cfg: Config, plan: Mapping[str, Sequence[date]], *, out: TextIO = sy
 
 
 async def _list_with_clients(cfg: Config, plan: Mapping[str, Sequence[date]]) -> list[DayPlan]:
+    install_retry_log()
     clients = {name: PbxClient(cfg.pbx_named(name), pbx_password(cfg.pbx_named(name)))
                for name in plan}  # fmt: skip
     try:
         with contextlib.closing(open_state(cfg)) as state:
             now = datetime.now().astimezone()
-            return await list_plan(cfg, clients, state.ledger, plan, now)
+            return await list_plan(cfg, clients, state, plan, now)
     finally:
         for client in clients.values():
             await client.close()

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["PollReport"]
+from archiver.observe import Outcome
+
+__all__ = ["Outcome", "PollReport"]
 
 
 @dataclass
@@ -37,8 +39,23 @@ class PollReport:
     auth_refused: list[str] = field(default_factory=list)  # PBX names that refused us
     backing_off: list[str] = field(default_factory=list)  # PBX names skipped this poll
 
-    def add_outcome(self, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
+    def add(self, outcome: Outcome) -> None:
+        """Count one recording's `outcome`."""
+        match outcome:
+            case Outcome.ARCHIVED:
+                self.archived += 1
+            case Outcome.ALREADY_PRESENT:
+                self.already_present += 1
+            case Outcome.FAILED:
+                self.failed += 1
+            case Outcome.EMPTY:
+                self.empty += 1
+            case Outcome.TAKEN_ELSEWHERE:
+                self.taken_elsewhere += 1
+            case Outcome.DEFERRED:
+                self.deferred += 1
+            case Outcome.CANCELLED:
+                self.cancelled += 1
 
     @property
     def unfinished(self) -> int:

@@ -24,6 +24,7 @@ from archiver.credentials import pbx_password
 from archiver.pbx import PbxClient
 from archiver.pipeline.daemon import Archiver
 from archiver.pipeline.report import PollReport
+from archiver.pipeline.retries import install_retry_log
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3 import S3Store, StoreError
 from archiver.service import Service
@@ -59,7 +60,8 @@ async def open_archiver(cfg: Config, state: State) -> AsyncIterator[Archiver]:
         if pbx.tls_unverified:
             log.warning("tls_verification_off", pbx=pbx.name)
     log.info("state_opened", backend=state.backend, where=state.where)
-    dead = free_dead_local_leases(state.ledger)
+    install_retry_log()
+    dead = await state.aio.run(free_dead_local_leases, state.ledger)
     if dead:
         log.info("dead_workers_leases_freed", workers=dead)
     store = await asyncio.to_thread(S3Store, cfg.s3)
