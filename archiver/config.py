@@ -707,10 +707,35 @@ class WebConfig(_Strict):
     # Dates typed in the search are days in this zone (default: the first PBX's).
     timezone: Annotated[str, AfterValidator(_check_timezone)] | None = None
     page_size: Annotated[int, Field(ge=5, le=500)] = 50
-    # Failed logins allowed per user name and per address within the window, then HTTP 429.
+    # Login attempts allowed per (user name, address) pair within the window, then HTTP 429
+    # for that pair only: nobody can lock a user out from elsewhere (issue 19).
     login_max_failures: Annotated[int, Field(ge=1, le=1000)] = 5
     login_window_s: Annotated[float, Field(ge=1, le=86400)] = 900.0
     zip_max_files: Annotated[int, Field(ge=1, le=1000)] = 100
+    # --- Limits under attack (issue 19) ---
+    # Failed logins from one address across all user names (an office behind one NAT address).
+    login_max_failures_per_address: Annotated[int, Field(ge=1, le=100_000)] = 30
+    # Password checks queued at once; beyond, a login answers 503 with Retry-After, unchecked.
+    login_max_pending: Annotated[int, Field(ge=1, le=10_000)] = 32
+    # Zips streamed at once per user and in total; beyond, 429 (user) or 503 (total).
+    zip_max_per_user: Annotated[int, Field(ge=1, le=100)] = 2
+    zip_max_concurrent: Annotated[int, Field(ge=1, le=256)] = 8
+    # Searches (page and API) running at once per user and in total; beyond, 429 or 503.
+    search_max_per_user: Annotated[int, Field(ge=1, le=100)] = 2
+    search_max_concurrent: Annotated[int, Field(ge=1, le=100)] = 3
+    # A database statement of the web (a search) is cancelled after this: 503, try narrower.
+    statement_timeout_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
+    # Reading a request: its headers (from the connection's first byte or the end of the
+    # previous response) and its body each within this; idle keep-alive connections close.
+    header_timeout_s: Annotated[float, Field(ge=1, le=600)] = 10.0
+    body_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
+    keepalive_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
+    # Open connections in total and per client address (a trusted proxy's count only in the
+    # total); beyond, the connection gets a 503 and is closed. See LimitNOFILE in the unit.
+    max_connections: Annotated[int, Field(ge=8, le=100_000)] = 1024
+    max_connections_per_address: Annotated[int, Field(ge=1, le=100_000)] = 64
+    # Strict-Transport-Security max-age under TLS (or secure_cookies behind a proxy); 0: none.
+    hsts_max_age_s: Annotated[int, Field(ge=0, le=2 * 365 * 86400)] = 365 * 86400
     # Proxies (exact addresses) whose X-Forwarded-For names the client in the access log.
     trusted_proxies: list[str] = []
     # The role of a user no [web.users.NAME] or group names (their scope: the whole archive).

@@ -36,9 +36,9 @@ SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 def users_file(path: Path, users: Mapping[str, str]) -> Path:
-    """An htpasswd file (bcrypt, low cost: tests only) for `users`."""
+    """An htpasswd file (bcrypt at cost 10, the lowest `archiver web` accepts) for `users`."""
     lines = [
-        f"{name}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()}"
+        f"{name}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(10)).decode()}"
         for name, password in users.items()
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,6 +1,10 @@
 """What every handler of `archiver web` shares: the configuration, the state (SQLite or
 PostgreSQL, used from worker threads), the S3 store, users, sessions and the login throttle; and
-the small helpers that turn a request into a user, an address or an access-log row."""
+the small helpers that turn a request into a user, an address or an access-log row.
+
+Blocking work runs in separate bounded thread pools, so that no kind of request can take the
+threads another needs: database statements (`in_db`), S3 reads for audio (`in_s3`), password
+hashes (`in_hash`) and zip writers (`zip_threads`, one per zip admitted by `zips`)."""
 
 from __future__ import annotations
 
@@ -25,12 +29,14 @@ from archiver.state.access import AccessAction, AccessEvent, AccessLog, AccessOu
 from archiver.state.api import State
 from archiver.state.catalogue import Catalogue
 from archiver.state.ledger import Ledger
-from archiver.web.auth import LoginThrottle, Sessions
+from archiver.web.auth import LoginThrottle, Sessions, VerifiedCache
+from archiver.web.limits import PerUserLimit
 from archiver.web.roles import Access, Roles
 from archiver.web.users import USERNAME_RE, Users
 
 __all__ = [
     "CONTEXT_KEY",
+    "HASH_THREADS",
     "SESSION_COOKIE",
     "USER_KEY",
     "WebContext",
@@ -43,6 +49,11 @@ log = structlog.get_logger("archiver.web")
 SESSION_COOKIE: Final = "archiver_session"
 P = ParamSpec("P")
 T = TypeVar("T")
+# bcrypt releases the GIL: two hashes at once use both cores of a small server, no more, so a
+# flood of logins never takes the CPU that streams audio.
+HASH_THREADS: Final = 2
+_S3_THREADS: Final = 16
+_DB_THREADS: Final = 4
 
 
 @dataclass
@@ -57,6 +68,9 @@ class WebContext:
     templates: jinja2.Environment
     sessions: Sessions = field(init=False)
     throttle: LoginThrottle = field(init=False)
+    verified: VerifiedCache = field(init=False)
+    zips: PerUserLimit = field(init=False)
+    searches: PerUserLimit = field(init=False)
     catalogue: Catalogue = field(init=False)
     access_log: AccessLog = field(init=False)
     ledger: Ledger = field(init=False)
@@ -65,18 +79,37 @@ class WebContext:
     _db_thread: ThreadPoolExecutor = field(init=False)
     # S3 reads are blocking boto3 calls: their own threads, so a slow read never delays a search.
     s3_threads: ThreadPoolExecutor = field(init=False)
+    # Each admitted zip has a writer thread of its own here (never one of the audio threads).
+    zip_threads: ThreadPoolExecutor = field(init=False)
+    _hash_threads: ThreadPoolExecutor = field(init=False)
+    _hashes_waiting: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         web_cfg = self.cfg.web
         self.sessions = Sessions(ttl_s=web_cfg.session_ttl_s)
-        self.throttle = LoginThrottle(web_cfg.login_max_failures, web_cfg.login_window_s)
+        self.throttle = LoginThrottle(
+            max_failures=web_cfg.login_max_failures,
+            max_failures_per_address=web_cfg.login_max_failures_per_address,
+            window_s=web_cfg.login_window_s,
+        )
+        self.verified = VerifiedCache()
+        self.zips = PerUserLimit(
+            per_user=web_cfg.zip_max_per_user, total=web_cfg.zip_max_concurrent
+        )
+        self.searches = PerUserLimit(
+            per_user=web_cfg.search_max_per_user, total=web_cfg.search_max_concurrent
+        )
         self.catalogue = self.state.catalogue
         self.access_log = self.state.access_log
         self.ledger = self.state.ledger
         self.roles = Roles(web_cfg)
         self.timezone = ZoneInfo(web_cfg.timezone or self.cfg.pbx[0].timezone)
-        self._db_thread = ThreadPoolExecutor(4, thread_name_prefix="web-db")
-        self.s3_threads = ThreadPoolExecutor(16, thread_name_prefix="web-s3")
+        self._db_thread = ThreadPoolExecutor(_DB_THREADS, thread_name_prefix="web-db")
+        self.s3_threads = ThreadPoolExecutor(_S3_THREADS, thread_name_prefix="web-s3")
+        self.zip_threads = ThreadPoolExecutor(
+            web_cfg.zip_max_concurrent, thread_name_prefix="web-zip"
+        )
+        self._hash_threads = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="web-hash")
 
     async def in_db(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `call` on a database thread."""
@@ -87,9 +120,24 @@ class WebContext:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.s3_threads, lambda: call(*args, **kwargs))
 
+    async def in_hash(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a password check on the hash threads (counted while it waits or runs)."""
+        loop = asyncio.get_running_loop()
+        self._hashes_waiting += 1
+        try:
+            return await loop.run_in_executor(self._hash_threads, lambda: call(*args, **kwargs))
+        finally:
+            self._hashes_waiting -= 1
+
+    def hash_checks_waiting(self) -> int:
+        """Password checks queued or running now."""
+        return self._hashes_waiting
+
     def close(self) -> None:
         self._db_thread.shutdown(wait=True)
         self.s3_threads.shutdown(wait=False, cancel_futures=True)
+        self.zip_threads.shutdown(wait=False, cancel_futures=True)
+        self._hash_threads.shutdown(wait=False, cancel_futures=True)
         self.state.close()
 
     def is_admin(self, username: str) -> bool:

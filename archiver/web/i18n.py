@@ -109,6 +109,14 @@ _TEXTS: Final[dict[Language, dict[str, str]]] = {
     },
 }
 
+# Issue 19 (limits under attack): its own block, merged into both languages.
+_TEXTS["en"].update({
+    "login_busy": "The server is busy checking logins. Try again in {seconds} seconds.",
+})  # fmt: skip
+_TEXTS["tr"].update({
+    "login_busy": "Sunucu girişleri denetlemekle meşgul. {seconds} saniye sonra tekrar deneyin.",
+})  # fmt: skip
+
 
 def texts(language: Language) -> dict[str, str]:
     return _TEXTS[language]

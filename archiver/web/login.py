@@ -3,17 +3,24 @@ on every POST, and HTTP Basic for scripts (the JSON API and audio).
 
 Every login attempt, by form or by Basic, successful, refused or throttled, is an access-log row
 and a `login` log event. The password itself is never logged or echoed.
+
+A password is checked in one place, `check_password` (the htpasswd file today; a directory can
+answer there too), on the hash threads, after the attempt was counted by the throttle; a session
+lives only while `session_valid` says its credential still stands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
 
 from aiohttp import web
+from yarl import URL
 
 from archiver.web.auth import Session, same_token
 from archiver.web.context import (
@@ -23,12 +30,21 @@ from archiver.web.context import (
     WebContext,
     basic_credentials,
     client_address,
+    log,
 )
 from archiver.web.i18n import texts
 from archiver.web.render import SECURITY_HEADERS, language_of, render
-from archiver.web.users import USERNAME_RE
+from archiver.web.users import USERNAME_RE, PasswordCheck
 
-__all__ = ["add_login_routes", "guard", "security_headers"]
+__all__ = [
+    "add_login_routes",
+    "check_password",
+    "guard",
+    "safe_location",
+    "safe_next",
+    "security_headers",
+    "session_valid",
+]
 
 PRELOGIN_COOKIE: Final = "archiver_csrf"
 SESSION_KEY: Final = web.RequestKey("archiver_session", Session)
@@ -51,17 +67,33 @@ def _set_cookie(response: web.StreamResponse, context: WebContext, name: str, va
     )
 
 
-def _safe_next(target: str | None) -> str:
-    """Where to go after logging in: a path on this server only (never `//host` or a URL)."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return "/"
+def safe_next(target: str | None) -> str:
+    """Where to go after logging in: a path on this server only, else `/`."""
+    return target if target is not None and safe_location(target) else "/"
+
+
+def safe_location(target: str) -> bool:
+    """True if `target` is a path of this site once normalised as the response will send it and
+    a browser will read it. yarl (which builds aiohttp's Location) drops tabs and newlines, so
+    a TAB between two slashes would leave as `//evil.example`; browsers drop them too and take a
+    backslash for a slash. So: no control character at all, no backslash before the query, and
+    what yarl makes of it starts with one slash only."""
+    path = target.partition("?")[0].partition("#")[0]
+    if not target or any(ord(char) < 0x20 or char == "\x7f" for char in target) or "\\" in path:
+        return False
+    try:
+        sent = str(URL(target))
+    except ValueError:
+        return False
+    if any(ord(char) < 0x20 or char == "\x7f" for char in sent):
+        return False
+    return sent.startswith("/") and not sent.startswith("//")
 
 
 async def _login_form(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT_KEY]
     if context.sessions.get(request.cookies.get(SESSION_COOKIE)) is not None:
-        raise web.HTTPSeeOther(_safe_next(request.query.get("next")))
+        raise web.HTTPSeeOther(safe_next(request.query.get("next")))
     return _form(request, context, error=None, status=200)
 
 
@@ -76,7 +108,7 @@ def _form(request: web.Request, context: WebContext, *, error: str | None,
         headers=headers,
         csrf_token=token,
         error=error,
-        next=_safe_next(request.query.get("next")),
+        next=safe_next(request.query.get("next")),
         user=None,
         is_admin=False,
     )
@@ -87,20 +119,23 @@ def _form(request: web.Request, context: WebContext, *, error: str | None,
 async def _login(request: web.Request) -> web.StreamResponse:
     context = request.app[CONTEXT_KEY]
     form = await request.post()
-    if not same_token(_field(form.get("csrf_token")), request.cookies.get(PRELOGIN_COOKIE, "")):
+    # Both must be there: a missing cookie is not the empty string an empty field would match.
+    if not same_token(_field(form.get("csrf_token")), request.cookies.get(PRELOGIN_COOKIE)):
         raise web.HTTPForbidden(text="CSRF check failed: reload the login page\n")
     name = _field(form.get("username")) or ""
     password = _field(form.get("password")) or ""
     words = texts(language_of(request))
     verdict = await _check(request, context, name, password, via="form")
-    if isinstance(verdict, float):
-        seconds = math.ceil(verdict)
-        return _form(request, context, error=words["login_throttled"].format(seconds=seconds),
-                     status=429, headers={"Retry-After": str(seconds)})  # fmt: skip
-    if not verdict:
+    if verdict.wait_s > 0:
+        seconds = math.ceil(verdict.wait_s)
+        key = "login_busy" if verdict.busy else "login_throttled"
+        return _form(request, context, error=words[key].format(seconds=seconds),
+                     status=503 if verdict.busy else 429,
+                     headers={"Retry-After": str(seconds)})  # fmt: skip
+    if verdict.stamp is None:
         return _form(request, context, error=words["login_failed"], status=401)
-    session = context.sessions.create(name)
-    response = web.HTTPSeeOther(_safe_next(_field(form.get("next"))))
+    session = context.sessions.create(name, verdict.stamp)
+    response = web.HTTPSeeOther(safe_next(_field(form.get("next"))))
     _set_cookie(response, context, SESSION_COOKIE, session.token, context.cfg.web.session_ttl_s)
     response.del_cookie(PRELOGIN_COOKIE, path="/")
     raise response
@@ -110,27 +145,55 @@ def _field(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+async def check_password(context: WebContext, name: str, password: str) -> PasswordCheck:
+    """The one place a password is checked: on the hash threads (never those that stream
+    audio), then padded so that every name takes as long. Call only for an attempt the throttle
+    admitted."""
+    check = await context.in_hash(context.users.verify, name, password)
+    if check.pad_s > 0:
+        await asyncio.sleep(check.pad_s)
+    return check
+
+
+def session_valid(context: WebContext, session: Session) -> bool:
+    """True while the credential the session was opened with still stands (the user is in the
+    users file with the same password)."""
+    return context.users.stamp(session.username) == session.stamp
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """One login attempt's outcome: `stamp` when accepted; `wait_s` > 0 when it was not
+    checked (throttled, or `busy`: too many checks already waiting)."""
+
+    stamp: str | None
+    wait_s: float = 0.0
+    busy: bool = False
+
+
 async def _check(
     request: web.Request, context: WebContext, name: str, password: str, *, via: str
-) -> bool | float:
-    """Check one login attempt: True (accepted), False (refused), or the seconds to wait
-    (throttled; the password was not even checked). Logs and records each outcome."""
+) -> _Verdict:
+    """Check one login attempt, counted before its hash; a throttled attempt costs none. Logs
+    and records each outcome."""
     address = client_address(request, context.cfg.web.trusted_proxies)
-    keys = (f"user:{name}", f"addr:{address}")
-    wait_s = context.throttle.retry_after_s(*keys)
     shown = name if USERNAME_RE.fullmatch(name) else name[:64]
+    if context.hash_checks_waiting() >= context.cfg.web.login_max_pending:
+        await context.record(request, username=shown, action="login", outcome="throttled",
+                             detail=f"{via}, server busy")  # fmt: skip
+        return _Verdict(stamp=None, wait_s=2.0, busy=True)
+    wait_s = context.throttle.admit(name, address)
     if wait_s > 0:
         await context.record(request, username=shown, action="login", outcome="throttled",
                              detail=via)  # fmt: skip
-        return wait_s
-    accepted = bool(name) and await context.in_s3(context.users.verify, name, password)
-    if accepted:
-        context.throttle.succeeded(keys[0])
-    else:
-        context.throttle.failed(*keys)
+        return _Verdict(stamp=None, wait_s=wait_s)
+    check = await check_password(context, name, password) if name else None
+    stamp = check.stamp if check is not None and check.accepted else None
+    if stamp is not None:
+        context.throttle.succeeded(name, address)
     await context.record(request, username=shown, action="login",
-                         outcome="ok" if accepted else "refused", detail=via)  # fmt: skip
-    return accepted
+                         outcome="ok" if stamp else "refused", detail=via)  # fmt: skip
+    return _Verdict(stamp=stamp)
 
 
 async def _logout(request: web.Request) -> web.StreamResponse:
@@ -149,6 +212,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     context = request.app[CONTEXT_KEY]
     session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
+    if session is not None and not session_valid(context, session):
+        context.sessions.end(session.token)  # the user was removed or the password changed
+        log.info("session_ended", user=session.username, reason="credential changed")
+        session = None
     if session is not None:
         if request.method == "POST":
             form = await request.post()
@@ -171,21 +238,31 @@ async def _basic(request: web.Request, context: WebContext, handler: Handler) ->
     credentials = basic_credentials(request)
     if credentials is None:
         raise web.HTTPUnauthorized(text="log in first (HTTP Basic)\n", headers=challenge)
-    verdict = await _check(request, context, *credentials, via="basic")
-    if isinstance(verdict, float):
-        raise web.HTTPTooManyRequests(
-            text="too many failed logins\n", headers={"Retry-After": str(math.ceil(verdict))}
-        )
-    if not verdict:
-        raise web.HTTPUnauthorized(text="wrong user name or password\n", headers=challenge)
-    request[USER_KEY] = credentials[0]
+    name, password = credentials
+    # A script fetching many files proves its password once a minute, not once per request.
+    remembered = context.verified.stamp_of(name, password)
+    if remembered is None or remembered != context.users.stamp(name):
+        verdict = await _check(request, context, name, password, via="basic")
+        if verdict.wait_s > 0:
+            retry = {"Retry-After": str(math.ceil(verdict.wait_s))}
+            if verdict.busy:
+                raise web.HTTPServiceUnavailable(text="busy checking passwords\n", headers=retry)
+            raise web.HTTPTooManyRequests(text="too many failed logins\n", headers=retry)
+        if verdict.stamp is None:
+            raise web.HTTPUnauthorized(text="wrong user name or password\n", headers=challenge)
+        context.verified.remember(name, password, verdict.stamp)
+    request[USER_KEY] = name
     return await handler(request)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
     """`on_response_prepare`: the headers of `SECURITY_HEADERS` on every answer, streamed audio
-    and errors included."""
+    and errors included; no redirect ever leaves this site, whoever built its Location."""
     response.headers.update(SECURITY_HEADERS)
+    location = response.headers.get("Location")
+    if location is not None and not safe_location(location):
+        log.warning("redirect_refused", path=request.path)
+        response.headers["Location"] = "/"
 
 
 def add_login_routes(app: web.Application) -> None:
