@@ -50,6 +50,7 @@ from archiver.pipeline import (
     WorkDirRefused,
     archive_until_signalled,
     find_ffmpeg,
+    max_in_flight,
     open_archiver,
     parse_listing,
     reconcile,
@@ -58,6 +59,7 @@ from archiver.pipeline import (
 )
 from archiver.s3 import S3Store, StoreError
 from archiver.service import (
+    DaemonFacts,
     Health,
     ListenError,
     Metrics,
@@ -593,6 +595,14 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
         metrics = Metrics([pbx.name for pbx in cfg.pbx], on_event=health.beat)
         metrics.watch_request_limits(
             lambda: {name: client.limit.limit for name, client in archiver.clients.items()}
+        )
+        metrics.watch_daemon(
+            DaemonFacts(
+                poll_interval_s=cfg.poll.interval_s,
+                work_dir=cfg.state.work_path,
+                in_flight=max_in_flight(cfg),
+                failed_counts=state.ledger.counts_failed,
+            )
         )
         archiver.observer = metrics
         service = Service(Notifier.from_environment(), health, metrics)

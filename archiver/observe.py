@@ -11,9 +11,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Final, Protocol
 
-from archiver.errors import Kind
+from archiver.errors import KINDS, Kind
 
-__all__ = ["RETRY_REASONS", "STAGES", "NullObserver", "Observer", "Outcome", "retry_reason"]
+__all__ = [
+    "FAILURE_REASONS", "RETRY_REASONS", "STAGES", "NullObserver", "Observer", "Outcome",
+    "failure_reason", "retry_reason",
+]  # fmt: skip
 
 # The stages timed by `stage_done` (labels of the latency histogram).
 STAGES = ("list", "download", "transcode", "upload")
@@ -48,6 +51,10 @@ class Observer(Protocol):
     def retrying(self, stage: str, pbx: str, reason: str) -> None:
         """A transient error of `stage` is about to be retried; `reason` is from `retry_reason`."""
 
+    def failed(self, pbx: str, reason: str, *, for_good: bool) -> None:
+        """A recording of `pbx` failed (`reason` is from `FAILURE_REASONS`); `for_good`: it is
+        not taken again until an administrator re-queues it."""
+
     def downloaded(self, pbx: str, size_bytes: int) -> None:
         """A source file of `size_bytes` came in from `pbx`."""
 
@@ -80,6 +87,9 @@ class NullObserver:
     def retrying(self, stage: str, pbx: str, reason: str) -> None:
         return None
 
+    def failed(self, pbx: str, reason: str, *, for_good: bool) -> None:
+        return None
+
     def downloaded(self, pbx: str, size_bytes: int) -> None:
         return None
 
@@ -108,3 +118,15 @@ def retry_reason(kind: Kind) -> str:
     """The retry label for an error of `kind`: the kind itself if it is one of `RETRY_REASONS`,
     else "other"."""
     return kind if kind in RETRY_REASONS else "other"
+
+
+# The label values of archiver_failures_total{reason}: every error kind, and the failures that
+# have no kind (bad audio, a work file someone removed, a bug or a local fault).
+FAILURE_REASONS: Final[tuple[str, ...]] = (
+    *KINDS, "bad_audio", "work_file_vanished", "unexpected",
+)  # fmt: skip
+
+
+def failure_reason(kind: str) -> str:
+    """The failure label for `kind`: itself if it is one of `FAILURE_REASONS`, else "other"."""
+    return kind if kind in FAILURE_REASONS else "other"

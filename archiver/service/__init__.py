@@ -12,12 +12,13 @@ from archiver.service.http import (
     ready_window_s,
     start_http,
 )
-from archiver.service.metrics import Metrics
+from archiver.service.metrics import DaemonFacts, Metrics
 from archiver.service.notify import Notifier, watchdog_interval_s
 from archiver.service.progress import ProgressBar, ProgressLog, log_progress
 from archiver.service.startup import Service, check_pbxs
 
 __all__ = [
+    "DaemonFacts",
     "Health",
     "ListenError",
     "Metrics",

@@ -80,7 +80,9 @@ READY_WINDOW_KEY = web.AppKey("ready_window_s", float)
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[METRICS_KEY].render()
+    metrics = request.app[METRICS_KEY]
+    await metrics.refresh()  # the state's counts, asked in a thread (never blocks the loop)
+    body = metrics.render()
     # CONTENT_TYPE_LATEST carries a charset parameter, which aiohttp wants given apart.
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

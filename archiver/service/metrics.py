@@ -8,19 +8,26 @@ fixed reason words only: never a URL, a path or anything a secret could hide in.
 
 from __future__ import annotations
 
+import asyncio
 import resource
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
+from typing import Final
 
+import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from archiver.observe import STAGES
+from archiver.observe import FAILURE_REASONS, STAGES
 
-__all__ = ["OUTCOMES", "Metrics", "PbxProgress", "Sample"]
+__all__ = ["OUTCOMES", "DaemonFacts", "Metrics", "PbxProgress", "Sample"]
+
+log = structlog.get_logger("archiver.metrics")
 
 # (metric name ending in _total, labels, value): how other modules (callbacks) hand counts over
 # without depending on prometheus-client.
@@ -32,6 +39,29 @@ OUTCOMES = ("archived", "already_present", "failed", "empty", "taken_elsewhere",
 # Seconds: a listing or a short call takes well under a second; a long download or a retried
 # stage can take minutes.
 _LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+# The stages that talk to S3: their results say whether S3 answers.
+_S3_STAGES: Final = ("upload", "quarantine")
+# The state is asked at most this often for its failure counts (a scrape every 15 s must not
+# scan the ledger every 15 s), and given this long to answer before it counts as unavailable.
+_STATE_REFRESH_S: Final = 30.0
+_STATE_TIMEOUT_S: Final = 5.0
+# Room a recording needs in the work folder: its source, and its MP3 (32 kbit/s of 128 kbit/s
+# PCM, rounded up), as `archiver doctor` reckons it.
+_MP3_SHARE: Final = 0.25
+# The largest recording until one has been downloaded: an hour of 8 kHz 16-bit PCM.
+_DEFAULT_LARGEST_BYTES: Final = 3600 * 16_000
+
+
+@dataclass(frozen=True)
+class DaemonFacts:
+    """What `archiver run` tells its metrics beyond events: the poll interval, the work folder
+    and how many recordings may be in it at once, and how to count the ledger's failures."""
+
+    poll_interval_s: float
+    work_dir: Path
+    in_flight: int
+    # (retryable, failed for good) in the whole state; raises if the state cannot be read.
+    failed_counts: Callable[[], tuple[int, int]]
 
 
 @dataclass
@@ -67,6 +97,11 @@ class Metrics:
         self.progress = {name: PbxProgress() for name in pbx_names}
         self.backlog = dict.fromkeys(pbx_names, 0)
         self.today = _Today()
+        self._started_s = time.monotonic()
+        self._facts: DaemonFacts | None = None
+        self._state_asked_s: float | None = None
+        self._state_lock = asyncio.Lock()
+        self._largest_bytes = 0
         r = self.registry
         self._discovered = Counter(
             "archiver_recordings_discovered", "Recordings seen for the first time.", ["pbx"],
@@ -117,8 +152,40 @@ class Metrics:
             "archiver_pbx_credentials_refused",
             "1 while the PBX refuses the configured username/password.", ["pbx"], registry=r,
         )  # fmt: skip
+        self._failures = Counter(
+            "archiver_failures",
+            "Recordings that failed (each attempt), by what went wrong.", ["pbx", "reason"],
+            registry=r,
+        )  # fmt: skip
+        self._s3_up = Gauge(
+            "archiver_s3_up",
+            "1 while the last S3 stage (upload, quarantine) succeeded; 0 after one failed or "
+            "is being retried.",
+            registry=None,
+        )  # fmt: skip
+        self._state_up = Gauge(
+            "archiver_state_up",
+            "1 while the state (SQLite or PostgreSQL) answered its last question.",
+            registry=None,
+        )  # fmt: skip
+        self._failed_recordings = Gauge(
+            "archiver_failed_recordings",
+            "Recordings failed in the whole state now: retryable (the next poll takes them "
+            "again) or for_good (only `archiver retry --failed` does).",
+            ["state"], registry=None,
+        )  # fmt: skip
+        self._poll_interval = Gauge(
+            "archiver_poll_interval_seconds", "The configured [poll] interval_s.", registry=None
+        )
+        # Registered by `watch_daemon`: only a running daemon can say (a 0 before would alert).
+        self._daemon_gauges = (
+            self._s3_up, self._state_up, self._failed_recordings, self._poll_interval
+        )  # fmt: skip
+        r.register(_ProgressCollector(self))
         for name in pbx_names:  # every series exists from the start, at zero
             self._refused.labels(name)
+            for reason in FAILURE_REASONS:
+                self._failures.labels(name, reason)
             self._discovered.labels(name)
             for outcome in OUTCOMES:
                 self._recordings.labels(name, outcome)
@@ -141,6 +208,48 @@ class Metrics:
         """Serve `archiver_pbx_request_limit{pbx}` from `source()` (PBX name to the adaptive
         limit of requests in flight) at every scrape."""
         self.registry.register(_LimitCollector(source))
+
+    def watch_daemon(self, facts: DaemonFacts) -> None:
+        """Serve what only a running daemon knows: its poll interval, its work folder's free
+        room against what it needs, and (through `refresh`) the state's failure counts. S3
+        answered before the daemon started (`store_ready`), so `archiver_s3_up` starts at 1."""
+        self._facts = facts
+        for gauge in self._daemon_gauges:
+            self.registry.register(gauge)
+        self._poll_interval.set(facts.poll_interval_s)
+        self._s3_up.set(1)
+        self._state_up.set(1)
+        self.registry.register(_WorkDirCollector(self, facts))
+
+    async def refresh(self) -> None:
+        """Ask the state for its failure counts, at most every 30 s, in a thread, for at most
+        5 s: `archiver_state_up` is 0 when it did not answer (a warning names why)."""
+        facts = self._facts
+        if facts is None:
+            return
+        async with self._state_lock:
+            now_s = time.monotonic()
+            if self._state_asked_s is not None and now_s - self._state_asked_s < _STATE_REFRESH_S:
+                return
+            self._state_asked_s = now_s
+            try:
+                retryable, for_good = await asyncio.wait_for(
+                    asyncio.to_thread(facts.failed_counts), _STATE_TIMEOUT_S
+                )
+            except Exception as error:  # unreachable, locked, timed out: "could not tell"
+                self._state_up.set(0)
+                self._state_asked_s = None  # ask again at the next scrape
+                log.warning("state_unavailable", error=type(error).__name__, where="metrics")
+                return
+        self._state_up.set(1)
+        self._failed_recordings.labels("retryable").set(retryable)
+        self._failed_recordings.labels("for_good").set(for_good)
+
+    def work_dir_needed_bytes(self, in_flight: int) -> int:
+        """Room for `in_flight` of the largest recording downloaded so far (an hour of PCM
+        before the first), each with its MP3."""
+        largest = self._largest_bytes or _DEFAULT_LARGEST_BYTES
+        return int(in_flight * largest * (1 + _MP3_SHARE))
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
@@ -175,14 +284,24 @@ class Metrics:
 
     def stage_done(self, stage: str, pbx: str, seconds: float, *, ok: bool) -> None:
         self._latency.labels(stage, pbx).observe(seconds)
+        if stage in _S3_STAGES:
+            self._s3_up.set(1 if ok else 0)
         self._event()
 
     def retrying(self, stage: str, pbx: str, reason: str) -> None:
         self._retries.labels(stage, reason).inc()
+        if stage in _S3_STAGES:
+            self._s3_up.set(0)
+        self._event()
+
+    def failed(self, pbx: str, reason: str, *, for_good: bool) -> None:
+        self._failures.labels(pbx, reason).inc()
+        self._state_asked_s = None  # the failure counts changed: ask at the next scrape
         self._event()
 
     def downloaded(self, pbx: str, size_bytes: int) -> None:
         self._bytes_in.labels(pbx).inc(size_bytes)
+        self._largest_bytes = max(self._largest_bytes, size_bytes)
         self.progress.setdefault(pbx, PbxProgress()).last_contact_s = time.monotonic()
 
     def stored(self, pbx: str, *, mp3_bytes: int, audio_s: float, uploaded: bool) -> None:
@@ -195,6 +314,9 @@ class Metrics:
         self._recordings.labels(pbx, outcome).inc()
         if outcome == "archived":
             self.today.add()
+        elif outcome == "deferred":  # the state did not answer while this recording waited
+            self._state_up.set(0)
+            self._state_asked_s = None
         self._set_backlog(pbx, self.backlog.get(pbx, 0) - 1)
         self._event()
 
@@ -234,6 +356,65 @@ class Metrics:
             elif progress.last_contact_s is None or now_s - progress.last_contact_s > window_s:
                 problems.append(f"{name}: no successful contact for over {window_s:.0f} s")
         return problems
+
+
+class _ProgressCollector(Collector):
+    """Per PBX, read at scrape time: `archiver_listing_age_seconds` (since its last successful
+    listing, or since the daemon started if none has succeeded yet: it grows while nothing
+    succeeds) and `archiver_listing_suspect` (1 while its last listing was empty and the PBX
+    could not show that its commands run)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now_s = time.monotonic()
+        age = GaugeMetricFamily(
+            "archiver_listing_age_seconds",
+            "Seconds since the PBX last answered a listing (since the start if it has not yet).",
+            labels=["pbx"],
+        )
+        suspect = GaugeMetricFamily(
+            "archiver_listing_suspect",
+            "1 while the last listing was empty and the PBX could not show its commands run.",
+            labels=["pbx"],
+        )
+        for pbx, progress in sorted(self._metrics.progress.items()):
+            since = progress.last_success_s or self._metrics._started_s
+            age.add_metric([pbx], max(now_s - since, 0.0))
+            suspect.add_metric([pbx], 1 if progress.broken else 0)
+        yield age
+        yield suspect
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return self.collect()
+
+
+class _WorkDirCollector(Collector):
+    """`archiver_work_dir_free_bytes` (statvfs of the work folder, at scrape time) and
+    `archiver_work_dir_needed_bytes` (in flight x the largest recording so far, with its MP3)."""
+
+    def __init__(self, metrics: Metrics, facts: DaemonFacts) -> None:
+        self._metrics = metrics
+        self._facts = facts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            free = float(shutil.disk_usage(self._facts.work_dir).free)
+        except OSError:  # the folder vanished: no room at all, and the alert says so
+            free = 0.0
+        yield GaugeMetricFamily(
+            "archiver_work_dir_free_bytes", "Free bytes on the work folder's file system.",
+            value=free,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "archiver_work_dir_needed_bytes",
+            "Bytes the work folder needs: recordings in flight x the largest so far, with MP3s.",
+            value=self._metrics.work_dir_needed_bytes(self._facts.in_flight),
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return self.collect()
 
 
 class _TranscodeCpuCollector(Collector):
