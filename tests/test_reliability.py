@@ -30,10 +30,12 @@ from archiver.lab.simulator import CORPUS_KEY, REQUESTED_KEY, SimulatorOptions
 from archiver.lab.simulator.hostile import hostile_body, hostile_lines
 from archiver.lab.simulator.server import add_arguments, options_from_args
 from archiver.names import RECORDING_ROOT, InvalidName, parse_path
+from archiver.observe import FAILURE_REASONS
 from archiver.pipeline import PollReport
 from archiver.pipeline.backoff import CredentialBackoff
 from archiver.pipeline.reconcile import reconcile
 from archiver.s3 import ObjectInfo, S3Store, Unmappable, map_object
+from archiver.service import Metrics
 from archiver.state import Catalogue, CatalogueEntry, SearchQuery, catalogue_entry
 from archiver.state.ledger import Ledger
 
@@ -179,7 +181,14 @@ async def test_bad_audio_fails_with_a_reason_and_the_daemon_goes_on(
                        started_local=at + timedelta(seconds=1))  # fmt: skip
     liar = corpus.add(caller="102", callee="202", duration_s=4, fmt="wav_lying",
                       started_local=at + timedelta(seconds=2))  # fmt: skip
-    (report,) = await rig.run()
+    metrics = Metrics(["pbx"])
+    (report,) = await rig.archive([DAY], observer=metrics)
+    failures = {
+        reason: support.metric_value(metrics.render().decode(), "archiver_failures_total",
+                                     pbx="pbx", reason=reason)
+        for reason in FAILURE_REASONS
+    }  # fmt: skip
+    assert {reason: n for reason, n in failures.items() if n} == {"bad_audio": 2}
     bad = {junk.name, empty.name, liar.name}
     assert report.archived == len(rig.valid()) - 3
     assert (report.failed, report.empty) == (2, 1)

@@ -19,7 +19,7 @@ import structlog
 
 from archiver.config import Config
 from archiver.names import Recording
-from archiver.observe import Observer, Outcome
+from archiver.observe import Observer, Outcome, failure_reason
 from archiver.pbx import Download, PbxClient, PbxError
 from archiver.pipeline.completeness import shortfall
 from archiver.pipeline.lease import Lease, LeaseLost
@@ -113,24 +113,36 @@ class RecordingWork:
         if progress.vanished(source, mp3) or missing_work_file(error, self.work_dir):
             # Not the recording's fault: someone removed our work file. Never final.
             log.warning("work_file_vanished", error=type(error).__name__)
-            return await self._failed(rec, "a work file vanished during the run; taken again")
+            return await self._failed(
+                rec, "a work file vanished during the run; taken again", kind="work_file_vanished"
+            )
         if isinstance(error, BadAudio):
             if error.empty:
                 return await self._empty(rec, source, error.reason)
-            return await self._failed(rec, f"bad audio: {error.reason}", retryable=False)
+            return await self._failed(
+                rec, f"bad audio: {error.reason}", kind="bad_audio", retryable=False
+            )
         if isinstance(error, RecordingFailed):
-            return await self._failed(rec, error.reason, retryable=error.transient)
+            return await self._failed(rec, error.reason, kind=error.kind, retryable=error.transient)
         # A bug or a local fault (disk full): this recording only.
         reason = f"unexpected {type(error).__name__}: {error}"
-        return await self._failed(rec, reason, unexpected=True)
+        return await self._failed(rec, reason, kind="unexpected", unexpected=True)
 
     async def _failed(
-        self, rec: Recording, reason: str, *, retryable: bool = True, unexpected: bool = False
+        self,
+        rec: Recording,
+        reason: str,
+        *,
+        kind: str,
+        retryable: bool = True,
+        unexpected: bool = False,
     ) -> Outcome:
-        """Record `rec` as failed with `reason` (an unexpected error with its traceback)."""
+        """Record `rec` as failed with `reason` (an unexpected error with its traceback);
+        `kind` (an error kind or one of `FAILURE_REASONS`) labels the failure metric."""
         await self.state.run(
             self.ledger.fail, rec.key, reason, retryable=retryable, owner=self.worker
         )
+        self.observer.failed(rec.pbx, failure_reason(kind), for_good=not retryable)
         if unexpected:
             log.exception("failed", reason=reason)
         else:
@@ -148,13 +160,13 @@ class RecordingWork:
                     lambda: self._quarantine(rec, source, reason), "quarantine", rec.pbx
                 )
             except RecordingFailed as failure:
-                return await self._failed(rec, failure.reason)
+                return await self._failed(rec, failure.reason, kind=failure.kind)
             except Interrupted:
                 return Outcome.CANCELLED
             except Exception as error:  # a local fault (unreadable file): this recording only
                 name = type(error).__name__
                 why = f"quarantine: unexpected {name}: {error}"
-                return await self._failed(rec, why, unexpected=True)
+                return await self._failed(rec, why, kind="unexpected", unexpected=True)
             kept_at = stored.key
             reason = f"{reason} (original kept at {kept_at})"
         await self.state.run(
