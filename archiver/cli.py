@@ -23,7 +23,14 @@ import structlog
 from archiver import __version__
 from archiver.calls import CALLBACK_STATS_KEY, add_call_parsers, add_callback_routes
 from archiver.commands import add_parsers
-from archiver.config import Config, ConfigError, UnknownPbx, config_path, load_config
+from archiver.config import (
+    Config,
+    ConfigError,
+    UnknownPbx,
+    config_path,
+    load_config,
+    retention_warnings,
+)
 from archiver.credentials import (
     callbacks_token,
     pbx_password,
@@ -292,7 +299,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(path)
     for pbx in cfg.pbx:
         register_secret(pbx_password(pbx))
-    for warning in _security_warnings(path, cfg):
+    for warning in [*_security_warnings(path, cfg), *retention_warnings(cfg)]:
         print(f"warning: {warning}", file=sys.stderr)
     find_ffmpeg(cfg.transcode.ffmpeg)
     print(f"{path}: OK ({len(cfg.pbx)} PBX, bucket {cfg.s3.bucket!r})")

@@ -51,10 +51,12 @@ __all__ = [
     "Config",
     "ConfigError",
     "DaemonConfig",
+    "DestructionConfig",
     "HttpConfig",
     "PauseWindow",
     "PbxConfig",
     "PollConfig",
+    "RetentionRule",
     "RetryConfig",
     "S3Config",
     "StateConfig",
@@ -69,6 +71,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_window",
+    "retention_warnings",
     "work_dir_problem",
 ]
 
@@ -269,6 +272,14 @@ class S3Config(_Strict):
     max_concurrent_uploads: Annotated[int, Field(ge=1, le=64)] = 4
     # At start, incomplete multipart uploads under the prefix older than this are aborted.
     stale_multipart_s: Annotated[float, Field(ge=0, le=30 * 86400)] = 86400.0
+    # S3 Object Lock (a bucket created with Object Lock enabled): with object_lock, a legal hold
+    # (`archiver hold`) is also set on the held objects in the store; with retain_days, every
+    # upload carries a retain-until date (the call's start plus retain_days) in retain_mode,
+    # which nobody (COMPLIANCE) or only a bypass (GOVERNANCE) can shorten. Destruction waits
+    # for it.
+    object_lock: bool = False
+    retain_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    retain_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "GOVERNANCE"
 
     @field_validator("endpoint_url")
     @classmethod
@@ -320,6 +331,11 @@ class S3Config(_Strict):
         if self.sse_kms_key_id is not None and self.sse != "aws:kms":
             raise ValueError("sse_kms_key_id is set but sse is not 'aws:kms'")
         return self
+
+    @property
+    def uses_object_lock(self) -> bool:
+        """Legal holds or retain-until dates go to the store: the bucket must enforce them."""
+        return self.object_lock or self.retain_days is not None
 
 
 # Folders a work_dir must never be: a typo that points here is a typo, and the work folder is
@@ -772,6 +788,67 @@ class WebConfig(_Strict):
         return self.tls_cert is not None if self.secure_cookies is None else self.secure_cookies
 
 
+_NUMBER_TEXT_RE = re.compile(r"\+?[0-9][0-9 ().-]{0,40}")
+
+
+class RetentionRule(_Strict):
+    """One `[[retention]]` table: which recordings it covers (any of `pbx`, `trunk`,
+    `direction`, `numbers`; none: every recording, the catch-all) and how long they are kept.
+    The first rule that matches a recording decides. `keep_days`: destroyed that many days after
+    the call's start. `min_days`: an erasure request may not destroy it before that many days
+    (a legal obligation to keep it, e.g. MiFID II's five years)."""
+
+    name: Annotated[str, Field(pattern=rf"^{_NAME_RE.pattern}$")] | None = None
+    pbx: Annotated[str, Field(pattern=rf"^{_NAME_RE.pattern}$")] | None = None
+    trunk: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,63}$")] | None = None
+    direction: Literal["in", "out", "internal"] | None = None
+    numbers: Annotated[list[str], Field(min_length=1, max_length=10_000)] | None = None
+    keep_days: Annotated[int, Field(ge=1, le=36500)]
+    min_days: Annotated[int, Field(ge=0, le=36500)] | None = None
+
+    @field_validator("numbers")
+    @classmethod
+    def _numbers_are_numbers(cls, values: list[str] | None) -> list[str] | None:
+        for value in values or []:
+            if _NUMBER_TEXT_RE.fullmatch(value) is None:
+                raise ValueError(
+                    "numbers are digits, with an optional leading + and spaces, dashes, dots or "
+                    'brackets between them (e.g. "+90 312 332 04 04")'
+                )
+        return values
+
+    @model_validator(mode="after")
+    def _min_within_keep(self) -> RetentionRule:
+        if self.min_days is not None and self.min_days > self.keep_days:
+            raise ValueError(
+                f"min_days {self.min_days} is more than keep_days {self.keep_days}: a recording "
+                "cannot have to be kept longer than it is kept"
+            )
+        return self
+
+    @property
+    def is_catch_all(self) -> bool:
+        return (self.pbx, self.trunk, self.direction, self.numbers) == (None, None, None, None)
+
+    def label(self, index: int) -> str:
+        """How the destruction log and the reports name this rule: its `name`, else
+        `retention[INDEX]` (its position in the file, from 0)."""
+        return self.name or f"retention[{index}]"
+
+
+class DestructionConfig(_Strict):
+    """Periodic destruction (`archiver run`, `archiver retention run`)."""
+
+    # `archiver run` destroys what its rules expired this often (KVKK: at most six months).
+    every_days: Annotated[float, Field(gt=0, le=180)] = 1.0
+    # The destruction log is kept at least this long (KVKK: three years); archiver itself never
+    # deletes a row of it.
+    log_keep_days: Annotated[int, Field(ge=1095, le=36500)] = 1095
+    # A run that would destroy more than this stops, unless --yes --force are given (a rule
+    # typed with one zero too few must not empty the archive overnight).
+    max_per_run: Annotated[int, Field(ge=1, le=100_000_000)] = 10_000
+
+
 class Config(_Strict):
     pbx: Annotated[list[PbxConfig], Field(min_length=1)]
     s3: S3Config
@@ -785,6 +862,8 @@ class Config(_Strict):
     autocall: AutocallConfig = AutocallConfig()
     callbacks: CallbacksConfig = CallbacksConfig()
     web: WebConfig = WebConfig()
+    retention: list[RetentionRule] = []
+    destruction: DestructionConfig = DestructionConfig()
 
     @field_validator("pbx", mode="before")
     @classmethod
@@ -826,6 +905,32 @@ class Config(_Strict):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _retention_rules_cover_everything(self) -> Config:
+        rules = self.retention
+        if not rules:
+            return self
+        catch_alls = [n for n, rule in enumerate(rules) if rule.is_catch_all]
+        if not catch_alls:
+            raise ValueError(
+                "[[retention]] rules need a catch-all: add a last [[retention]] with only "
+                "keep_days (and min_days), for the recordings no other rule matches"
+            )
+        if catch_alls[0] != len(rules) - 1:
+            raise ValueError(
+                f"retention[{catch_alls[0]}] matches every recording, so the rules after it "
+                "never apply (the first match wins): make the catch-all the last rule"
+            )
+        names = [pbx.name for pbx in self.pbx]
+        for n, rule in enumerate(rules):
+            if rule.pbx is not None and rule.pbx not in names:
+                raise ValueError(f"retention[{n}].pbx {rule.pbx!r} is not a configured pbx name")
+        labels = [rule.label(n) for n, rule in enumerate(rules)]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"retention rule names must be unique; repeated: {repeated}")
+        return self
+
     @property
     def timezones(self) -> dict[str, ZoneInfo]:
         """Each configured PBX's time zone, by name."""
@@ -837,6 +942,24 @@ class Config(_Strict):
             if pbx.name == name:
                 return pbx
         raise UnknownPbx(name, [pbx.name for pbx in self.pbx])
+
+
+def retention_warnings(cfg: Config) -> list[str]:
+    """What `check-config` says about the lifecycle settings that are valid but worth a look."""
+    if not cfg.retention:
+        return [
+            "no [[retention]] rule: recordings are kept forever (KVKK and GDPR ask for a period "
+            "per purpose and periodic destruction; see config.example.toml)"
+        ]
+    warnings = []
+    retain = cfg.s3.retain_days
+    for n, rule in enumerate(cfg.retention):
+        if retain is not None and retain > rule.keep_days:
+            warnings.append(
+                f"{rule.label(n)}: keep_days {rule.keep_days} is shorter than [s3] retain_days "
+                f"{retain}: its recordings are destroyed only when the store's lock ends"
+            )
+    return warnings
 
 
 def _dotted(location: tuple[str | int, ...]) -> str:
