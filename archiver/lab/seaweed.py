@@ -296,13 +296,19 @@ class SeaweedS3:
             config=config,
         )
 
-    def create_bucket(self, name: str, *, timeout_s: float = 10.0) -> None:
-        """Create bucket `name` (no error if it is already ours), retrying while weed settles."""
+    def create_bucket(
+        self, name: str, *, timeout_s: float = 10.0, object_lock: bool = False
+    ) -> None:
+        """Create bucket `name` (no error if it is already ours), retrying while weed settles;
+        with `object_lock`, with S3 Object Lock enabled (and so versioning)."""
         client = self.client(max_attempts=1)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                client.create_bucket(Bucket=name)
+                if object_lock:
+                    client.create_bucket(Bucket=name, ObjectLockEnabledForBucket=True)
+                else:
+                    client.create_bucket(Bucket=name)
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") == "BucketAlreadyOwnedByYou":
                     return

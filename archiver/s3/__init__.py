@@ -22,6 +22,9 @@ from archiver.s3.objects import (
 )
 from archiver.s3.store import (
     ConflictError,
+    LockState,
+    ObjectLock,
+    ObjectMissing,
     S3Store,
     StoredObject,
     StoreError,
@@ -36,8 +39,11 @@ __all__ = [
     "QUARANTINE_SEGMENT",
     "ArchivedAs",
     "ConflictError",
+    "LockState",
     "ObjectInfo",
+    "ObjectLock",
     "ObjectMetadata",
+    "ObjectMissing",
     "S3Store",
     "StoreError",
     "StoredObject",

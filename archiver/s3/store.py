@@ -54,7 +54,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConflictError",
+    "LockState",
     "ObjectInfo",
+    "ObjectLock",
     "ObjectMissing",
     "ObjectReader",
     "RangeNotSatisfiable",
@@ -93,6 +95,7 @@ _THROTTLE_CODES = frozenset(
 _REFUSED_CODES = frozenset({"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "403"})
 _NOT_FOUND_CODES = frozenset({"NoSuchBucket", "404"})
 _MAX_SERVER_MESSAGE_CHARS = 200
+_NO_ARGS: Mapping[str, Any] = MappingProxyType({})
 _URL_USERINFO_RE = re.compile(r"(?<=://)[^/@\s]+@")
 
 
@@ -168,6 +171,36 @@ class StoredObject:
     md5_b64: str
     etag: str  # without quotes; "<hex>-N" for a multipart upload
     already_present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectLock:
+    """The S3 Object Lock settings an upload carries: a retain-until date (aware) in `mode`
+    (GOVERNANCE or COMPLIANCE), and a legal hold. The bucket must have Object Lock enabled."""
+
+    retain_until: datetime | None = None
+    mode: str = "GOVERNANCE"
+    legal_hold: bool = False
+
+    def put_args(self) -> dict[str, Any]:
+        """The PutObject (and upload_file ExtraArgs) parameters for this lock."""
+        args: dict[str, Any] = {}
+        if self.retain_until is not None:
+            args["ObjectLockMode"] = self.mode
+            args["ObjectLockRetainUntilDate"] = self.retain_until
+        if self.legal_hold:
+            args["ObjectLockLegalHoldStatus"] = "ON"
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """What the store says about one object's lock: its legal hold, its retention mode and
+    retain-until date (None where there is none)."""
+
+    legal_hold: bool
+    mode: str | None
+    retain_until: datetime | None
 
 
 def default_transfer_config(max_concurrency: int = 4) -> TransferConfig:
@@ -352,8 +385,12 @@ class S3Store:
         md5_b64: str,
         md5_hex: str,
         content_type: str = CONTENT_TYPE,
+        lock: ObjectLock | None = None,
     ) -> StoredObject:
         """Upload the file at `path` to `key` unless this source is already there; verify it.
+        With `lock`, the upload carries that Object Lock retain-until date and legal hold (an
+        object found already there gets them set, so a crash between upload and ledger write
+        loses no lock).
 
         `metadata` (from `object_metadata`) must carry `source-sha256` and `md5` = `md5_b64`.
         Return a `StoredObject`; `already_present` is True when an object of the same source with
@@ -380,13 +417,16 @@ class S3Store:
                     f"(source-sha256 {found or 'missing'}, ours {source_sha256}); not overwritten"
                 )
             if existing.size_bytes == size and existing.metadata.get("md5") == md5_b64:
+                if lock is not None:
+                    self._lock_existing(key, lock)
                 return StoredObject(key, size, md5_b64, existing.etag, already_present=True)
 
+        extra = lock.put_args() if lock is not None else {}
         multipart = size >= self._transfer.multipart_threshold
         if multipart:
-            self._upload_multipart(path, key, metadata, content_type)
+            self._upload_multipart(path, key, metadata, content_type, extra)
         else:
-            self._put_single(path, key, metadata, md5_b64, content_type)
+            self._put_single(path, key, metadata, md5_b64, content_type, extra)
 
         stored = self.head(key)
         if stored is None:
@@ -412,6 +452,7 @@ class S3Store:
         metadata: Mapping[str, str],
         md5: str,
         content_type: str = CONTENT_TYPE,
+        extra: Mapping[str, Any] = _NO_ARGS,
     ) -> None:
         # Content-MD5 makes the server check the bytes it received before it stores them.
         with path.open("rb") as body, _translated("upload", self._where(key)):
@@ -423,16 +464,33 @@ class S3Store:
                 ContentType=content_type,
                 Metadata=dict(metadata),
                 **self._put_args,
+                **extra,
             )
 
     def _upload_multipart(
-        self, path: Path, key: str, metadata: Mapping[str, str], content_type: str = CONTENT_TYPE
+        self,
+        path: Path,
+        key: str,
+        metadata: Mapping[str, str],
+        content_type: str = CONTENT_TYPE,
+        lock_args: Mapping[str, Any] = _NO_ARGS,
     ) -> None:
-        extra = {"ContentType": content_type, "Metadata": dict(metadata), **self._put_args}
+        extra = {
+            "ContentType": content_type,
+            "Metadata": dict(metadata),
+            **self._put_args,
+            **lock_args,
+        }
         with _translated("multipart upload", self._where(key)):
             self._client.upload_file(
                 str(path), self._bucket, key, ExtraArgs=extra, Config=self._transfer
             )
+
+    def _lock_existing(self, key: str, lock: ObjectLock) -> None:
+        if lock.retain_until is not None:
+            self.set_retention(key, lock.retain_until, lock.mode)
+        if lock.legal_hold:
+            self.set_legal_hold(key, on=True)
 
     def head(self, key: str) -> ObjectInfo | None:
         """Return what S3 says about `key`, or None if there is no such object.
@@ -548,6 +606,99 @@ class S3Store:
                     raise _store_error("abort upload", self._where(key), error) from None
                 aborted += 1
 
+    # -- the archive's lifecycle (archiver/retention/) --------------------------------------
+
+    def version_ids(self, key: str) -> list[str]:
+        """The id of every version and delete marker of exactly `key` (a bucket that never had
+        versioning lists its one object as version "null"); [] if there is none. Raise
+        `StoreError`."""
+        found: list[str] = []
+        paginator = self._client.get_paginator("list_object_versions")
+        pages = iter(paginator.paginate(Bucket=self._bucket, Prefix=key))
+        while True:
+            with _translated("list versions of", self._where(key)):
+                page = next(pages, None)
+            if page is None:
+                return found
+            for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+                if item.get("Key") == key and item.get("VersionId"):
+                    found.append(str(item["VersionId"]))
+
+    def delete_every_version(self, key: str) -> int:
+        """Destroy `key`'s bytes: delete every version and delete marker it has (a DELETE
+        without a version id only hides an object in a versioned bucket), then check that
+        neither a version nor the object is left. Return how many versions were deleted (0: it
+        was already gone). Raise `StoreError` (kind `refused` when Object Lock forbids it: a
+        legal hold or a retain-until date not reached), and `StoreError` if something is still
+        there afterwards."""
+        deleted = 0
+        for version in self.version_ids(key):
+            with _translated("delete a version of", self._where(key)):
+                self._client.delete_object(Bucket=self._bucket, Key=key, VersionId=version)
+            deleted += 1
+        if self.head(key) is not None:  # a store that lists no versions: the plain delete
+            with _translated("delete", self._where(key)):
+                self._client.delete_object(Bucket=self._bucket, Key=key)
+            deleted += 1
+        left = self.version_ids(key)
+        if left or self.head(key) is not None:
+            raise StoreError(
+                f"{self._where(key)}: {len(left) or 1} version(s) still there after deleting "
+                "every version",
+                transient=True,
+                kind="other",
+            )
+        return deleted
+
+    def set_legal_hold(self, key: str, *, on: bool) -> int:
+        """Turn the S3 legal hold of every version of `key` on or off; return how many
+        versions. Raise `StoreError` (the bucket must have Object Lock enabled)."""
+        versions: list[str | None] = [*self.version_ids(key)] or [None]
+        status: Any = "ON" if on else "OFF"
+        for version in versions:
+            extra: dict[str, Any] = {} if version is None else {"VersionId": version}
+            with _translated("set the legal hold of", self._where(key)):
+                self._client.put_object_legal_hold(
+                    Bucket=self._bucket, Key=key, LegalHold={"Status": status}, **extra
+                )
+        return len(versions)
+
+    def set_retention(self, key: str, until: datetime, mode: str) -> None:
+        """Give the current version of `key` an Object Lock retain-until date `until` (aware)
+        in `mode` (GOVERNANCE or COMPLIANCE). Raise `StoreError` (also when the store refuses
+        to shorten a date already set)."""
+        retention: Any = {"Mode": mode, "RetainUntilDate": until}
+        with _translated("set the retention of", self._where(key)):
+            self._client.put_object_retention(Bucket=self._bucket, Key=key, Retention=retention)
+
+    def lock_state(self, key: str) -> LockState:
+        """The legal hold and retention of the current version of `key`. Raise `StoreError`."""
+        with _translated("head", self._where(key)):
+            response = self._client.head_object(Bucket=self._bucket, Key=key)
+        until = response.get("ObjectLockRetainUntilDate")
+        return LockState(
+            legal_hold=response.get("ObjectLockLegalHoldStatus") == "ON",
+            mode=response.get("ObjectLockMode"),
+            retain_until=until,
+        )
+
+    def object_lock_enabled(self) -> bool:
+        """Whether the bucket was created with Object Lock enabled (its configuration says
+        so). Raise `StoreError` for anything but "no configuration"."""
+        try:
+            response = self._client.get_object_lock_configuration(Bucket=self._bucket)
+        except _S3_FAILURES as error:
+            if isinstance(error, ClientError) and _error_code(error) in (
+                "ObjectLockConfigurationNotFoundError",
+                "ObjectLockConfigurationNotFound",
+                "NoSuchObjectLockConfiguration",
+            ):
+                return False
+            raise _store_error(
+                "read the Object Lock configuration of", self._where(), error
+            ) from None
+        return response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
     # -- primitives for `archiver doctor` ---------------------------------------------------
 
     def put_bytes(self, key: str, data: bytes, *, multipart: bool = False) -> None:
@@ -594,13 +745,19 @@ class S3Store:
             self._client.delete_object(Bucket=self._bucket, Key=key)
 
     def create_bucket(self) -> None:
-        """Create the configured bucket in the configured region. Raise `StoreError`."""
+        """Create the configured bucket in the configured region, with Object Lock enabled
+        when the configuration uses it (it can only be turned on at creation). Raise
+        `StoreError`."""
         region = self._cfg.region
+        extra: dict[str, Any] = {}
+        if self._cfg.uses_object_lock:
+            extra["ObjectLockEnabledForBucket"] = True
         with _translated("create", self._where()):
             if region in (None, "us-east-1"):
-                self._client.create_bucket(Bucket=self._bucket)
+                self._client.create_bucket(Bucket=self._bucket, **extra)
             else:
                 self._client.create_bucket(
                     Bucket=self._bucket,
                     CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
+                    **extra,
                 )
