@@ -51,7 +51,8 @@ def test_failures_count_attempts_and_requeue(state: State) -> None:
     assert ledger.counts()["failed"] == 1
     assert ledger.requeue_failed() == 1
     assert ledger.counts() == {
-        "discovered": 2, "downloaded": 0, "transcoded": 0, "verified": 0, "failed": 0, "empty": 0
+        "discovered": 2, "downloaded": 0, "transcoded": 0, "verified": 0, "failed": 0, "empty": 0,
+        "destroyed": 0,
     }  # fmt: skip
 
 

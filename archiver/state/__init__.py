@@ -1,6 +1,7 @@
 """What archiver remembers: the ledger of recordings, the catalogue of archived calls (searched by
-`archiver web`), the access log, the call log, leases and request slots, in SQLite or PostgreSQL
-behind one interface (`State`, from `open_state`). The schema is versioned
+`archiver web`), the access log, the call log, legal holds and the destruction log, leases and
+request slots, in SQLite or PostgreSQL behind one interface (`State`, from `open_state`). The
+schema is versioned
 (`migrations/{sqlite,postgresql}/NNNN_*.sql`) and migrated at open.
 
 Other parts import from here, not from the modules inside.
@@ -27,6 +28,8 @@ from archiver.state.catalogue import (
     catalogue_entry,
 )
 from archiver.state.db import StateFileError, StateUnavailable
+from archiver.state.destructions import Claim, Destruction, DestructionLog, DestructionRun
+from archiver.state.holds import Hold, Holds
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
 from archiver.state.ledger import State as RecordingState
 from archiver.state.migrate import SchemaTooNew, open_database
@@ -44,7 +47,13 @@ __all__ = [
     "CallSummary",
     "Catalogue",
     "CatalogueEntry",
+    "Claim",
+    "Destruction",
+    "DestructionLog",
+    "DestructionRun",
     "EventKind",
+    "Hold",
+    "Holds",
     "InvalidQuery",
     "Ledger",
     "LedgerEntry",

@@ -25,6 +25,8 @@ from archiver.state.aio import StateThreads, state_threads
 from archiver.state.calls import CallLog
 from archiver.state.catalogue import Catalogue
 from archiver.state.db import Db, Dialect
+from archiver.state.destructions import DestructionLog
+from archiver.state.holds import Holds
 from archiver.state.ledger import Ledger
 from archiver.state.migrate import open_database
 
@@ -73,6 +75,16 @@ class State(Protocol):
     def aio(self) -> StateThreads:
         """The async face: `await state.aio.run(state.ledger.claim, ...)` from a coroutine
         runs the call on the state's own threads (`archiver.state.aio`)."""
+        ...
+
+    @property
+    def holds(self) -> Holds:
+        """Legal holds: recordings kept past their retention period for a case."""
+        ...
+
+    @property
+    def destructions(self) -> DestructionLog:
+        """What the retention code destroyed (hash-chained), what it is destroying, its runs."""
         ...
 
     def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
@@ -126,6 +138,8 @@ class BaseState:
         self._calls = CallLog(db, window_s=cfg.autocall.match_window_s)
         self._catalogue = Catalogue(db)
         self._access_log = AccessLog(db)
+        self._holds = Holds(db)
+        self._destructions = DestructionLog(db)
 
     @property
     def backend(self) -> Dialect:
@@ -158,6 +172,14 @@ class BaseState:
     @property
     def aio(self) -> StateThreads:
         return state_threads(self._db)
+
+    @property
+    def holds(self) -> Holds:
+        return self._holds
+
+    @property
+    def destructions(self) -> DestructionLog:
+        return self._destructions
 
     def close(self) -> None:
         state_threads(self._db).close()

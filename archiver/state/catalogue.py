@@ -39,6 +39,7 @@ __all__ = [
     "SearchPage",
     "SearchQuery",
     "catalogue_entry",
+    "catalogue_rows",
     "fill_from_ledger",
     "number_key",
     "scope_clause",
@@ -523,3 +524,16 @@ def fill_from_ledger(db: Db, timezones: Mapping[str, ZoneInfo]) -> int:
     if skipped:
         log.warning("catalogue_fill_skipped", rows=skipped, reason="name does not parse")
     return len(batch)
+
+
+def catalogue_rows(
+    db: Db, where: str, values: Sequence[Param], *, limit: int = MAX_PAGE
+) -> list[CatalogueEntry]:
+    """The catalogue rows matching `where` (SQL of ours over the catalogue's columns, with `?`
+    marks for `values`), oldest first (start time, then object key), at most `limit`: the
+    retention code's selections (a hold, an erasure's number, the expired)."""
+    rows = db.execute(
+        f"SELECT {_SELECT} FROM catalogue WHERE {where} ORDER BY started_utc_s, object_key LIMIT ?",
+        (*values, limit),
+    ).rows
+    return [_entry(row) for row in rows]

@@ -26,7 +26,15 @@ from typing import Final
 
 from archiver.state.db import Db, Execute, Param
 
-__all__ = ["GENESIS", "ChainBreak", "ChainReport", "append", "row_hash", "verify"]
+__all__ = [
+    "GENESIS",
+    "ChainBreak",
+    "ChainReport",
+    "append",
+    "append_within",
+    "row_hash",
+    "verify",
+]
 
 GENESIS: Final = "0" * 64
 _BATCH_ROWS: Final = 5_000
@@ -56,21 +64,24 @@ def row_hash(prev_hash: str, content: Mapping[str, Param]) -> str:
 def append(db: Db, table: str, content: Mapping[str, Param]) -> str:
     """Insert one row of `content` into `table` (a fixed name of ours, never user input),
     chained to the table's last row; return its hash."""
+    return db.atomic(lambda execute: append_within(execute, table, content), lock=table)
+
+
+def append_within(execute: Execute, table: str, content: Mapping[str, Param]) -> str:
+    """`append` as one step of a larger `Db.atomic` transaction, which must hold the lock named
+    `table` (e.g. the destruction log's row written with the state it records, all or
+    nothing); return the row's hash."""
     columns = list(content)
-
-    def work(execute: Execute) -> str:
-        last = execute(f"SELECT row_hash FROM {table} ORDER BY id DESC LIMIT 1").one()  # noqa: S608
-        prev = GENESIS if last is None else str(last[0])
-        digest = row_hash(prev, content)
-        marks = ", ".join("?" for _ in range(len(columns) + 2))
-        execute(
-            f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash)"  # noqa: S608
-            f" VALUES ({marks})",
-            (*content.values(), prev, digest),
-        )
-        return digest
-
-    return db.atomic(work, lock=table)
+    last = execute(f"SELECT row_hash FROM {table} ORDER BY id DESC LIMIT 1").one()  # noqa: S608
+    prev = GENESIS if last is None else str(last[0])
+    digest = row_hash(prev, content)
+    marks = ", ".join("?" for _ in range(len(columns) + 2))
+    execute(
+        f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash)"  # noqa: S608
+        f" VALUES ({marks})",
+        (*content.values(), prev, digest),
+    )
+    return digest
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,9 @@ from archiver.state.db import Db, Dialect, Param, connect
 
 __all__ = ["FINAL_STATES", "STATES", "Ledger", "LedgerEntry", "State", "connect"]
 
-State = Literal["discovered", "downloaded", "transcoded", "verified", "failed", "empty"]
+State = Literal[
+    "discovered", "downloaded", "transcoded", "verified", "failed", "empty", "destroyed"
+]
 STATES: tuple[State, ...] = (
     "discovered",
     "downloaded",
@@ -42,8 +44,13 @@ STATES: tuple[State, ...] = (
     "verified",
     "failed",
     "empty",
+    "destroyed",
 )
-FINAL_STATES: frozenset[State] = frozenset({"verified", "empty"})
+# `destroyed`: destroyed on purpose by the retention code (archiver/retention/); the name stays
+# so that no later poll, backfill or reconcile archives it again while the PBX still lists it.
+FINAL_STATES: frozenset[State] = frozenset({"verified", "empty", "destroyed"})
+# No write of the pipeline or reconcile ever moves a destroyed recording.
+_NOT_DESTROYED: Final = " AND state != 'destroyed'"
 _NO_ZONES: Mapping[str, ZoneInfo] = MappingProxyType({})
 
 # The database's own clock as epoch seconds: workers on several hosts compare leases on one clock.
@@ -142,7 +149,7 @@ class Ledger:
         return (
             self._db.execute(
                 f"UPDATE recordings SET state = ?, updated_at = ?{assignments}"
-                f" WHERE key = ?{guard}",
+                f" WHERE key = ?{guard}{_NOT_DESTROYED}",
                 (state, time.time(), *fields.values(), key, *guard_values),
             ).rowcount
             > 0
@@ -156,7 +163,7 @@ class Ledger:
         guard, guard_values = _owned_by(owner)
         update: tuple[str, list[Param]] = (
             "UPDATE recordings SET state = 'verified', object_key = ?, updated_at = ?"
-            f" WHERE key = ?{guard}",
+            f" WHERE key = ?{guard}{_NOT_DESTROYED}",
             [entry.object_key, time.time(), entry.recording_key, *guard_values],
         )
         results = self._db.transaction([update, *upsert_statements(entry, only_if_verified=True)])
@@ -169,7 +176,7 @@ class Ledger:
         return (
             self._db.execute(
                 "UPDATE recordings SET state = 'failed', attempts = attempts + 1, retryable = ?,"
-                f" last_error = ?, updated_at = ? WHERE key = ?{guard}",
+                f" last_error = ?, updated_at = ? WHERE key = ?{guard}{_NOT_DESTROYED}",
                 (int(retryable), reason[:500], time.time(), key, *guard_values),
             ).rowcount
             > 0
@@ -184,7 +191,7 @@ class Ledger:
         return (
             self._db.execute(
                 "UPDATE recordings SET state = 'empty', last_error = ?, object_key = ?,"
-                f" updated_at = ? WHERE key = ?{guard}",
+                f" updated_at = ? WHERE key = ?{guard}{_NOT_DESTROYED}",
                 (reason[:500], object_key, time.time(), key, *guard_values),
             ).rowcount
             > 0
@@ -197,7 +204,7 @@ class Ledger:
         worker holds an unexpired lease on it; return whether `owner` now holds it. Never waits
         for another worker's claim in progress (PostgreSQL: `FOR UPDATE SKIP LOCKED`)."""
         claimable = (
-            "state NOT IN ('verified', 'empty')"
+            "state NOT IN ('verified', 'empty', 'destroyed')"
             f" AND (lease_until IS NULL OR lease_until < {self._now} OR lease_owner = ?)"
         )
         if self._db.dialect == "postgresql":
@@ -259,7 +266,8 @@ class Ledger:
             " last_error = excluded.last_error, object_key = excluded.object_key,"
             " source_sha256 = excluded.source_sha256, mp3_bytes = excluded.mp3_bytes,"
             " mp3_md5 = excluded.mp3_md5, updated_at = excluded.updated_at"
-            " WHERE recordings.state != 'verified' AND recordings.state != excluded.state",
+            " WHERE recordings.state != 'verified' AND recordings.state != 'destroyed'"
+            " AND recordings.state != excluded.state",
             [
                 rec.key, rec.pbx, rec.folder, rec.name, rec.day.isoformat(), state, note,
                 object_key, source_sha256, mp3_bytes, mp3_md5, now, now,
