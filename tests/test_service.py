@@ -23,12 +23,12 @@ from archiver.config import PbxConfig
 from archiver.errors import KINDS
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread, start_simulator
+from archiver.notify import Notifier, watchdog_interval_s
 from archiver.observe import RETRY_REASONS, retry_reason
 from archiver.pbx.client import PbxClient
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.service.http import Health, add_metrics_routes, build_http_app, start_http
 from archiver.service.metrics import Metrics
-from archiver.service.notify import Notifier, watchdog_interval_s
 from archiver.service.progress import ProgressBar
 from archiver.service.startup import Service, check_pbxs
 

@@ -4,6 +4,7 @@ the start-up checks and the progress bar.
 Other parts import from here, not from the modules inside.
 """
 
+from archiver.notify import Notifier, watchdog_interval_s
 from archiver.service.http import (
     Health,
     ListenError,
@@ -13,7 +14,6 @@ from archiver.service.http import (
     start_http,
 )
 from archiver.service.metrics import DaemonFacts, Metrics
-from archiver.service.notify import Notifier, watchdog_interval_s
 from archiver.service.progress import ProgressBar, ProgressLog, log_progress
 from archiver.service.startup import Service, check_pbxs
 

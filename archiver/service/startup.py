@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
+from archiver.notify import Notifier, watchdog_interval_s
 from archiver.pbx import PbxAuthError, PbxClient, PbxError, date_pattern
 from archiver.service.http import Health
 from archiver.service.metrics import Metrics
-from archiver.service.notify import Notifier, watchdog_interval_s
 
 __all__ = ["Service", "check_pbxs"]
 
