@@ -1,7 +1,7 @@
 """What archiver remembers: the ledger of recordings, the catalogue of archived calls (searched by
-`archiver web`), the access log, the call log, legal holds and the destruction log, leases and
-request slots, in SQLite or PostgreSQL behind one interface (`State`, from `open_state`). The
-schema is versioned
+`archiver web`), the access log (a hash chain), what each object's bytes should be (fixity),
+the call log, legal holds and the destruction log, leases and request slots, in SQLite or
+PostgreSQL behind one interface (`State`, from `open_state`). The schema is versioned
 (`migrations/{sqlite,postgresql}/NNNN_*.sql`) and migrated at open.
 
 Other parts import from here, not from the modules inside.
@@ -27,8 +27,10 @@ from archiver.state.catalogue import (
     SearchQuery,
     catalogue_entry,
 )
+from archiver.state.chain import ChainBreak, ChainReport
 from archiver.state.db import StateFileError, StateUnavailable
 from archiver.state.destructions import Claim, Destruction, DestructionLog, DestructionRun
+from archiver.state.fixity import Expected, Fixity
 from archiver.state.holds import Hold, Holds
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
 from archiver.state.ledger import State as RecordingState
@@ -47,11 +49,15 @@ __all__ = [
     "CallSummary",
     "Catalogue",
     "CatalogueEntry",
+    "ChainBreak",
+    "ChainReport",
     "Claim",
     "Destruction",
     "DestructionLog",
     "DestructionRun",
     "EventKind",
+    "Expected",
+    "Fixity",
     "Hold",
     "Holds",
     "InvalidQuery",

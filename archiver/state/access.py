@@ -174,6 +174,11 @@ class AccessLog:
         return clause, [number, number, number, number, "\n", "\n", "\n", "\n", " ", " ",
                         f" number={number} "]  # fmt: skip
 
+    def first_at(self) -> datetime | None:
+        """When the oldest row was written (None: the log is empty)."""
+        row = self._db.execute("SELECT at_s FROM access_log ORDER BY id LIMIT 1").one()
+        return None if row is None else datetime.fromtimestamp(float(row[0]), UTC)
+
     def last_before(self, moment: datetime) -> tuple[int, str] | None:
         """The id and hash of the last row written before `moment` (the anchor of a day)."""
         row = self._db.execute(

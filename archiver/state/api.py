@@ -26,6 +26,7 @@ from archiver.state.calls import CallLog
 from archiver.state.catalogue import Catalogue
 from archiver.state.db import Db, Dialect
 from archiver.state.destructions import DestructionLog
+from archiver.state.fixity import Fixity
 from archiver.state.holds import Holds
 from archiver.state.ledger import Ledger
 from archiver.state.migrate import open_database
@@ -87,6 +88,11 @@ class State(Protocol):
         """What the retention code destroyed (hash-chained), what it is destroying, its runs."""
         ...
 
+    @property
+    def fixity(self) -> Fixity:
+        """What each archived object's bytes should be (size, MD5, the original's SHA-256)."""
+        ...
+
     def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
         """A gate holding `limit` requests to `pbx` at once across every worker that shares this
         state, or None where the state is not shared (SQLite: one host, the client's own limit
@@ -140,6 +146,7 @@ class BaseState:
         self._access_log = AccessLog(db)
         self._holds = Holds(db)
         self._destructions = DestructionLog(db)
+        self._fixity = Fixity(db)
 
     @property
     def backend(self) -> Dialect:
@@ -180,6 +187,10 @@ class BaseState:
     @property
     def destructions(self) -> DestructionLog:
         return self._destructions
+
+    @property
+    def fixity(self) -> Fixity:
+        return self._fixity
 
     def close(self) -> None:
         state_threads(self._db).close()

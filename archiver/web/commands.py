@@ -1,21 +1,16 @@
-"""The web part's commands: `archiver web` (serve), `archiver web passwd NAME` (add or change a
-user) and `archiver audit` (list the access log). Parsers live here with their handlers."""
+"""The web part's commands: `archiver web` (serve) and `archiver web passwd NAME` (add or change
+a user). Parsers live here with their handlers (`archiver audit` is archiver/commands/audit.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
-import json
 import sys
-from dataclasses import asdict
-from datetime import UTC, date, datetime
 from typing import Any
 
 from archiver.config import config_path, load_config
 from archiver.exits import EXIT_CONFIG, EXIT_OK
-from archiver.state.api import open_state
 from archiver.web.app import open_context, serve
 from archiver.web.users import InvalidUser, set_password
 
@@ -23,7 +18,7 @@ __all__ = ["add_web_parsers"]
 
 
 def add_web_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add `web` (with `web passwd`) and `audit` to the `archiver` command's subparsers."""
+    """Add `web` (with `web passwd`) to the `archiver` command's subparsers."""
     web = sub.add_parser(
         "web", parents=[common], help="serve the call archive: search, play, download"
     )
@@ -37,12 +32,6 @@ def add_web_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--stdin", action="store_true", help="read the password from stdin (first line)"
     )
     passwd.set_defaults(handler=_cmd_passwd, logs_to_stdout=False)
-
-    audit = sub.add_parser("audit", parents=[common], help="who played, downloaded, logged in")
-    audit.add_argument("--since", type=date.fromisoformat, help="from this day on (YYYY-MM-DD)")
-    audit.add_argument("--user", help="only this user")
-    audit.add_argument("--json", action="store_true")
-    audit.set_defaults(handler=_cmd_audit)
 
 
 def _cmd_web(args: argparse.Namespace) -> int:
@@ -85,29 +74,4 @@ def _cmd_passwd(args: argparse.Namespace) -> int:
         print(f"error: cannot write {cfg.web.users_file}: {error.strerror}", file=sys.stderr)
         return EXIT_CONFIG
     print(f"{'added' if new else 'changed the password of'} {args.name} in {cfg.web.users_file}")
-    return EXIT_OK
-
-
-def _cmd_audit(args: argparse.Namespace) -> int:
-    cfg = load_config(config_path(args.config))
-    since = None
-    if args.since is not None:
-        since = datetime(args.since.year, args.since.month, args.since.day, tzinfo=UTC)
-    # The configured state, SQLite or PostgreSQL; never created by a read (the CLI turns a
-    # missing file, an unreachable database or a newer schema into one line).
-    with contextlib.closing(open_state(cfg, create=False)) as state:
-        events = state.access_log.events(since=since, username=args.user)
-    if args.json:
-        rows = [{**asdict(event), "at": event.at.isoformat()} for event in events]
-        print(json.dumps({"events": rows}, indent=2))
-        return EXIT_OK
-    for event in events:
-        # ascii(): names, addresses and ranges came from clients; show them as sent.
-        what = event.object_key or event.detail or "-"
-        extra = f"  range={event.byte_range!a}" if event.byte_range else ""
-        print(
-            f"{event.at.isoformat(timespec='seconds')}  {event.username!a:<18} "
-            f"{event.action:<8} {event.outcome:<9} {event.source!a:<17} {what!a}{extra}"
-        )
-    print(f"{len(events)} event(s)")
     return EXIT_OK
