@@ -71,7 +71,7 @@ def test_postgresql_rows_from_before_the_chain_are_chained(old_postgres: str) ->
     db = pg.PostgresDb(old_postgres, pool_size=2, outage_s=5)
     db.open()
     try:
-        assert pg.apply_migrations(db) == ["0007_access_log_chain.sql"]
+        assert "0007_access_log_chain.sql" in pg.apply_migrations(db)
         _check_old_rows_chained(db)
     finally:
         db.close()
