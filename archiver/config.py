@@ -116,6 +116,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _check_country(value: str) -> str:
+    import phonenumbers  # its metadata, only when a country is given
+
+    if phonenumbers.PhoneMetadata.metadata_for_region(value.upper()) is None:
+        raise ValueError("must be an ISO 3166 country code phonenumbers knows (TR, US, DE...)")
+    return value.upper()
+
+
 def _check_timezone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -136,6 +144,11 @@ class PbxConfig(_Strict):
     password_env: str | None = None
     credential: str | None = None
     timezone: Annotated[str, AfterValidator(_check_timezone)] = "Europe/Istanbul"
+    # The PBX's country (ISO 3166, e.g. TR, US) for reading and writing its numbers in the web
+    # archive; None: [web] country.
+    country: Annotated[str, AfterValidator(_check_country)] | None = None
+    # A party of at most this many digits is an extension of this PBX (direction in/out).
+    extension_digits: Annotated[int, Field(ge=1, le=15)] = 6
     verify_tls: bool = True
     ca_file: Path | None = None
     tls_fingerprint: str | None = None
@@ -720,8 +733,13 @@ class WebConfig(_Strict):
     # The session cookie's Secure flag: on under TLS; set true behind a TLS-terminating proxy.
     secure_cookies: bool | None = None
     session_ttl_s: Annotated[float, Field(ge=60, le=7 * 86400)] = 8 * 3600.0
-    # Dates typed in the search are days in this zone (default: the first PBX's).
+    # What "today", "yesterday", "this month" mean on the search page and which days the status
+    # chart counts (default: the first PBX's zone). Never which day a call belongs to: a date in
+    # a search is the wall clock of each call's own PBX.
     timezone: Annotated[str, AfterValidator(_check_timezone)] | None = None
+    # The country whose numbers are written nationally and whose prefixes (0, 90, +90, 0090 for
+    # TR) a partial number may start with; a PBX's own `country` overrides it.
+    country: Annotated[str, AfterValidator(_check_country)] = "TR"
     page_size: Annotated[int, Field(ge=5, le=500)] = 50
     # Login attempts allowed per (user name, address) pair within the window, then HTTP 429
     # for that pair only: nobody can lock a user out from elsewhere (issue 19).

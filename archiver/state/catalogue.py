@@ -5,13 +5,19 @@ A row is written in the same transaction that marks its recording verified in th
 verified, and never misses one. `archiver reconcile` rebuilds it from the bucket; the schema
 migration that created it filled it from the ledger.
 
-Numbers are searched through `number_key`: `03123320404`, `3123320404`, `+903123320404` and
-`903123320404` are one key, so any spelling finds the same calls. Parties that are not phone
-numbers (an extension such as `100`) are their own key.
+Numbers are searched through each party's digits (`caller_digits`, `callee_digits`): a number
+typed with a national or international prefix of the PBX's country (`0532`, `90532`,
+`+90 532`, `0090532` in Turkey) matches the parties that *start* with that national number in
+any stored spelling (a few prefix ranges, one B-tree index each); other digits (`5127222`, an
+extension `126`) match *anywhere* in either party through a trigram index (SQLite FTS5
+`trigram`, PostgreSQL `pg_trgm`); one or two digits match a party exactly. See `NumberMatch`.
 
-Search results are newest first and paged by an opaque cursor (keyset paging: the next page costs
-the same however deep it is). SQL here is plain enough for PostgreSQL too: the same methods will
-exist there with the same contracts.
+Dates come two ways: `since`/`until` are instants; `local_since`/`local_until` are wall-clock
+times at each call's own PBX (`started_wall_s`), so "1 December" finds every call that started
+on 1 December where it was made, whatever the PBX's zone. Results are sorted by start (the real
+instant), duration, caller or callee, and paged by page number (`page`, offset paging up to
+`MAX_OFFSET` rows) or, for the newest-first order, by an opaque cursor (keyset paging). The total
+is counted up to `COUNT_CAP` matches (`SearchPage.total_capped` beyond).
 """
 
 from __future__ import annotations
@@ -19,9 +25,9 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Final
+from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -30,18 +36,35 @@ from archiver.names import InvalidName, Recording, parse_name
 from archiver.numbers import InvalidNumber, normalise_number
 from archiver.scope import WHOLE, Scope
 from archiver.state.db import Db, Param, SqliteDb
+from archiver.state.digits import (
+    DIRECTIONS,
+    DialPlan,
+    InvalidNumberText,
+    NumberMatch,
+    PbxDialPlan,
+    match_number,
+    party_digits,
+)
 
 __all__ = [
+    "COUNT_CAP",
+    "MAX_OFFSET",
     "MAX_PAGE",
+    "SORTS",
     "Catalogue",
     "CatalogueEntry",
+    "DialPlan",
     "InvalidQuery",
+    "NumberMatch",
+    "PbxDialPlan",
     "SearchPage",
     "SearchQuery",
     "catalogue_entry",
     "catalogue_rows",
     "fill_from_ledger",
+    "match_number",
     "number_key",
+    "party_digits",
     "scope_clause",
     "search_number",
     "upsert_statements",
@@ -50,6 +73,23 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 MAX_PAGE: Final = 500
+# Totals are counted up to this many matches ("more than 10,000" beyond), and pages reach this
+# deep at most: a search that needs more is narrowed, never left to count a million rows.
+COUNT_CAP: Final = 10_000
+MAX_OFFSET: Final = 10_000
+SortKey = Literal["started_at", "duration", "caller", "callee"]
+SortOrder = Literal["asc", "desc"]
+SORTS: Final[dict[str, str]] = {
+    "started_at": "started_utc_s",
+    "duration": "duration_s",
+    "caller": "caller_digits",
+    "callee": "callee_digits",
+}
+# Epoch seconds a timestamp may hold (year 1 to 9999): a cursor or a date beyond is malformed.
+_MIN_EPOCH_S: Final = -62_135_596_800
+_MAX_EPOCH_S: Final = 253_402_300_799
+# A wall-clock time is within 14 hours of UTC in every zone: a wall range bounds the instant.
+_MAX_OFFSET_S: Final = 14 * 3600
 _NUMBER_SEPARATORS = str.maketrans("", "", " -().\t")
 _MAX_CURSOR_CHARS = 2048
 
@@ -57,9 +97,12 @@ _MAX_CURSOR_CHARS = 2048
 class InvalidQuery(ValueError):
     """A search cannot be run as asked; `reason` is safe to show (it never echoes input)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "", **params: object) -> None:
         super().__init__(reason)
         self.reason = reason
+        # For a translated message: `code` names it, `params` fill it (never user input).
+        self.code = code
+        self.params = params
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +139,16 @@ class CatalogueEntry:
 class SearchQuery:
     """What to look for. Every filter is optional; they combine with AND.
 
-    `number` in any spelling (spaces and dashes allowed) matches the caller or the callee.
-    `since`/`until` are aware datetimes: calls that started in [since, until). `min_duration_s`
-    keeps calls at least that long. `limit` is 1..MAX_PAGE. `cursor` is a `SearchPage.next_cursor`
-    of the same query. `scope` is the user's (`archiver.scope`): calls outside it are never
-    found, counted or paged through (the default holds everything).
+    `number` (digits; spaces, dashes, dots and brackets ignored) matches the caller or the
+    callee as `match_number` reads it with `dial_plan` (the default: Turkey, for every PBX).
+    `since`/`until` are aware datetimes: calls that started in [since, until).
+    `local_since`/`local_until` are naive wall-clock times at each call's PBX, the same way.
+    `direction` is `in`, `out` or `internal` (see `DialPlan.direction`). `min_duration_s` keeps
+    calls at least that long. `sort`/`order` order the results (ties by start, then object key,
+    in the same direction); `page` (from 1) and `limit` (1..MAX_PAGE) choose the slice; `cursor` (a
+    `SearchPage.next_cursor` of the same query, newest-first order only) pages without offsets.
+    `scope` is the user's (`archiver.scope`): calls outside it are never found, counted or
+    paged through (the default holds everything).
     """
 
     number: str | None = None
@@ -112,17 +160,26 @@ class SearchQuery:
     dial_status: str | None = None
     limit: int = 50
     cursor: str | None = None
+    local_since: datetime | None = None
+    local_until: datetime | None = None
+    direction: str | None = None
+    sort: str = "started_at"
+    order: str = "desc"
+    page: int = 1
+    dial_plan: DialPlan = field(default_factory=DialPlan)
     scope: Scope = WHOLE
 
 
 @dataclass(frozen=True, slots=True)
 class SearchPage:
-    """One page of results, newest first; `total` counts every match of the query (all
-    pages); `next_cursor` is None on the last page."""
+    """One page of results in the query's order; `total` counts every match of the query (all
+    pages) up to `COUNT_CAP`, `total_capped` says there are more; `next_cursor` is None on the
+    last page (and for orders other than newest first)."""
 
     items: tuple[CatalogueEntry, ...]
     total: int
     next_cursor: str | None
+    total_capped: bool = False
 
 
 def number_key(party: str) -> str | None:
@@ -180,11 +237,15 @@ def catalogue_entry(
     )
 
 
-_COLUMNS: Final = (
+# The columns of the first catalogue (migration 0002): what `fill_from_ledger` writes on SQLite,
+# inside that migration, before the later columns exist (0009 then fills those).
+_COLUMNS_V2: Final = (
     "object_key, recording_key, pbx, trunk, caller, callee, caller_number, callee_number,"
     " started_local, started_utc_s, duration_s, size_bytes, dial_status, autocall_id,"
     " source_name, archived_at_s"
 )
+_COLUMNS: Final = f"{_COLUMNS_V2}, caller_digits, callee_digits, started_wall_s"
+_COLUMN_COUNT: Final = 19
 _SELECT: Final = (
     "object_key, recording_key, pbx, trunk, caller, callee, started_local, duration_s,"
     " size_bytes, dial_status, autocall_id, source_name, archived_at_s"
@@ -209,10 +270,19 @@ def _row(entry: CatalogueEntry) -> list[Param]:
         entry.autocall_id,
         entry.source_name,
         entry.archived_at.timestamp(),
+        party_digits(entry.caller),
+        party_digits(entry.callee),
+        wall_seconds(entry.started_at),
     ]
 
 
-_INSERT: Final = f"INSERT INTO catalogue ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+def wall_seconds(moment: datetime) -> int:
+    """`moment`'s wall-clock time (in its own zone) as if it were UTC, in epoch seconds."""
+    return int(moment.replace(tzinfo=UTC).timestamp())
+
+
+_INSERT: Final = f"INSERT INTO catalogue ({_COLUMNS}) VALUES ({', '.join('?' * _COLUMN_COUNT)})"
+_INSERT_V2: Final = f"INSERT INTO catalogue ({_COLUMNS_V2}) VALUES ({', '.join('?' * 16)})"
 # The recording is verified at this very key: a catalogue row never outruns the ledger.
 _VERIFIED: Final = (
     "EXISTS (SELECT 1 FROM recordings WHERE key = ? AND state = 'verified' AND object_key = ?)"
@@ -234,7 +304,7 @@ def upsert_statements(
              [entry.object_key, entry.recording_key]),
             (_INSERT, _row(entry)),
         ]  # fmt: skip
-    marks = ", ".join("?" * 16)
+    marks = ", ".join("?" * _COLUMN_COUNT)
     return [
         (f"DELETE FROM catalogue WHERE (object_key = ? OR recording_key = ?) AND {_VERIFIED}",
          [entry.object_key, entry.recording_key, *guard]),
@@ -270,13 +340,16 @@ def _encode_cursor(entry: CatalogueEntry) -> str:
 
 def _decode_cursor(cursor: str) -> tuple[int, str]:
     if len(cursor) > _MAX_CURSOR_CHARS:
-        raise InvalidQuery("cursor too long")
+        raise InvalidQuery("cursor too long", "cursor")
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
         started, key = raw.split(":", 1)
-        return int(started), key
+        started_s = int(started)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidQuery("cursor is not one this server gave") from None
+        raise InvalidQuery("cursor is not one this server gave", "cursor") from None
+    if not _MIN_EPOCH_S <= started_s <= _MAX_EPOCH_S:
+        raise InvalidQuery("cursor is not one this server gave", "cursor")
+    return started_s, key
 
 
 class Catalogue:
@@ -305,84 +378,63 @@ class Catalogue:
         return None if row is None else _entry(row)
 
     def search(self, query: SearchQuery) -> SearchPage:
-        """Run `query`: the page of matches after its cursor, newest first (by start time, then
-        object key), and the total number of matches. Raise `InvalidQuery` for a bad number,
-        limit or cursor."""
+        """Run `query`: its page of matches in its order, the total (up to `COUNT_CAP`) and,
+        for the newest-first order, the cursor of the next page. Raise `InvalidQuery` for a bad
+        number, sort, page, limit or cursor."""
         if not 1 <= query.limit <= MAX_PAGE:
-            raise InvalidQuery(f"limit must be 1..{MAX_PAGE}")
+            raise InvalidQuery(f"limit must be 1..{MAX_PAGE}", "limit", high=MAX_PAGE)
+        order_by = _order_by(query)
+        offset = (query.page - 1) * query.limit if query.page >= 1 else -1
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidQuery(
+                f"page must be 1..{MAX_OFFSET // query.limit + 1} at {query.limit} a page"
+                " (narrow the search to go deeper)",
+                "page",
+                high=MAX_OFFSET // query.limit + 1,
+            )
         where, values = self._where(query)
-        total = self._total(query, where, values)
+        total, capped = self._total(where, values)
         page_where, page_values = where, list(values)
         if query.cursor is not None:
+            if query.sort != "started_at" or query.order != "desc" or query.page != 1:
+                raise InvalidQuery("a cursor pages the newest-first order only, without page",
+                                   "cursor")  # fmt: skip
             started_s, key = _decode_cursor(query.cursor)
             page_where += " AND (started_utc_s < ? OR (started_utc_s = ? AND object_key < ?))"
             page_values += [started_s, started_s, key]
         rows = self._db.execute(
-            f"SELECT {_SELECT} FROM catalogue WHERE {page_where}"
-            " ORDER BY started_utc_s DESC, object_key DESC LIMIT ?",
-            (*page_values, query.limit + 1),
+            f"SELECT {_SELECT} FROM catalogue WHERE {page_where} ORDER BY {order_by}"
+            " LIMIT ? OFFSET ?",
+            (*page_values, query.limit + 1, offset),
         ).rows
         items = tuple(_entry(row) for row in rows[: query.limit])
         more = len(rows) > query.limit
-        return SearchPage(items, total, _encode_cursor(items[-1]) if more and items else None)
+        keyset = query.sort == "started_at" and query.order == "desc"
+        cursor = _encode_cursor(items[-1]) if more and items and keyset else None
+        return SearchPage(items, total, cursor, capped)
 
-    def _count(self, where: str, values: Sequence[Param]) -> int:
-        row = self._db.execute(f"SELECT COUNT(*) FROM catalogue WHERE {where}", values).one()
-        return 0 if row is None else int(row[0])
+    def _total(self, where: str, values: Sequence[Param]) -> tuple[int, bool]:
+        """How many rows match, counted up to `COUNT_CAP` (then: the cap and True)."""
+        row = self._db.execute(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM catalogue WHERE {where} LIMIT ?) AS found",
+            (*values, COUNT_CAP + 1),
+        ).one()
+        found = 0 if row is None else int(row[0])
+        return min(found, COUNT_CAP), found > COUNT_CAP
 
-    def _total(self, query: SearchQuery, where: str, values: Sequence[Param]) -> int:
-        """How many rows match. A query of a time range (and a PBX) only is summed from the
-        per-hour counts (`catalogue_hours`, kept by triggers) plus exact counts of its partial
-        first and last hours; any other filter counts the matching rows."""
-        if (
-            query.number
-            or query.trunk
-            or query.dial_status
-            or query.min_duration_s is not None
-            or not query.scope.whole
-        ):
-            return self._count(where, values)
-        low = -(2**62) if query.since is None else _epoch_s(query.since)
-        high = 2**62 if query.until is None else _epoch_s(query.until)
-        first_hour = -(-low // 3600) * 3600  # the first whole hour inside the range
-        end_hour = high // 3600 * 3600  # the end of the last whole hour inside it
-        if end_hour <= first_hour:
-            return self._count(where, values)
-        pbx_clause, pbx_values = (" AND pbx = ?", [query.pbx]) if query.pbx else ("", [])
-        hours = self._db.execute(
-            "SELECT COALESCE(SUM(recordings), 0) FROM catalogue_hours"
-            f" WHERE hour_s >= ? AND hour_s < ?{pbx_clause}",
-            (first_hour, end_hour, *pbx_values),
-        ).rows[0][0]
-        edges = " OR ".join(
-            clause
-            for clause, needed in (
-                ("(started_utc_s >= ? AND started_utc_s < ?)", low < first_hour),
-                ("(started_utc_s >= ? AND started_utc_s < ?)", end_hour < high),
-            )
-            if needed
-        )
-        edge_values: list[Param] = [
-            *([low, first_hour] if low < first_hour else []),
-            *([end_hour, high] if end_hour < high else []),
-        ]
-        partial = self._count(f"({edges}){pbx_clause}", [*edge_values, *pbx_values]) if edges else 0
-        return int(hours) + partial
-
-    @staticmethod
-    def _where(query: SearchQuery) -> tuple[str, list[Param]]:
+    def _where(self, query: SearchQuery) -> tuple[str, list[Param]]:
         clauses: list[str] = []
         values: list[Param] = []
         if query.number is not None and query.number.strip():
-            key = search_number(query.number)
-            clauses.append("(caller_number = ? OR callee_number = ?)")
-            values += [key, key]
-        if query.since is not None:
-            clauses.append("started_utc_s >= ?")
-            values.append(_epoch_s(query.since))
-        if query.until is not None:
-            clauses.append("started_utc_s < ?")
-            values.append(_epoch_s(query.until))
+            clause, number_values = self._number_clause(query.number, query.dial_plan)
+            clauses.append(clause)
+            values += number_values
+        for column, moment in (("started_utc_s >= ?", query.since),
+                               ("started_utc_s < ?", query.until)):  # fmt: skip
+            if moment is not None:
+                clauses.append(column)
+                values.append(_epoch_s(moment))
+        _local_range(query, clauses, values)
         for column, value in (
             ("pbx", query.pbx),
             ("trunk", query.trunk),
@@ -394,11 +446,85 @@ class Catalogue:
         if query.min_duration_s is not None:
             clauses.append("duration_s >= ?")
             values.append(query.min_duration_s)
+        if query.direction:
+            clause, direction_values = _direction_clause(query.direction, query.dial_plan)
+            clauses.append(clause)
+            values += direction_values
         if not query.scope.whole:
             clause, scoped = scope_clause(query.scope)
             clauses.append(clause)
             values += scoped
         return " AND ".join(clauses) or "1 = 1", values
+
+    def _number_clause(self, text: str, plan: DialPlan) -> tuple[str, list[Param]]:
+        """The number filter: for each country among the PBXs, what `match_number` makes of
+        `text` there, limited to that country's PBXs when they differ."""
+        countries: dict[str, list[str]] = {}
+        for name, pbx_plan in plan.pbxs:
+            countries.setdefault(pbx_plan.country, []).append(name)
+        default = plan.default.country
+        others = [name for name, pbx_plan in plan.pbxs if pbx_plan.country != default]
+        parts: list[str] = []
+        values: list[Param] = []
+        for country in sorted({default, *countries}):
+            try:
+                match = match_number(text, country)
+            except InvalidNumberText as error:
+                raise InvalidQuery(error.reason, "number") from None
+            longest = max((p.extension_digits for n, p in plan.pbxs if p.country == country),
+                          default=plan.default.extension_digits)  # fmt: skip
+            clause, clause_values = self._match_clause(match, longest)
+            if country == default:
+                if others:
+                    clause = f"pbx NOT IN ({', '.join('?' * len(others))}) AND ({clause})"
+                    clause_values = [*others, *clause_values]
+            else:
+                names = countries[country]
+                clause = f"pbx IN ({', '.join('?' * len(names))}) AND ({clause})"
+                clause_values = [*names, *clause_values]
+            parts.append(f"({clause})")
+            values += clause_values
+        return "(" + " OR ".join(parts) + ")", values
+
+    def _match_clause(self, match: NumberMatch, longest_extension: int) -> tuple[str, list[Param]]:
+        terms: list[str] = []
+        values: list[Param] = []
+        for column in ("caller_digits", "callee_digits"):
+            for prefix in match.prefixes:
+                terms.append(f"({column} >= ? AND {column} < ?)")
+                values += [prefix, prefix + ":"]  # ':' follows '9': every longer digit string
+            if match.bare_prefix:
+                terms.append(f"({column} >= ? AND {column} < ? AND length({column}) > ?)")
+                values += [match.bare_prefix, match.bare_prefix + ":", longest_extension]
+            if match.exact:
+                terms.append(f"{column} = ?")
+                values.append(match.exact)
+        if match.anywhere:
+            if isinstance(self._db, SqliteDb):
+                terms.append(
+                    "catalogue.rowid IN (SELECT rowid FROM catalogue_parties"
+                    " WHERE catalogue_parties MATCH ?)"
+                )
+                values.append(f'"{match.anywhere}"')  # digits only: a safe phrase
+            else:
+                terms.append("(caller_digits || ' ' || callee_digits) LIKE ?")
+                values.append(f"%{match.anywhere}%")
+        return " OR ".join(terms), values
+
+    def distinct_values(self, column: str, limit: int = 50) -> list[str]:
+        """The first `limit` distinct non-empty values of `trunk` or `dial_status`, in order:
+        one index seek per value (a skip scan), so it costs the same at any catalogue size."""
+        if column not in ("trunk", "dial_status"):
+            raise ValueError(f"no choices for {column!r}")
+        rows = self._db.execute(
+            f"WITH RECURSIVE found(value, n) AS ("
+            f" SELECT MIN({column}), 1 FROM catalogue WHERE {column} > ''"
+            f" UNION ALL SELECT (SELECT MIN({column}) FROM catalogue WHERE {column} > found.value),"
+            f" n + 1 FROM found WHERE found.value IS NOT NULL AND n < ?)"
+            f" SELECT value FROM found WHERE value IS NOT NULL",
+            (limit,),
+        ).rows
+        return [str(row[0]) for row in rows]
 
     def count(self) -> int:
         """How many recordings the catalogue lists."""
@@ -470,7 +596,71 @@ def scope_clause(scope: Scope) -> tuple[str, list[Param]]:
 def _epoch_s(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise InvalidQuery("since/until must carry a time zone")
-    return int(moment.timestamp())
+    try:
+        return int(moment.timestamp())
+    except (OverflowError, ValueError, OSError):
+        raise InvalidQuery("a date is out of range", "date_range") from None
+
+
+def _wall_s(moment: datetime) -> int:
+    if moment.tzinfo is not None:
+        raise InvalidQuery("local_since/local_until are wall-clock times, without a zone")
+    return int((moment - datetime(1970, 1, 1)).total_seconds())
+
+
+def _local_range(query: SearchQuery, clauses: list[str], values: list[Param]) -> None:
+    """Calls whose start on their PBX's wall clock is in [local_since, local_until); with a
+    bound on the real instant too (a wall time is within 14 h of UTC), so the time index
+    serves it in the newest-first order."""
+    if query.local_since is not None:
+        low = _wall_s(query.local_since)
+        clauses += ["started_wall_s >= ?", "started_utc_s >= ?"]
+        values += [low, low - _MAX_OFFSET_S]
+    if query.local_until is not None:
+        high = _wall_s(query.local_until)
+        clauses += ["started_wall_s < ?", "started_utc_s < ?"]
+        values += [high, high + _MAX_OFFSET_S]
+
+
+def _order_by(query: SearchQuery) -> str:
+    column = SORTS.get(query.sort)
+    if column is None:
+        raise InvalidQuery("sort must be one of " + ", ".join(SORTS), "sort")
+    if query.order not in ("asc", "desc"):
+        raise InvalidQuery("order must be asc or desc", "order")
+    if column == "started_utc_s":
+        return f"started_utc_s {query.order}, object_key {query.order}"
+    # Ties in the same direction, so one index (column, started_utc_s, object_key) serves it.
+    return f"{column} {query.order}, started_utc_s {query.order}, object_key {query.order}"
+
+
+def _direction_clause(direction: str, plan: DialPlan) -> tuple[str, list[Param]]:
+    """Calls of `direction` (see `DialPlan.direction`), each PBX with its extension length."""
+    if direction not in DIRECTIONS:
+        raise InvalidQuery("direction must be in, out or internal", "direction")
+    wanted = {"in": (False, True), "out": (True, False), "internal": (True, True)}[direction]
+    lengths = {plan.default.extension_digits, *(p.extension_digits for _, p in plan.pbxs)}
+    parts: list[str] = []
+    values: list[Param] = []
+    for length in sorted(lengths):
+        names = [n for n, p in plan.pbxs if p.extension_digits == length]
+        sides = []
+        for column, inside in zip(("caller", "callee"), wanted, strict=True):
+            test = (f"(length({column}_digits) BETWEEN 1 AND ? AND length({column}_digits)"
+                    f" = length({column}))")  # fmt: skip
+            sides.append(test if inside else f"NOT {test}")
+            values.append(length)
+        clause = " AND ".join(sides)
+        if length == plan.default.extension_digits:
+            other = [n for n, p in plan.pbxs if p.extension_digits != length]
+            if other:
+                clause = f"pbx NOT IN ({', '.join('?' * len(other))}) AND {clause}"
+                values[-2:-2] = other
+        else:
+            clause = f"pbx IN ({', '.join('?' * len(names))}) AND {clause}"
+            values[-2:-2] = names
+        parts.append(f"({clause})")
+    return "(" + " OR ".join(parts) + ")", values
 
 
 def _offset_from_uniqueid(name_local: datetime, uniqueid_epoch_s: int) -> timedelta:
@@ -517,8 +707,8 @@ def fill_from_ledger(db: Db, timezones: Mapping[str, ZoneInfo]) -> int:
         )
         batch.append(_row(entry))
     if batch:
-        if isinstance(db, SqliteDb):  # inside the migration's open transaction
-            db.connection.executemany(_INSERT, batch)
+        if isinstance(db, SqliteDb):  # inside migration 0002's open transaction
+            db.connection.executemany(_INSERT_V2, [row[:16] for row in batch])
         else:
             db.executemany(_INSERT, batch)
     if skipped:

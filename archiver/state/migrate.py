@@ -11,7 +11,8 @@ to do. A file migrated by a newer archiver (a version we do not know) is refused
 Some versions also move data in Python after their SQL (`_AFTER`), inside the same transaction:
 version 1 adds the lease columns an older file lacks, version 2 fills the catalogue from the
 ledger's verified rows and their names, version 5 adds the callbacks' `flags` where missing,
-version 7 chains the access log's existing rows (`archiver.state.access.chain_existing`).
+version 7 chains the access log's existing rows (`archiver.state.access.chain_existing`),
+version 9 fills the digits of parties that are not all digits (`+90…`, letters).
 
 A state file from before versioned migrations has the tables of `0001_ledger_calls.sql` (created
 with IF NOT EXISTS, so that file adopts them) and no `schema_migrations`: it migrates in place.
@@ -33,7 +34,7 @@ from zoneinfo import ZoneInfo
 import structlog
 
 from archiver.state.access import chain_existing
-from archiver.state.catalogue import fill_from_ledger
+from archiver.state.catalogue import fill_from_ledger, party_digits
 from archiver.state.db import Param, Result, SqliteDb
 
 __all__ = [
@@ -147,9 +148,29 @@ def _chain_access_log(db: SqliteDb, timezones: Mapping[str, ZoneInfo]) -> int:
     return chain_existing(execute)
 
 
+def _fill_party_digits(db: SqliteDb, timezones: Mapping[str, ZoneInfo]) -> int:
+    """Version 9's SQL filled the digit columns of all-digit parties; here the rest (`+90…`,
+    letters), through the triggers that keep the trigram index."""
+    rows = db.connection.execute(
+        "SELECT rowid, caller, callee FROM catalogue"
+        " WHERE caller GLOB '*[^0-9]*' OR callee GLOB '*[^0-9]*'"
+    ).fetchall()
+    db.connection.executemany(
+        "UPDATE catalogue SET caller_digits = ?, callee_digits = ? WHERE rowid = ?",
+        [(party_digits(caller), party_digits(callee), rowid) for rowid, caller, callee in rows],
+    )
+    return len(rows)
+
+
 # Data moved in Python after a version's SQL, in the same transaction.
 _AFTER: Mapping[int, Callable[[SqliteDb, Mapping[str, ZoneInfo]], int]] = MappingProxyType(
-    {1: _add_lease_columns, 2: fill_from_ledger, 5: _add_flag_column, 7: _chain_access_log}
+    {
+        1: _add_lease_columns,
+        2: fill_from_ledger,
+        5: _add_flag_column,
+        7: _chain_access_log,
+        9: _fill_party_digits,
+    }
 )
 
 

@@ -109,6 +109,7 @@ def _form(request: web.Request, context: WebContext, *, error: str | None,
         csrf_token=token,
         error=error,
         next=safe_next(request.query.get("next")),
+        ended=request.query.get("ended") == "1",
         user=None,
         is_admin=False,
     )
@@ -208,7 +209,7 @@ async def _logout(request: web.Request) -> web.StreamResponse:
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every path but the login page and /static/ needs a session (or, for /api/ and /audio/,
     HTTP Basic); every POST a valid CSRF token. Sets `request[USER_KEY]`."""
-    if request.path in _PUBLIC_PATHS or request.path.startswith("/static/"):
+    if request.path in _PUBLIC_PATHS or request.path.startswith(("/static/", "/lang/")):
         return await handler(request)
     context = request.app[CONTEXT_KEY]
     session = context.sessions.get(request.cookies.get(SESSION_COOKIE))
@@ -224,13 +225,35 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[USER_KEY] = session.username
         request[SESSION_KEY] = session
         return await handler(request)
-    if request.path.startswith(_BASIC_PREFIXES) and request.method == "GET":
+    basic_path = request.path.startswith(_BASIC_PREFIXES) and request.method == "GET"
+    if basic_path and ("Authorization" in request.headers or not _from_a_page(request)):
         return await _basic(request, context, handler)
-    if request.method == "GET" and not request.path.startswith(_BASIC_PREFIXES):
-        raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
-    raise web.HTTPUnauthorized(
-        text="log in first\n", headers={"WWW-Authenticate": 'Basic realm="archiver"'}
-    )
+    raise await _session_ended(request)
+
+
+def _from_a_page(request: web.Request) -> bool:
+    """A browser asks (it sends Sec-Fetch-* headers), or a session cookie came with it: never
+    answered with an HTTP Basic challenge, which would pop up a password dialog."""
+    return "Sec-Fetch-Mode" in request.headers or SESSION_COOKIE in request.cookies
+
+
+async def _session_ended(request: web.Request) -> web.HTTPException:
+    """No session: a page or a form goes to the login page (saying the session ended when a
+    cookie shows there was one), back to where it was after logging in; the page's scripts,
+    audio and API calls get a 401 without a challenge (the page then goes to the login)."""
+    ended = "ended=1&" if SESSION_COOKIE in request.cookies or request.method == "POST" else ""
+    if request.method == "POST":
+        back = safe_next(_field((await request.post()).get("next")))
+    else:
+        back = request.path_qs
+    target = f"/login?{ended}next={quote(back, safe='')}"
+    navigating = request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+    if request.path.startswith(_BASIC_PREFIXES) and not navigating:
+        return web.HTTPUnauthorized(
+            text='{"error": "session ended", "login": "/login?ended=1"}',
+            content_type="application/json",
+        )
+    return web.HTTPSeeOther(target)
 
 
 async def _basic(request: web.Request, context: WebContext, handler: Handler) -> web.StreamResponse:
