@@ -82,7 +82,6 @@ from archiver.service import (
     start_http,
 )
 from archiver.state import (
-    CallLog,
     SchemaTooNew,
     State,
     StateFileError,
@@ -618,7 +617,7 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
         # doubling pause, each one logged. One-shot commands exit 5 instead.
         for name in await check_pbxs(archiver.clients):
             archiver.back_off(name)
-        async with _http_server(cfg, health, metrics, state.calls):
+        async with _http_server(cfg, health, metrics, state):
             service.ready()
             await serve(archiver, service)
     return EXIT_OK
@@ -626,7 +625,7 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
 
 @contextlib.asynccontextmanager
 async def _http_server(
-    cfg: Config, health: Health, metrics: Metrics, calls: CallLog
+    cfg: Config, health: Health, metrics: Metrics, state: State
 ) -> AsyncIterator[None]:
     if cfg.http.listen is None:
         yield
@@ -635,8 +634,10 @@ async def _http_server(
     token = callbacks_token(cfg.callbacks)
     if token is not None:
         register_secret(token)
-    add_callback_routes(app, cfg.callbacks, calls)
-    add_metrics_routes(app, metrics, ready_window_s=ready_window_s(cfg))
+    add_callback_routes(app, cfg.callbacks, state.calls, state.aio)
+    add_metrics_routes(
+        app, metrics, ready_window_s=ready_window_s(cfg), state_problem=state.aio.problem
+    )
     if CALLBACK_STATS_KEY in app:
         metrics.add_counters(app[CALLBACK_STATS_KEY].samples, "Call results received.")
     runner, port = await start_http(app, cfg.http.listen)

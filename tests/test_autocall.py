@@ -23,6 +23,7 @@ from archiver.lab.simulator.server import DIALER_KEY
 from archiver.numbers import InvalidNumber, normalise_number
 from archiver.pbx.client import PbxAuthError, PbxClient, PbxError
 from archiver.service.http import Health, build_http_app, start_http
+from archiver.state import state_threads
 from archiver.state.calls import CallLog
 
 PASSWORD = "Autocall-Secret-5150"
@@ -92,7 +93,7 @@ async def receiver(tmp_path: Path) -> AsyncIterator[tuple[str, CallLog]]:
     cfg = CallbacksConfig(enabled=True, token=TOKEN)  # type: ignore[arg-type]
     calls = CallLog.open(tmp_path / "ledger.sqlite3")
     app = build_http_app(Health())
-    add_callback_routes(app, cfg, calls)
+    add_callback_routes(app, cfg, calls, state_threads(calls.db))
     runner, port = await start_http(app, "127.0.0.1:0")
     try:
         yield f"http://127.0.0.1:{port}/pbx/call-result/{TOKEN}", calls

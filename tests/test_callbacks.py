@@ -22,6 +22,7 @@ from archiver.calls.callbacks import (
 from archiver.config import AutocallConfig, CallbacksConfig
 from archiver.credentials import callbacks_token
 from archiver.service.http import Health, build_http_app, start_http
+from archiver.state import state_threads
 from archiver.state.calls import CallLog
 
 TOKEN = "cb-token-0123456789abcdef"
@@ -48,7 +49,7 @@ async def _receiver(tmp_path: Path, **settings: Any) -> AsyncIterator[Receiver]:
     cfg = CallbacksConfig(enabled=True, token=TOKEN, **settings)  # type: ignore[arg-type]
     calls = CallLog.open(tmp_path / "ledger.sqlite3")
     app = build_http_app(Health())
-    add_callback_routes(app, cfg, calls)
+    add_callback_routes(app, cfg, calls, state_threads(calls.db))
     runner, port = await start_http(app, "127.0.0.1:0")
     session = aiohttp.ClientSession()
     try:
@@ -297,7 +298,7 @@ async def test_token_from_a_systemd_credential(
     cfg = CallbacksConfig(enabled=True, token_credential="callbacks-token")
     calls = CallLog.open(tmp_path / "ledger.sqlite3")
     app = build_http_app(Health())
-    add_callback_routes(app, cfg, calls)
+    add_callback_routes(app, cfg, calls, state_threads(calls.db))
     runner, port = await start_http(app, "127.0.0.1:0")
     try:
         async with aiohttp.ClientSession() as session:

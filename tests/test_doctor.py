@@ -291,12 +291,14 @@ async def test_callbacks_enabled_and_the_receiver_answers(
     from archiver.calls.callbacks import add_callback_routes
     from archiver.config import CallbacksConfig
     from archiver.service.http import Health, build_http_app, start_http
+    from archiver.state import state_threads
     from archiver.state.calls import CallLog
 
     token = "r" * 24
     calls = CallLog.open(tmp_path / "calls.sqlite3")
     app = build_http_app(Health())
-    add_callback_routes(app, CallbacksConfig(enabled=True, token=token), calls)  # type: ignore[arg-type]
+    callbacks = CallbacksConfig(enabled=True, token=token)  # type: ignore[arg-type]
+    add_callback_routes(app, callbacks, calls, state_threads(calls.db))
     http_runner, port = await start_http(app, "127.0.0.1:0")
     runner, url = await _sim()
     try:

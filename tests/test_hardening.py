@@ -36,6 +36,7 @@ from archiver.pipeline.listing import parse_listing
 from archiver.pipeline.transcode import Engine, TranscodeError, find_ffmpeg, transcode_to_mp3
 from archiver.s3.store import S3Store
 from archiver.service.http import Health, build_http_app, start_http
+from archiver.state import state_threads
 from archiver.state.calls import CallLog
 from archiver.state.ledger import Ledger
 
@@ -49,7 +50,7 @@ async def _callback_server(
     cfg = CallbacksConfig(enabled=True, token=TOKEN, **settings)  # type: ignore[arg-type]
     calls = CallLog.open(tmp_path / "ledger.sqlite3")
     app = build_http_app(Health())
-    add_callback_routes(app, cfg, calls)
+    add_callback_routes(app, cfg, calls, state_threads(calls.db))
     runner, port = await start_http(app, "127.0.0.1:0")
     try:
         yield f"http://127.0.0.1:{port}/pbx/call-result", calls, app

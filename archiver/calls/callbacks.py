@@ -8,8 +8,10 @@ this order: the source address against `callbacks.allowed_sources` (403, when se
 the parameters (400 with the reason). A request with a wrong token spends only its own source
 address's bucket, never the shared one: a flood of guesses from many addresses cannot lock out
 the PBX's real callbacks, and guessing from one address is still throttled. What passes is
-stored before the reply, as one short SQLite statement, so the PBX gets its answer in about a
-millisecond. Refusals are counted in a metric and logged at most once per
+stored on the state's own threads (never on the event loop) before the reply, 200, in about a
+millisecond; if the state database is slow or away it is kept and stored when the database
+answers, and the reply is 202 within a second (`keeper`: 503 only once too many are kept).
+Refusals are counted in a metric and logged at most once per
 `_REFUSAL_LOG_EVERY_S` per HTTP status, with how many were not.
 
 Statuses: `1`..`9` are progress codes, the documented words (ASCII, any case) final statuses;
@@ -33,10 +35,11 @@ from typing import Final
 import structlog
 from aiohttp import web
 
+from archiver.calls.keeper import KeptResult, ResultKeeper
 from archiver.config import CallbacksConfig
 from archiver.credentials import callbacks_token
 from archiver.numbers import InvalidNumber, normalise_number
-from archiver.state import CallLog, EventKind
+from archiver.state import CallLog, EventKind, StateThreads
 
 __all__ = [
     "CALLBACK_STATS_KEY",
@@ -74,7 +77,7 @@ _MAX_NUMBER_CHARS: Final = 32
 # The `reason` label of a refusal: a fixed vocabulary, one word per check that refuses.
 REFUSAL_REASONS: Final = (
     "source_not_allowed", "too_long", "has_body", "bad_token", "rate_limited",
-    "control_character",
+    "control_character", "state_unavailable",
 )  # fmt: skip
 
 
@@ -171,6 +174,7 @@ class CallbackStats:
     events: Counter[tuple[str, str]] = field(default_factory=Counter)
     refused: Counter[tuple[int, str]] = field(default_factory=Counter)
     flagged: Counter[str] = field(default_factory=Counter)
+    kept: int = 0  # answered 202: stored later, the state database being slow or away
 
     def samples(self) -> list[tuple[str, dict[str, str], int]]:
         """Every count as (metric name, labels, value), for a metrics exporter to render."""
@@ -190,6 +194,7 @@ class CallbackStats:
             ("archiver_call_results_flagged_total", {"flag": flag}, count)
             for flag, count in sorted(self.flagged.items())
         ]
+        found.append(("archiver_call_results_kept_total", {}, self.kept))
         return found
 
 
@@ -225,7 +230,7 @@ def parse_sources(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.
 @dataclass(frozen=True)
 class _Receiver:
     token: bytes = field(repr=False)
-    calls: CallLog
+    keeper: ResultKeeper
     limiter: RateLimiter
     stats: CallbackStats
     allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -259,23 +264,22 @@ class _Receiver:
             result = parse_call_result({name: query.getall(name) for name in set(query)})
         except ValueError as error:
             return self._refuse(400, str(error), source, "control_character")
-        event = self.calls.record_event(
-            number=result.number, status=result.status, kind=result.kind, ended=result.ended,
-            source=source, flags=result.flags,
-        )  # fmt: skip
+        if self.keeper.full():
+            return self._refuse(
+                503, "state database unavailable and too many results kept; send again later",
+                source, "state_unavailable", retry_after_s=30.0,
+            )  # fmt: skip
         label = result.status if result.kind != "unknown" else "unknown"
         self.stats.events[(result.kind, label)] += 1
         self.stats.flagged.update(result.flags)
-        log.info(
-            "call_result",
-            number=result.number,
-            status=result.status,
-            kind=result.kind,
-            ended=result.ended,
-            flags=list(result.flags),
-            autocall_id=event.autocall_id,
-            source=source,
-        )
+        kept = KeptResult(
+            number=result.number, status=result.status, kind=result.kind, ended=result.ended,
+            source=source, flags=result.flags,
+        )  # fmt: skip
+        if await self.keeper.store(kept) is None:
+            # The state database is slow or away: stored when it answers (see `keeper`).
+            self.stats.kept += 1
+            return web.Response(status=202, text="kept\n")
         return web.Response(text="ok\n")
 
     def _allowed(self, source: str) -> bool:
@@ -290,7 +294,8 @@ class _Receiver:
     ) -> web.Response:
         """Answer `status` with `reason`; count it under `word` (one of REFUSAL_REASONS)."""
         self.stats.refused[(status, word)] += 1
-        headers = {"Retry-After": str(max(1, round(retry_after_s + 0.5)))} if status == 429 else {}
+        retry_after = str(max(1, round(retry_after_s + 0.5)))
+        headers = {"Retry-After": retry_after} if status in (429, 503) else {}
         unlogged = self.refusals.admit(status)
         if unlogged is not None:
             log.warning(
@@ -374,17 +379,27 @@ def _ended(raw: str | None, flags: list[str]) -> bool:
         return False
 
 
-def add_callback_routes(app: web.Application, cfg: CallbacksConfig, calls: CallLog) -> None:
+def add_callback_routes(
+    app: web.Application, cfg: CallbacksConfig, calls: CallLog, state: StateThreads
+) -> None:
     """Register `GET {cfg.path}/{token}` on `app` (nothing if callbacks are disabled).
-    Statistics are in `app[CALLBACK_STATS_KEY]`."""
+    Results are stored on the state's threads `state`, kept while it is away (`keeper`);
+    the kept ones get `drain_s` when the app is cleaned up. Statistics are in
+    `app[CALLBACK_STATS_KEY]`."""
     token = callbacks_token(cfg)
     if not cfg.enabled or token is None:
         return
     stats = CallbackStats()
     app[CALLBACK_STATS_KEY] = stats
+    keeper = ResultKeeper(calls, state)
+
+    async def close_keeper(_: web.Application) -> None:
+        await keeper.close()
+
+    app.on_cleanup.append(close_keeper)
     receiver = _Receiver(
         token=token.encode(),
-        calls=calls,
+        keeper=keeper,
         limiter=RateLimiter(
             per_source_rate_per_s=cfg.per_source_rate_per_s,
             per_source_burst=cfg.per_source_burst,

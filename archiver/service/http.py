@@ -7,6 +7,7 @@ Bound to 127.0.0.1 by default. It never serves anything the PBX password could l
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -77,6 +78,9 @@ def build_http_app(health: Health) -> web.Application:
 
 METRICS_KEY = web.AppKey("metrics", Metrics)
 READY_WINDOW_KEY = web.AppKey("ready_window_s", float)
+# Why the state database is not answering, or None (archiver.state.StateThreads.problem).
+StateProblem = Callable[[], str | None]
+STATE_PROBLEM_KEY: web.AppKey[StateProblem] = web.AppKey("state_problem")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -91,16 +95,28 @@ async def _readyz(request: web.Request) -> web.Response:
     problems = request.app[METRICS_KEY].not_ready(request.app[READY_WINDOW_KEY])
     if not request.app[HEALTH_KEY].alive():
         problems.insert(0, "main loop stalled")
+    state_problem = request.app.get(STATE_PROBLEM_KEY)
+    if state_problem is not None and (problem := state_problem()) is not None:
+        problems.insert(0, problem)
     if problems:
         return web.Response(status=503, text="".join(f"{p}\n" for p in problems))
     return web.Response(text="ready\n")
 
 
-def add_metrics_routes(app: web.Application, metrics: Metrics, *, ready_window_s: float) -> None:
+def add_metrics_routes(
+    app: web.Application,
+    metrics: Metrics,
+    *,
+    ready_window_s: float,
+    state_problem: Callable[[], str | None] | None = None,
+) -> None:
     """Add GET /metrics (Prometheus text format) and GET /readyz: 200 when every PBX's last
-    listing succeeded and it answered within `ready_window_s`, else 503 with the reasons."""
+    listing succeeded and it answered within `ready_window_s`, and the state database answers
+    (`state_problem` says why not), else 503 with the reasons."""
     app[METRICS_KEY] = metrics
     app[READY_WINDOW_KEY] = ready_window_s
+    if state_problem is not None:
+        app[STATE_PROBLEM_KEY] = state_problem
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", _readyz)
 

@@ -87,6 +87,10 @@ class CallLog:
 
         return cls(open_database(path), window_s=window_s)
 
+    @property
+    def db(self) -> Db:
+        return self._db
+
     def close(self) -> None:
         self._db.close()
 

@@ -46,7 +46,8 @@ T = TypeVar("T")
 _MIGRATION_LOCK: Final = 0x61726368  # "arch"
 _MIGRATIONS: Final = "archiver.state.migrations.postgresql"
 _TRANSIENT: Final = (psycopg.OperationalError, PoolTimeout)
-_SLOT_POLL_S: Final = (0.02, 0.08)  # jittered wait between tries for a free PBX request slot
+_SLOT_POLL_S: Final = (0.02, 0.08)
+_CONNECTION_WAIT_MAX_S: Final = 10.0  # jittered wait between tries for a free PBX request slot
 # Data moved in Python after a version's SQL, inside the same transaction.
 _AFTER: Final[dict[int, Callable[[Execute], int]]] = {7: chain_existing}
 
@@ -104,6 +105,10 @@ class PostgresDb:
             kwargs={"autocommit": True},
             open=False,
             name="archiver-state",
+            # How long one attempt waits for a connection. psycopg_pool's default (30 s) let a
+            # single attempt outlast the whole outage budget: a state call with outage_s = 2
+            # failed after 31 s. Now the budget holds within one attempt's wait.
+            timeout=max(1.0, min(outage_s, _CONNECTION_WAIT_MAX_S)),
         )
 
     def open(self) -> None:
