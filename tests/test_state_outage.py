@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from support import state_config
 
 from archiver.calls import add_callback_routes
 from archiver.config import CallbacksConfig
@@ -23,7 +24,6 @@ from archiver.lab.postgres import LocalPostgres
 from archiver.service import Health, Metrics, add_metrics_routes, build_http_app, start_http
 from archiver.state import CallEvent, StateThreads, StateUnavailable, open_state, state_threads
 from archiver.state.ledger import Ledger
-from tests.support import state_config
 
 TOKEN = "t" * 24
 NUMBER = "903123320404"
