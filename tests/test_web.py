@@ -383,6 +383,8 @@ def test_tls_serves_https_with_secure_cookies(
         with urllib.request.urlopen(https + "/login", context=trust, timeout=30) as answer:  # noqa: S310
             assert answer.status == 200
             assert "Secure" in answer.headers["Set-Cookie"]
+            # Browsers that saw it once never try plain HTTP again (issue 19, item 11).
+            assert answer.headers["Strict-Transport-Security"] == "max-age=31536000"
         with pytest.raises((urllib.error.URLError, ConnectionError)):  # plain HTTP: no page
             urllib.request.urlopen(tls_site.url + "/login", timeout=10)  # noqa: S310
 

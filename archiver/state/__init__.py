@@ -28,7 +28,7 @@ from archiver.state.catalogue import (
     catalogue_entry,
 )
 from archiver.state.chain import ChainBreak, ChainReport
-from archiver.state.db import StateFileError, StateUnavailable
+from archiver.state.db import StateFileError, StatementTimeout, StateUnavailable
 from archiver.state.destructions import Claim, Destruction, DestructionLog, DestructionRun
 from archiver.state.fixity import Expected, Fixity
 from archiver.state.holds import Hold, Holds
@@ -74,6 +74,7 @@ __all__ = [
     "StateFileError",
     "StateThreads",
     "StateUnavailable",
+    "StatementTimeout",
     "catalogue_entry",
     "free_dead_local_leases",
     "open_database",

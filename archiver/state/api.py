@@ -204,22 +204,30 @@ class SqliteState(BaseState):
         return None
 
 
-def open_sqlite(cfg: Config, *, create: bool = True) -> SqliteState:
+def open_sqlite(
+    cfg: Config, *, create: bool = True, statement_timeout_s: float | None = None
+) -> SqliteState:
     db = open_database(cfg.state.path, timezones=cfg.timezones, create=create)
+    if statement_timeout_s is not None:
+        db.limit_statements(statement_timeout_s)
     return SqliteState(db, cfg, str(cfg.state.path))
 
 
-def open_state(cfg: Config, *, create: bool = True) -> State:
+def open_state(
+    cfg: Config, *, create: bool = True, statement_timeout_s: float | None = None
+) -> State:
     """Open the configured state, creating or migrating its schema (one process at a time: on
     SQLite under BEGIN IMMEDIATE, on PostgreSQL under an advisory lock). Raise `ConfigError` for
     an unreadable password source, `StateUnavailable` if the database cannot be reached and
     `SchemaTooNew` if a newer archiver migrated it. Without `create` (commands that read or amend
-    the state), a missing SQLite file raises `StateFileError` naming the path."""
+    the state), a missing SQLite file raises `StateFileError` naming the path. With
+    `statement_timeout_s` (the web's searches) a statement that runs longer raises
+    `StatementTimeout`."""
     if cfg.state.url is None:
-        return open_sqlite(cfg, create=create)
+        return open_sqlite(cfg, create=create, statement_timeout_s=statement_timeout_s)
     from archiver.state.pg_state import open_postgres
 
-    return open_postgres(cfg, _password(cfg.state))
+    return open_postgres(cfg, _password(cfg.state), statement_timeout_s=statement_timeout_s)
 
 
 def _password(state: StateConfig) -> str | None:

@@ -15,6 +15,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "SqliteDb",
     "StateFileError",
     "StateUnavailable",
+    "StatementTimeout",
     "connect",
 ]
 
@@ -45,6 +47,16 @@ class StateUnavailable(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class StatementTimeout(Exception):
+    """A statement ran longer than the time limit its process set (`archiver web` sets one, so
+    a search can never hold a database thread for long). Not retried: the same statement would
+    run as long again."""
+
+    def __init__(self, limit_s: float) -> None:
+        super().__init__(f"the statement ran longer than {limit_s:g} s")
+        self.limit_s = limit_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +172,14 @@ class SqliteDb:
     def __init__(self, connection: sqlite3.Connection) -> None:
         self._db = connection
         self._lock = threading.Lock()
+        self._limit_s: float | None = None
+        self._deadline_s = float("inf")
+
+    def limit_statements(self, limit_s: float) -> None:
+        """From now on `execute` interrupts a statement that runs longer than `limit_s` and
+        raises `StatementTimeout` (SQLite checks every 10,000 virtual-machine steps)."""
+        self._limit_s = limit_s
+        self._db.set_progress_handler(lambda: int(time.monotonic() > self._deadline_s), 10_000)
 
     @classmethod
     def open(cls, path: Path, *, create: bool = True) -> SqliteDb:
@@ -179,9 +199,19 @@ class SqliteDb:
 
     def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
         with self._lock:
-            cursor = self._db.execute(sql, params)
-            rows = cursor.fetchall()
-            return Result(rows, cursor.rowcount)
+            if self._limit_s is None:
+                cursor = self._db.execute(sql, params)
+                return Result(cursor.fetchall(), cursor.rowcount)
+            self._deadline_s = time.monotonic() + self._limit_s
+            try:
+                cursor = self._db.execute(sql, params)
+                return Result(cursor.fetchall(), cursor.rowcount)
+            except sqlite3.OperationalError as error:
+                if str(error) == "interrupted":
+                    raise StatementTimeout(self._limit_s) from None
+                raise
+            finally:
+                self._deadline_s = float("inf")
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Param]]) -> None:
         with self._lock:

@@ -38,7 +38,9 @@ class PostgresState(BaseState):
         return gate
 
 
-def open_postgres(cfg: Config, password: str | None) -> PostgresState:
+def open_postgres(
+    cfg: Config, password: str | None, *, statement_timeout_s: float | None = None
+) -> PostgresState:
     """Connect to `cfg.state.url`, migrate, and return the state."""
     state = cfg.state
     assert state.url is not None  # noqa: S101 - open_state only calls this with a url
@@ -51,6 +53,7 @@ def open_postgres(cfg: Config, password: str | None) -> PostgresState:
         pool_size=state.pool_size + slots,
         outage_s=state.outage_s,
         timezones=cfg.timezones,
+        statement_timeout_s=statement_timeout_s,
     )
     return PostgresState(db, cfg, redact_url(state.url))
 
@@ -63,8 +66,10 @@ def open_database(
     pool_size: int,
     outage_s: float,
     timezones: Mapping[str, ZoneInfo] = _NO_ZONES,
+    statement_timeout_s: float | None = None,
 ) -> PostgresDb:
-    """Connect to `url` and bring its schema up to date (`timezones` date the recordings moved
+    """Connect to `url` and bring its schema up to date (then limit `execute`'s statements to
+    `statement_timeout_s`, if given (`timezones` date the recordings moved
     into the catalogue: see `fill_from_ledger`). Raise StateUnavailable if it cannot be reached
     or refuses us, SchemaTooNew if a newer archiver migrated it."""
     db = PostgresDb(make_conninfo(url, password, tls), pool_size=pool_size, outage_s=outage_s)
@@ -78,4 +83,6 @@ def open_database(
     except BaseException:
         db.close()
         raise
+    if statement_timeout_s is not None:  # after the migrations, which may take their time
+        db.limit_statements(statement_timeout_s)
     return db

@@ -22,6 +22,7 @@ import importlib.resources
 import random
 import re
 import time
+import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -34,7 +35,14 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from archiver.state.access import chain_existing
-from archiver.state.db import Dialect, Execute, Param, Result, StateUnavailable
+from archiver.state.db import (
+    Dialect,
+    Execute,
+    Param,
+    Result,
+    StatementTimeout,
+    StateUnavailable,
+)
 from archiver.state.migrate import SchemaTooNew
 
 __all__ = ["PbxSlots", "PostgresDb", "apply_migrations", "make_conninfo", "redact_url"]
@@ -98,6 +106,8 @@ class PostgresDb:
     def __init__(self, dsn: str, *, pool_size: int, outage_s: float) -> None:
         self.outage_s = outage_s
         self._dsn = dsn
+        self._limit_s: float | None = None
+        self._limited: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
         self.pool: ConnectionPool[psycopg.Connection[tuple[Any, ...]]] = ConnectionPool(
             dsn,
             min_size=1,
@@ -137,12 +147,26 @@ class PostgresDb:
     def threads(self) -> int:
         return self.pool.max_size
 
+    def limit_statements(self, limit_s: float) -> None:
+        """From now on a statement of `execute` that runs longer than `limit_s` is cancelled
+        by the server (`statement_timeout`, set once per connection) and raises
+        `StatementTimeout`, never retried."""
+        self._limit_s = limit_s
+
     def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
         text = _psycopg_sql(sql)
 
         def run() -> Result:
             with self.pool.connection() as conn:
-                cursor = conn.execute(text, params)
+                if self._limit_s is not None and conn not in self._limited:
+                    conn.execute(f"SET statement_timeout = {int(self._limit_s * 1000)}")
+                    self._limited.add(conn)
+                try:
+                    cursor = conn.execute(text, params)
+                except psycopg.errors.QueryCanceled:
+                    if self._limit_s is None:
+                        raise
+                    raise StatementTimeout(self._limit_s) from None
                 rows = cursor.fetchall() if cursor.description is not None else []
                 return Result(rows, cursor.rowcount)
 

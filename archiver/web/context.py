@@ -30,6 +30,7 @@ from archiver.state.api import State
 from archiver.state.catalogue import Catalogue
 from archiver.state.ledger import Ledger
 from archiver.web.auth import LoginThrottle, Sessions, VerifiedCache
+from archiver.web.connections import ConnectionCaps
 from archiver.web.limits import PerUserLimit
 from archiver.web.roles import Access, Roles
 from archiver.web.users import USERNAME_RE, Users
@@ -69,6 +70,8 @@ class WebContext:
     sessions: Sessions = field(init=False)
     throttle: LoginThrottle = field(init=False)
     verified: VerifiedCache = field(init=False)
+    # Set by `running`: the open connections (the chaos script and tests read it).
+    connections: ConnectionCaps | None = field(init=False, default=None)
     zips: PerUserLimit = field(init=False)
     searches: PerUserLimit = field(init=False)
     catalogue: Catalogue = field(init=False)
