@@ -167,7 +167,7 @@ _SEARCH_TEXTS: Final[dict[Language, dict[str, str]]] = {
         "yesterday": "Yesterday",
         "last_7_days": "Last 7 days",
         "this_month": "This month",
-        "clear": "Clear",
+        "clear_form": "Clear",
         "more_filters": "More filters",
         "page": "Page",
         "pages": "Pages",
@@ -231,6 +231,7 @@ _SEARCH_TEXTS: Final[dict[Language, dict[str, str]]] = {
         "results_region": "Search results",
         "filters": "Search filters",
         "menu": "Menu",
+        "skip_to_results": "Skip to results",
     },
     "tr": {
         "results_one": "1 kayıt",
@@ -251,7 +252,7 @@ _SEARCH_TEXTS: Final[dict[Language, dict[str, str]]] = {
         "yesterday": "Dün",
         "last_7_days": "Son 7 gün",
         "this_month": "Bu ay",
-        "clear": "Temizle",
+        "clear_form": "Temizle",
         "more_filters": "Diğer filtreler",
         "page": "Sayfa",
         "pages": "Sayfalar",
@@ -315,6 +316,7 @@ _SEARCH_TEXTS: Final[dict[Language, dict[str, str]]] = {
         "results_region": "Arama sonuçları",
         "filters": "Arama filtreleri",
         "menu": "Menü",
+        "skip_to_results": "Sonuçlara geç",
     },
 }
 for _code, _words in _SEARCH_TEXTS.items():

@@ -41,6 +41,14 @@
   }
   if (box) { document.body.classList.add("has-player"); pad(); window.addEventListener("resize", pad); }
 
+  // "Skip to results" moves the keyboard's focus there, not only the view.
+  document.querySelectorAll("a.skip").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      var target = document.querySelector(link.getAttribute("href"));
+      if (target) { event.preventDefault(); target.focus(); }
+    });
+  });
+
   var total = document.getElementById("total");
   if (total) { announce(total.textContent.trim()); }
 
