@@ -400,7 +400,7 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 def _cmd_state_copy(args: argparse.Namespace) -> int:
     from archiver.state.copy import copy_state
     from archiver.state.db import SqliteDb
-    from archiver.state.pg_state import open_database
+    from archiver.state.pg_state import connect_postgres
     from archiver.state.postgres import redact_url
 
     if not args.source.is_file():
@@ -413,7 +413,7 @@ def _cmd_state_copy(args: argparse.Namespace) -> int:
     shown = redact_url(target)
     if shown != target:  # a password typed into the URL: keep it out of every log line too
         register_secret(target)
-    db = open_database(target, password, tls, pool_size=2, outage_s=10.0)
+    db = connect_postgres(target, password, tls, pool_size=2, outage_s=10.0)
     try:
         with contextlib.closing(SqliteDb.open(args.source)) as source:
             copied = copy_state(source, db)

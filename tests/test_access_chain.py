@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from archiver.lab.postgres import LocalPostgres
-from archiver.state import migrate as sqlite_migrate
+from archiver.state import migrate as sqlite_migrate  # the one runner, both backends
 from archiver.state import postgres as pg
 from archiver.state.access import AccessEvent, AccessLog
 from archiver.state.api import BaseState, State
@@ -56,11 +56,11 @@ def test_sqlite_rows_from_before_the_chain_are_chained(
 @pytest.fixture
 def old_postgres(postgres: LocalPostgres, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = postgres.create_database()
-    every = pg._migrations()
-    monkeypatch.setattr(pg, "_migrations", lambda: every[:6])
+    every = sqlite_migrate.migrations("postgresql")
+    monkeypatch.setattr(sqlite_migrate, "migrations", lambda dialect="postgresql": every[:6])
     db = pg.PostgresDb(url, pool_size=2, outage_s=5)
     db.open()
-    pg.apply_migrations(db)
+    sqlite_migrate.migrate(db)
     db.executemany(_INSERT_OLD, _OLD_ROWS)
     db.close()
     monkeypatch.undo()
@@ -71,7 +71,7 @@ def test_postgresql_rows_from_before_the_chain_are_chained(old_postgres: str) ->
     db = pg.PostgresDb(old_postgres, pool_size=2, outage_s=5)
     db.open()
     try:
-        assert "0007_access_log_chain.sql" in pg.apply_migrations(db)
+        assert "0007_access_log_chain.sql" in sqlite_migrate.migrate(db)
         _check_old_rows_chained(db)
     finally:
         db.close()

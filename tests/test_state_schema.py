@@ -92,7 +92,7 @@ def test_new_file_gets_every_version_recorded(tmp_path: Path) -> None:
     assert [version for version, _ in rows] == list(range(1, latest_version() + 1))
     assert rows[1][1] == "catalogue"
     assert db.execute("PRAGMA user_version").fetchone()[0] == latest_version()
-    assert migrate(open_database(tmp_path / "state.sqlite3")) == 0  # read at open: nothing to do
+    assert migrate(open_database(tmp_path / "state.sqlite3")) == []  # read at open: nothing to do
 
 
 def test_old_file_migrates_in_place_and_fills_the_catalogue(tmp_path: Path) -> None:

@@ -13,23 +13,23 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 from archiver.config import Config, StateConfig
 from archiver.credentials import state_password
 from archiver.logs import register_secret
 from archiver.state.access import AccessLog
-from archiver.state.aio import StateThreads, state_threads
+from archiver.state.aio import StateThreads
+from archiver.state.base import BaseState, RequestGate, SqliteState
 from archiver.state.calls import CallLog
 from archiver.state.catalogue import Catalogue
-from archiver.state.db import Db, Dialect
+from archiver.state.db import Dialect
 from archiver.state.destructions import DestructionLog
 from archiver.state.fixity import Fixity
 from archiver.state.holds import Holds
 from archiver.state.ledger import Ledger
 from archiver.state.migrate import open_database
+from archiver.state.pg_state import open_postgres
 
 __all__ = [
     "BaseState",
@@ -40,9 +40,6 @@ __all__ = [
     "open_state",
     "worker_id",
 ]
-
-# Entered around every request to one PBX: waits for one of that PBX's shared request slots.
-RequestGate = Callable[[], AbstractAsyncContextManager[None]]
 
 
 class State(Protocol):
@@ -136,74 +133,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-class BaseState:
-    def __init__(self, db: Db, cfg: Config, where: str) -> None:
-        self._db = db
-        self._where = where
-        self._ledger = Ledger(db)
-        self._calls = CallLog(db, window_s=cfg.autocall.match_window_s)
-        self._catalogue = Catalogue(db)
-        self._access_log = AccessLog(db)
-        self._holds = Holds(db)
-        self._destructions = DestructionLog(db)
-        self._fixity = Fixity(db)
-
-    @property
-    def backend(self) -> Dialect:
-        return self._db.dialect
-
-    @property
-    def where(self) -> str:
-        return self._where
-
-    @property
-    def db(self) -> Db:
-        return self._db
-
-    @property
-    def ledger(self) -> Ledger:
-        return self._ledger
-
-    @property
-    def calls(self) -> CallLog:
-        return self._calls
-
-    @property
-    def catalogue(self) -> Catalogue:
-        return self._catalogue
-
-    @property
-    def access_log(self) -> AccessLog:
-        return self._access_log
-
-    @property
-    def aio(self) -> StateThreads:
-        return state_threads(self._db)
-
-    @property
-    def holds(self) -> Holds:
-        return self._holds
-
-    @property
-    def destructions(self) -> DestructionLog:
-        return self._destructions
-
-    @property
-    def fixity(self) -> Fixity:
-        return self._fixity
-
-    def close(self) -> None:
-        state_threads(self._db).close()
-        self._db.close()
-
-
-class SqliteState(BaseState):
-    """The state in one SQLite file (`[state] path`)."""
-
-    def pbx_gate(self, pbx: str, limit: int) -> RequestGate | None:
-        return None
-
-
 def open_sqlite(
     cfg: Config, *, create: bool = True, statement_timeout_s: float | None = None
 ) -> SqliteState:
@@ -225,8 +154,6 @@ def open_state(
     `StatementTimeout`."""
     if cfg.state.url is None:
         return open_sqlite(cfg, create=create, statement_timeout_s=statement_timeout_s)
-    from archiver.state.pg_state import open_postgres
-
     return open_postgres(cfg, _password(cfg.state), statement_timeout_s=statement_timeout_s)
 
 

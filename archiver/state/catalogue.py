@@ -35,7 +35,7 @@ import structlog
 from archiver.names import InvalidName, Recording, parse_name
 from archiver.numbers import InvalidNumber, normalise_number
 from archiver.scope import WHOLE, Scope
-from archiver.state.db import Db, Param, SqliteDb
+from archiver.state.db import Db, Execute, Param, SqliteDb
 from archiver.state.digits import (
     DIRECTIONS,
     DialPlan,
@@ -237,8 +237,8 @@ def catalogue_entry(
     )
 
 
-# The columns of the first catalogue (migration 0002): what `fill_from_ledger` writes on SQLite,
-# inside that migration, before the later columns exist (0009 then fills those).
+# The columns of the first catalogue (migration 0002): what `fill_from_ledger` writes (on both
+# backends) inside that migration, before the later columns exist (0009 then fills those).
 _COLUMNS_V2: Final = (
     "object_key, recording_key, pbx, trunk, caller, callee, caller_number, callee_number,"
     " started_local, started_utc_s, duration_s, size_bytes, dial_status, autocall_id,"
@@ -671,16 +671,17 @@ def _offset_from_uniqueid(name_local: datetime, uniqueid_epoch_s: int) -> timede
     return timedelta(seconds=quarters * 900)
 
 
-def fill_from_ledger(db: Db, timezones: Mapping[str, ZoneInfo]) -> int:
+def fill_from_ledger(execute: Execute, timezones: Mapping[str, ZoneInfo]) -> int:
     """Migration step: write a catalogue row for every verified ledger row that has none, from
     its name (parties, start, duration), object key and MP3 size; return how many.
 
     A PBX missing from `timezones` (no longer configured) is dated by the offset its uniqueid
     shows (see `_offset_from_uniqueid`). Rows whose name does not parse are counted in a log
-    event and left out (reconcile can add them from the bucket). On SQLite it runs inside the
-    migration's transaction; on PostgreSQL right after the migration, idempotently.
+    event and left out (reconcile can add them from the bucket). It runs inside migration 0002's
+    transaction on both backends (`archiver.state.migrate`), so it writes the columns of that
+    version's catalogue.
     """
-    rows = db.execute(
+    rows = execute(
         "SELECT r.pbx, r.folder, r.name, r.object_key, r.mp3_bytes, r.updated_at"
         " FROM recordings AS r WHERE r.state = 'verified' AND r.object_key IS NOT NULL"
         " AND NOT EXISTS (SELECT 1 FROM catalogue AS c WHERE c.recording_key = r.key)"
@@ -706,11 +707,8 @@ def fill_from_ledger(db: Db, timezones: Mapping[str, ZoneInfo]) -> int:
             archived_at=datetime.fromtimestamp(updated_at, UTC),
         )
         batch.append(_row(entry))
-    if batch:
-        if isinstance(db, SqliteDb):  # inside migration 0002's open transaction
-            db.connection.executemany(_INSERT_V2, [row[:16] for row in batch])
-        else:
-            db.executemany(_INSERT, batch)
+    for row in batch:
+        execute(_INSERT_V2, row[:16])
     if skipped:
         log.warning("catalogue_fill_skipped", rows=skipped, reason="name does not parse")
     return len(batch)

@@ -16,7 +16,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
@@ -25,6 +26,7 @@ __all__ = [
     "Db",
     "Dialect",
     "Execute",
+    "MigrationSession",
     "Param",
     "Result",
     "SqliteDb",
@@ -108,7 +110,33 @@ class Db(Protocol):
         it or none; `work` may run again after a lost connection, so it must only use `execute`."""
         ...
 
+    def has_table(self, name: str) -> bool:
+        """Whether the table `name` exists (outside any transaction)."""
+        ...
+
+    def migrating(self) -> AbstractContextManager[MigrationSession]:
+        """One transaction holding the schema's migration lock, for `archiver.state.migrate`
+        (SQLite: `BEGIN IMMEDIATE`, the database's write lock; PostgreSQL: a transaction
+        advisory lock on the migration key): committed when the block ends, rolled back if it
+        raises."""
+        ...
+
     def close(self) -> None: ...
+
+
+class MigrationSession(Protocol):
+    """What the migration runner needs inside `Db.migrating`'s transaction."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
+        """One statement (with `?` marks)."""
+        ...
+
+    def script(self, text: str) -> None:
+        """A migration file's statements, as the file writes them (no marks)."""
+        ...
 
 
 class Execute(Protocol):
@@ -258,6 +286,57 @@ class SqliteDb:
             self._db.execute("COMMIT")
             return result
 
+    def has_table(self, name: str) -> bool:
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+        return self.execute(sql, (name,)).one() is not None
+
+    @contextlib.contextmanager
+    def migrating(self) -> Iterator[MigrationSession]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteSession(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class _SqliteSession:
+    """`MigrationSession` on one connection inside its open transaction (a script is split
+    into statements: `executescript` would commit the transaction)."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self._db = connection
+
+    @property
+    def dialect(self) -> Dialect:
+        return "sqlite"
+
+    def execute(self, sql: str, params: Sequence[Param] = ()) -> Result:
+        cursor = self._db.execute(sql, params)
+        return Result(cursor.fetchall(), cursor.rowcount)
+
+    def script(self, text: str) -> None:
+        for statement in split_statements(text):
+            self._db.execute(statement)
+
+
+def split_statements(script: str) -> tuple[str, ...]:
+    """A SQLite script's statements, comments and blank lines between them left out."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        if not pending and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"unterminated SQL statement: {pending.strip()[:80]!r}")
+    return tuple(statements)

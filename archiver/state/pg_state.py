@@ -7,17 +7,11 @@ from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
 from archiver.config import Config
-from archiver.state.api import BaseState, RequestGate
-from archiver.state.catalogue import fill_from_ledger
-from archiver.state.postgres import (
-    PbxSlots,
-    PostgresDb,
-    apply_migrations,
-    make_conninfo,
-    redact_url,
-)
+from archiver.state.base import BaseState, RequestGate
+from archiver.state.migrate import migrate
+from archiver.state.postgres import PbxSlots, PostgresDb, make_conninfo, redact_url
 
-__all__ = ["PostgresState", "open_database", "open_postgres"]
+__all__ = ["PostgresState", "connect_postgres", "open_postgres"]
 
 _NO_ZONES: Mapping[str, ZoneInfo] = MappingProxyType({})
 
@@ -46,7 +40,7 @@ def open_postgres(
     assert state.url is not None  # noqa: S101 - open_state only calls this with a url
     # Each PBX request slot holds a connection while its request runs.
     slots = sum(pbx.max_concurrent_requests for pbx in cfg.pbx)
-    db = open_database(
+    db = connect_postgres(
         state.url,
         password,
         state.tls_options(),
@@ -58,7 +52,7 @@ def open_postgres(
     return PostgresState(db, cfg, redact_url(state.url))
 
 
-def open_database(
+def connect_postgres(
     url: str,
     password: str | None,
     tls: dict[str, str],
@@ -75,11 +69,7 @@ def open_database(
     db = PostgresDb(make_conninfo(url, password, tls), pool_size=pool_size, outage_s=outage_s)
     db.open()
     try:
-        applied = apply_migrations(db)
-        if "0002_catalogue.sql" in applied:
-            # Recordings verified before the catalogue existed (idempotent: rows it finds
-            # already there are left alone, so a crash here is mended by the next reconcile).
-            fill_from_ledger(db, timezones)
+        db.retrying("migrations", lambda: migrate(db, timezones=timezones))
     except BaseException:
         db.close()
         raise

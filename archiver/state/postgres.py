@@ -1,4 +1,5 @@
-"""The state in PostgreSQL: a connection pool, the migrations, and cross-worker PBX request slots.
+"""The state in PostgreSQL: a connection pool, its side of the migrations (`migrating`: the lock
+and the transaction; the runner is `archiver.state.migrate`) and cross-worker PBX request slots.
 
 Driver: psycopg 3 with psycopg_pool. Its synchronous API matches the sqlite3 one the ledger and
 the call log were written against, so both backends share one set of table code and the CLI and
@@ -18,13 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.resources
 import random
 import re
-import time
 import weakref
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, TypeVar
 
@@ -34,30 +33,26 @@ import structlog
 from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from archiver.state.access import chain_existing
 from archiver.state.db import (
     Dialect,
     Execute,
+    MigrationSession,
     Param,
     Result,
     StatementTimeout,
     StateUnavailable,
 )
-from archiver.state.migrate import SchemaTooNew
 
-__all__ = ["PbxSlots", "PostgresDb", "apply_migrations", "make_conninfo", "redact_url"]
+__all__ = ["PbxSlots", "PostgresDb", "make_conninfo", "redact_url"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 # pg_advisory_lock keys: one for migrations, and a namespace per PBX for its request slots.
 _MIGRATION_LOCK: Final = 0x61726368  # "arch"
-_MIGRATIONS: Final = "archiver.state.migrations.postgresql"
 _TRANSIENT: Final = (psycopg.OperationalError, PoolTimeout)
 _SLOT_POLL_S: Final = (0.02, 0.08)
-_CONNECTION_WAIT_MAX_S: Final = 10.0  # jittered wait between tries for a free PBX request slot
-# Data moved in Python after a version's SQL, inside the same transaction.
-_AFTER: Final[dict[int, Callable[[Execute], int]]] = {7: chain_existing}
+_CONNECTION_WAIT_MAX_S: Final = 10.0  # the longest one attempt waits for a pooled connection
 
 
 def make_conninfo(url: str, password: str | None, tls: dict[str, str]) -> str:
@@ -211,18 +206,39 @@ class PostgresDb:
 
         return _retrying(self.outage_s, "atomic", run)
 
+    def has_table(self, name: str) -> bool:
+        row = self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).one()
+        return bool(row and row[0])
+
+    @contextlib.contextmanager
+    def migrating(self) -> Iterator[MigrationSession]:
+        with self.pool.connection() as conn, conn.transaction():
+            # The key older archivers held as a session lock: they wait for us, and we for them.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            yield _PgSession(conn)
+
+    def retrying(self, what: str, call: Callable[[], T]) -> T:
+        """`call`, retried while the server is unreachable, for up to `outage_s`."""
+        return _retrying(self.outage_s, what, call)
+
     def close(self) -> None:
         self.pool.close()
 
 
-def _migrations() -> list[tuple[int, str, str]]:
-    """The numbered SQL files, in order: (version, file name, text)."""
-    found = []
-    for item in importlib.resources.files(_MIGRATIONS).iterdir():
-        match = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.sql", item.name)
-        if match is not None:
-            found.append((int(match.group(1)), item.name, item.read_text(encoding="utf-8")))
-    return sorted(found)
+class _PgSession:
+    """`MigrationSession` on one connection inside its open transaction."""
+
+    def __init__(self, conn: psycopg.Connection[tuple[Any, ...]]) -> None:
+        self._conn = conn
+        self.execute = _executor(conn)
+
+    @property
+    def dialect(self) -> Dialect:
+        return "postgresql"
+
+    def script(self, text: str) -> None:
+        # As bytes: no parameter marks, so several statements (and $$ bodies) run as written.
+        self._conn.execute(text.encode())
 
 
 def _executor(conn: psycopg.Connection[tuple[Any, ...]]) -> Execute:
@@ -234,54 +250,6 @@ def _executor(conn: psycopg.Connection[tuple[Any, ...]]) -> Execute:
         return Result(rows, cursor.rowcount)
 
     return execute
-
-
-def apply_migrations(db: PostgresDb) -> list[str]:
-    """Bring the schema up to date, one process at a time (a session advisory lock: a second
-    process waits, then finds nothing left to do). Return the names of the files applied."""
-
-    def run() -> list[str]:
-        applied: list[str] = []
-        with db.pool.connection() as conn:
-            conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
-            try:
-                # Checked first: a worker role without CREATE on the schema must still start
-                # once the owner has migrated.
-                exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
-                if exists is None or exists[0] is None:
-                    conn.execute(
-                        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
-                        " name TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-                    )
-                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-                known = max((version for version, _, _ in _migrations()), default=0)
-                if done and max(done) > known:
-                    raise SchemaTooNew(
-                        f"the database is at schema version {max(done)}, newer than this"
-                        f" archiver's {known}: upgrade archiver"
-                    )
-                for version, name, text in _migrations():
-                    if version in done:
-                        continue
-                    with conn.transaction():
-                        conn.execute(text.encode())
-                        if version in _AFTER:
-                            _AFTER[version](_executor(conn))
-                        conn.execute(
-                            "INSERT INTO schema_migrations (version, name, applied_at)"
-                            " VALUES (%s, %s, %s)",
-                            (version, name, time.time()),
-                        )
-                    applied.append(name)
-            finally:
-                with contextlib.suppress(psycopg.Error):
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
-        return applied
-
-    applied = _retrying(db.outage_s, "migrations", run)
-    if applied:
-        log.info("state_migrated", backend="postgresql", applied=applied)
-    return applied
 
 
 class PbxSlots:
