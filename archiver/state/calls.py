@@ -154,6 +154,27 @@ class CallLog:
             events=len(events),
         )
 
+    def mask_number(self, number: str, mask: str) -> int:
+        """Replace `number` (normalised) with `mask` wherever the call log keeps it: the calls
+        placed to it (their number and the request's parameters) and the callbacks about it
+        (an erasure request, `archiver erase`). Return how many rows changed."""
+        changed = 0
+        rows = self._db.execute("SELECT id, params FROM autocalls WHERE number = ?", (number,)).rows
+        for call_id, params in rows:
+            values = json.loads(str(params))
+            masked = {
+                name: mask if _same_number(str(value), number) else value
+                for name, value in values.items()
+            }
+            changed += self._db.execute(
+                "UPDATE autocalls SET number = ?, params = ? WHERE id = ?",
+                (mask, json.dumps(masked), call_id),
+            ).rowcount
+        changed += self._db.execute(
+            "UPDATE call_events SET number = ? WHERE number = ?", (mask, number)
+        ).rowcount
+        return changed
+
     # -- callbacks ---------------------------------------------------------------------------------
 
     def record_event(
@@ -277,3 +298,17 @@ def _where(
     given = [(clause, value) for clause, value in conditions if value is not None]
     text = " AND ".join(clause for clause, _ in given) or "1 = 1"
     return text, [value for _, value in given if value is not None]
+
+
+_SEPARATORS = str.maketrans("", "", " -().\t")
+
+
+def _same_number(value: str, number: str) -> bool:
+    """Whether a stored parameter is `number` in some spelling (blanks, dashes, dots and
+    brackets between the digits allowed)."""
+    if value == number:
+        return True
+    try:
+        return normalise_number(value.translate(_SEPARATORS)) == number
+    except InvalidNumber:
+        return False

@@ -349,10 +349,19 @@ class DestructionLog:
             (datetime.now(UTC).timestamp(), destroyed, kept, failed, outcome, run_id),
         )
 
-    def last_run(self, *, finished: bool = True) -> DestructionRun | None:
-        """The latest run (that finished, with `finished`)."""
-        where = " WHERE finished_at_s IS NOT NULL" if finished else ""
+    def last_run(
+        self, *, finished: bool = True, commands: Sequence[str] = ()
+    ) -> DestructionRun | None:
+        """The latest run (that finished, with `finished`; of one of `commands`, if given)."""
+        clauses, values = ["1 = 1"], list[Param]()
+        if finished:
+            clauses.append("finished_at_s IS NOT NULL")
+        if commands:
+            clauses.append(f"command IN ({', '.join('?' for _ in commands)})")
+            values += list(commands)
         row = self._db.execute(
-            f"SELECT {_RUN_COLUMNS} FROM destruction_runs{where} ORDER BY id DESC LIMIT 1"
+            f"SELECT {_RUN_COLUMNS} FROM destruction_runs WHERE {' AND '.join(clauses)}"
+            " ORDER BY id DESC LIMIT 1",
+            values,
         ).one()
         return None if row is None else _run(row)
