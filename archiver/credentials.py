@@ -13,10 +13,18 @@ import os
 import re
 from pathlib import Path
 
-from archiver.config import CallbacksConfig, Config, ConfigError, PbxConfig, StateConfig
+from archiver.config import (
+    CallbacksConfig,
+    Config,
+    ConfigError,
+    PbxConfig,
+    StateConfig,
+    WebLdapConfig,
+)
 
 __all__ = [
     "callbacks_token",
+    "ldap_bind_password",
     "pbx_password",
     "read_credential",
     "readable_secret_files",
@@ -50,6 +58,16 @@ def state_password(state: StateConfig) -> str | None:
         return read_credential(state.credential, where)
     if state.password_file is not None:
         return _read_secret_file(state.password_file, where)
+    return None
+
+
+def ldap_bind_password(ldap: WebLdapConfig) -> str | None:
+    """The directory service account's password ([web.ldap] bind_password_file or
+    bind_password_env), or None when none is configured. Raise `ConfigError` if unreadable."""
+    if ldap.bind_password_env is not None:
+        return _from_environment(ldap.bind_password_env, "web.ldap")
+    if ldap.bind_password_file is not None:
+        return _read_secret_file(ldap.bind_password_file, "web.ldap")
     return None
 
 

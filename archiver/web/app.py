@@ -21,6 +21,7 @@ from archiver.s3.store import S3Store
 from archiver.state.api import open_state
 from archiver.web.api import add_api_routes
 from archiver.web.audio import add_audio_routes
+from archiver.web.compliance import add_compliance_routes
 from archiver.web.connections import ConnectionCaps, ensure_descriptors, guarded
 from archiver.web.context import CONTEXT_KEY, WebContext
 from archiver.web.login import add_login_routes, guard, security_headers
@@ -50,6 +51,7 @@ def build_app(context: WebContext) -> web.Application:
     add_page_routes(app)
     add_api_routes(app)
     add_audio_routes(app)
+    add_compliance_routes(app)
     app.router.add_static("/static/", _STATIC, show_index=False, follow_symlinks=False)
     return app
 

@@ -9,7 +9,7 @@ and download is an access-log row saying what was served (status, bytes, the ran
 what was asked.
 
 A zip is written by `zipfile` in a thread of its own (`WebContext.zip_threads`, one per admitted
-zip) into a `_Pipe` that the event loop itself drains: the writer never waits on a thread that
+zip) into a `ZipPipe` that the event loop itself drains: the writer never waits on a thread that
 another writer holds, so no number of zips can deadlock the server. Zips at once are limited per
 user and in total (`zip_max_per_user`, `zip_max_concurrent`): beyond, 429 or 503 with
 Retry-After.
@@ -32,9 +32,10 @@ from archiver.s3 import CONTENT_TYPE, StoreError
 from archiver.s3.store import ObjectMissing, ObjectReader, RangeNotSatisfiable
 from archiver.state.catalogue import CatalogueEntry
 from archiver.web.context import CONTEXT_KEY, USER_KEY, WebContext, log
+from archiver.web.integrity import finish_check, start_check
 from archiver.web.limits import LimitReached
 
-__all__ = ["add_audio_routes"]
+__all__ = ["ZipPipe", "add_audio_routes"]
 
 _CHUNK_BYTES: Final = 64 * 1024
 _PIPE_CHUNKS: Final = 8  # chunks a zip writer may be ahead of the client
@@ -106,11 +107,15 @@ async def _audio(request: web.Request) -> web.StreamResponse:
 async def _stream(
     context: WebContext, request: web.Request, response: web.StreamResponse, reader: ObjectReader
 ) -> None:
+    check = await start_check(context, reader)  # whole files only (issue 21)
     try:
         await response.prepare(request)
         while chunk := await context.in_s3(reader.read, _CHUNK_BYTES):
+            if check is not None:
+                check.update(chunk)
             await response.write(chunk)
         await response.write_eof()
+        finish_check(context, check)
     except StoreError as error:  # S3 broke mid-stream: the client sees a short body
         log.warning("s3_read_broken", key=reader.key, reason=error.reason)
     except ConnectionResetError:
@@ -119,7 +124,7 @@ async def _stream(
         await context.in_s3(reader.close)
 
 
-class _Pipe:
+class ZipPipe:
     """A file-like sink for `zipfile` in a worker thread, drained by the event loop.
 
     `write` (in the writer's thread) waits for room among `_PIPE_CHUNKS` chunks, checking every
@@ -182,7 +187,7 @@ class _Pipe:
         pass
 
 
-def _write_zip(context: WebContext, entries: list[CatalogueEntry], pipe: _Pipe) -> None:
+def _write_zip(context: WebContext, entries: list[CatalogueEntry], pipe: ZipPipe) -> None:
     """Write the zip of `entries` into `pipe` (in a thread), reading S3 chunk by chunk."""
     try:
         with zipfile.ZipFile(pipe, "w", compression=zipfile.ZIP_STORED) as archive:  # type: ignore[call-overload]  # a write-only stream is enough
@@ -261,7 +266,7 @@ async def _zip_admitted(
     response.headers["Content-Disposition"] = _disposition("attachment", "recordings.zip")
     await response.prepare(request)
     loop = asyncio.get_running_loop()
-    pipe = _Pipe(loop)
+    pipe = ZipPipe(loop)
     writer = loop.run_in_executor(context.zip_threads, _write_zip, context, entries, pipe)
     try:
         while (chunk := await pipe.get()) is not None:

@@ -31,6 +31,8 @@ from archiver.state.catalogue import Catalogue
 from archiver.state.ledger import Ledger
 from archiver.web.auth import LoginThrottle, Sessions, VerifiedCache
 from archiver.web.connections import ConnectionCaps
+from archiver.web.directory import Directory, open_directory
+from archiver.web.integrity import IntegrityNotes
 from archiver.web.limits import PerUserLimit
 from archiver.web.roles import Access, Roles
 from archiver.web.users import USERNAME_RE, Users
@@ -78,6 +80,9 @@ class WebContext:
     access_log: AccessLog = field(init=False)
     ledger: Ledger = field(init=False)
     roles: Roles = field(init=False)
+    directory: Directory | None = field(init=False)
+    # Calls whose whole-file stream did not match the recorded MD5 (archiver.web.integrity).
+    integrity: IntegrityNotes = field(init=False)
     timezone: ZoneInfo = field(init=False)
     _db_thread: ThreadPoolExecutor = field(init=False)
     # S3 reads are blocking boto3 calls: their own threads, so a slow read never delays a search.
@@ -106,6 +111,8 @@ class WebContext:
         self.access_log = self.state.access_log
         self.ledger = self.state.ledger
         self.roles = Roles(web_cfg)
+        self.directory = open_directory(web_cfg.ldap)
+        self.integrity = IntegrityNotes()
         self.timezone = ZoneInfo(web_cfg.timezone or self.cfg.pbx[0].timezone)
         self._db_thread = ThreadPoolExecutor(_DB_THREADS, thread_name_prefix="web-db")
         self.s3_threads = ThreadPoolExecutor(_S3_THREADS, thread_name_prefix="web-s3")

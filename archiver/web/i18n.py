@@ -117,6 +117,78 @@ _TEXTS["tr"].update({
     "login_busy": "Sunucu girişleri denetlemekle meşgul. {seconds} saniye sonra tekrar deneyin.",
 })  # fmt: skip
 
+# Issue 21 (compliance: roles, directory login, access history, audit, court export).
+_TEXTS["en"].update({
+    "login_directory_down": "The directory (LDAP) cannot be reached, so directory accounts"
+    " cannot log in now. Local accounts still can. Try again later.",
+    "audit": "Audit",
+    "history": "Access history",
+    "history_of": "Access history of this call",
+    "history_none": "Nobody has played, downloaded or exported this call yet.",
+    "user": "User",
+    "action": "Action",
+    "outcome": "Outcome",
+    "source": "Address",
+    "part": "Part",
+    "whole_file": "whole file",
+    "in_zip": "in a zip",
+    "in_export": "court export",
+    "events": "{count} events",
+    "download_csv": "Download CSV",
+    "filter": "Filter",
+    "key": "Call (object key)",
+    "export": "Court export",
+    "export_all": "Export all matching (court)",
+    "export_count": "{count} calls match this search and your scope.",
+    "export_too_many": "{count} calls match, more than the limit of {limit}: narrow the search.",
+    "export_none": "No call matches: nothing to export.",
+    "case": "Case reference",
+    "export_button": "Export zip with manifest",
+    "export_help": "The zip holds the MP3s exactly as archived, manifest.csv (SHA-256 of"
+    " each) and export.txt; the export is recorded in the access log.",
+    "integrity_bad": "The archived bytes of this call did not match their recorded MD5 when"
+    " last streamed ({when}).",
+    "integrity_count": "Whole-file streams whose bytes did not match the catalogue",
+    "role": "Role",
+    "scope": "Scope",
+    "compliance_only": "This page is for the compliance and admin roles.",
+})  # fmt: skip
+_TEXTS["tr"].update({
+    "login_directory_down": "Dizine (LDAP) ulaşılamıyor; dizin hesapları şu an giriş"
+    " yapamaz. Yerel hesaplar yapabilir. Daha sonra tekrar deneyin.",
+    "audit": "Denetim",
+    "history": "Erişim geçmişi",
+    "history_of": "Bu çağrının erişim geçmişi",
+    "history_none": "Bu çağrıyı henüz kimse dinlemedi, indirmedi veya dışa aktarmadı.",
+    "user": "Kullanıcı",
+    "action": "İşlem",
+    "outcome": "Sonuç",
+    "source": "Adres",
+    "part": "Bölüm",
+    "whole_file": "tüm dosya",
+    "in_zip": "zip içinde",
+    "in_export": "mahkeme dışa aktarımı",
+    "events": "{count} olay",
+    "download_csv": "CSV indir",
+    "filter": "Süz",
+    "key": "Çağrı (nesne anahtarı)",
+    "export": "Mahkeme dışa aktarımı",
+    "export_all": "Eşleşenlerin tümünü dışa aktar (mahkeme)",
+    "export_count": "Bu arama ve yetki alanınızla {count} çağrı eşleşiyor.",
+    "export_too_many": "{count} çağrı eşleşiyor, sınır {limit}: aramayı daraltın.",
+    "export_none": "Eşleşen çağrı yok: dışa aktarılacak bir şey yok.",
+    "case": "Dosya numarası",
+    "export_button": "Manifestli zip olarak dışa aktar",
+    "export_help": "Zip, MP3'leri arşivlendikleri gibi, manifest.csv (her birinin SHA-256"
+    " özeti) ve export.txt içerir; dışa aktarım erişim kaydına yazılır.",
+    "integrity_bad": "Bu çağrının arşivdeki baytları son akışta ({when}) kayıtlı MD5 ile"
+    " eşleşmedi.",
+    "integrity_count": "Baytları katalogla eşleşmeyen tam dosya akışları",
+    "role": "Rol",
+    "scope": "Yetki alanı",
+    "compliance_only": "Bu sayfa uyum ve yönetici rolleri içindir.",
+})  # fmt: skip
+
 
 def texts(language: Language) -> dict[str, str]:
     return _TEXTS[language]

@@ -32,6 +32,7 @@ from archiver.web.context import (
     client_address,
     log,
 )
+from archiver.web.directory_login import directory_login, directory_session_valid
 from archiver.web.i18n import texts
 from archiver.web.render import SECURITY_HEADERS, language_of, render
 from archiver.web.users import USERNAME_RE, PasswordCheck
@@ -50,6 +51,8 @@ PRELOGIN_COOKIE: Final = "archiver_csrf"
 SESSION_KEY: Final = web.RequestKey("archiver_session", Session)
 _PUBLIC_PATHS: Final = frozenset({"/login"})
 _BASIC_PREFIXES: Final = ("/api/", "/audio/")
+# POSTs a script may send with HTTP Basic (no cookie, so no CSRF token to check).
+_BASIC_POSTS: Final = frozenset({"/api/export"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -133,6 +136,8 @@ async def _login(request: web.Request) -> web.StreamResponse:
         return _form(request, context, error=words[key].format(seconds=seconds),
                      status=503 if verdict.busy else 429,
                      headers={"Retry-After": str(seconds)})  # fmt: skip
+    if verdict.directory_down:
+        return _form(request, context, error=words["login_directory_down"], status=503)
     if verdict.stamp is None:
         return _form(request, context, error=words["login_failed"], status=401)
     session = context.sessions.create(name, verdict.stamp)
@@ -153,12 +158,16 @@ async def check_password(context: WebContext, name: str, password: str) -> Passw
     check = await context.in_hash(context.users.verify, name, password)
     if check.pad_s > 0:
         await asyncio.sleep(check.pad_s)
-    return check
+    if check.accepted or context.directory is None or context.users.stamp(name) is not None:
+        return check
+    return await directory_login(context, name, password)  # not a local user: the directory
 
 
 def session_valid(context: WebContext, session: Session) -> bool:
     """True while the credential the session was opened with still stands (the user is in the
-    users file with the same password)."""
+    users file with the same password, or the directory login is still remembered)."""
+    if directory_session_valid(context, session.username, session.stamp):
+        return True
     return context.users.stamp(session.username) == session.stamp
 
 
@@ -170,6 +179,7 @@ class _Verdict:
     stamp: str | None
     wait_s: float = 0.0
     busy: bool = False
+    directory_down: bool = False
 
 
 async def _check(
@@ -192,9 +202,11 @@ async def _check(
     stamp = check.stamp if check is not None and check.accepted else None
     if stamp is not None:
         context.throttle.succeeded(name, address)
+    down = check is not None and check.unavailable
     await context.record(request, username=shown, action="login",
-                         outcome="ok" if stamp else "refused", detail=via)  # fmt: skip
-    return _Verdict(stamp=stamp)
+                         outcome="ok" if stamp else "refused",
+                         detail=f"{via}, directory unavailable" if down else via)  # fmt: skip
+    return _Verdict(stamp=stamp, directory_down=down)
 
 
 async def _logout(request: web.Request) -> web.StreamResponse:
@@ -225,7 +237,10 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         request[USER_KEY] = session.username
         request[SESSION_KEY] = session
         return await handler(request)
-    basic_path = request.path.startswith(_BASIC_PREFIXES) and request.method == "GET"
+    basic_post = request.method == "POST" and request.path in _BASIC_POSTS
+    basic_path = request.path.startswith(_BASIC_PREFIXES) and (
+        request.method == "GET" or basic_post
+    )
     if basic_path and ("Authorization" in request.headers or not _from_a_page(request)):
         return await _basic(request, context, handler)
     raise await _session_ended(request)
@@ -271,6 +286,8 @@ async def _basic(request: web.Request, context: WebContext, handler: Handler) ->
             if verdict.busy:
                 raise web.HTTPServiceUnavailable(text="busy checking passwords\n", headers=retry)
             raise web.HTTPTooManyRequests(text="too many failed logins\n", headers=retry)
+        if verdict.directory_down:
+            raise web.HTTPServiceUnavailable(text="the directory cannot be reached; try again\n")
         if verdict.stamp is None:
             raise web.HTTPUnauthorized(text="wrong user name or password\n", headers=challenge)
         context.verified.remember(name, password, verdict.stamp)

@@ -34,9 +34,11 @@ _SORT_COLUMNS: Final = ("started_at", "caller", "callee", "duration")
 def _common(request: web.Request, context: WebContext) -> dict[str, Any]:
     user = request[USER_KEY]
     session = request.get(SESSION_KEY)
+    access = context.access(request)
     return {
         "user": user,
-        "is_admin": context.is_admin(user),
+        "is_admin": access.is_admin,
+        "can_audit": access.can_audit,
         "csrf_token": "" if session is None else session.csrf_token,
     }
 
@@ -232,6 +234,7 @@ async def _status(request: web.Request) -> web.StreamResponse:
         backlog=number_text(language, sum(counts[state] for state in _BACKLOG_STATES)),
         failures=failures,
         catalogue_total=number_text(language, total),
+        integrity_count=context.integrity.count,
         **common,
     )
 

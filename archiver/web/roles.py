@@ -54,6 +54,10 @@ class Roles:
         with self._lock:
             self._directory[username] = tuple(groups)
 
+    def knows_directory_user(self, username: str) -> bool:
+        with self._lock:
+            return username in self._directory
+
     def access(self, username: str) -> Access:
         with self._lock:
             directory = self._directory.get(username, ())

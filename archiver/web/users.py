@@ -117,6 +117,8 @@ class PasswordCheck:
     accepted: bool
     stamp: str | None
     pad_s: float
+    # The directory ([web.ldap]) could not answer: a refusal the login page explains.
+    unavailable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
