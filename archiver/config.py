@@ -778,7 +778,8 @@ class WebConfig(_Strict):
     groups: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], WebGroupConfig] = {}
     ldap: WebLdapConfig | None = None
     # A court export holds at most this many calls (more matches: refused with the count).
-    max_export: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    # (At most 10,000: the catalogue counts matches up to that many.)
+    max_export: Annotated[int, Field(ge=1, le=10_000)] = 1000
 
     @model_validator(mode="after")
     def _tls_pair(self) -> WebConfig:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -29,14 +30,21 @@ from archiver.audit import (
 from archiver.s3 import StoreError
 from archiver.state import AccessEvent, CatalogueEntry
 from archiver.state.access import ACTIONS
-from archiver.state.catalogue import MAX_PAGE, InvalidQuery, SearchQuery, search_number
+from archiver.state.catalogue import (
+    COUNT_CAP,
+    MAX_PAGE,
+    InvalidQuery,
+    SearchQuery,
+    search_number,
+)
 from archiver.web.audio import ZipPipe
 from archiver.web.context import CONTEXT_KEY, WebContext, log
 from archiver.web.i18n import texts
 from archiver.web.limits import LimitReached
-from archiver.web.query import parse_search, row_view
+from archiver.web.query import SEARCH_FIELDS, dial_plan, parse_search
 from archiver.web.render import language_of, render
 from archiver.web.roles import Access
+from archiver.web.rows import RowStyle, row_view
 from archiver.web.trail import describe_search
 
 __all__ = ["add_compliance_routes"]
@@ -45,7 +53,6 @@ _SHOWN_EVENTS: Final = 500
 _CSV_EVENTS: Final = 100_000
 _HISTORY_EVENTS: Final = 2_000
 _AUDIT_FIELDS: Final = ("user", "number", "key", "action", "from", "to")
-_SEARCH_FIELDS: Final = ("number", "from", "to", "pbx", "trunk", "min_duration", "dial_status")
 _SLUG_RE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -137,11 +144,13 @@ async def _history(request: web.Request) -> web.StreamResponse:
                          detail="access history", item_count=len(events))  # fmt: skip
     words = texts(language_of(request))
     flagged = context.integrity.get(key)
+    zones = {pbx.name: ZoneInfo(pbx.timezone) for pbx in context.cfg.pbx}
+    style = RowStyle(plan=dial_plan(context.cfg), zones=zones, show_zone=True, words=words)
     return render(
         request,
         context.templates,
         "history.html",
-        call=row_view(entry),
+        call=row_view(entry, style),
         pbx=entry.pbx,
         started_at=entry.started_at.isoformat(),
         rows=_event_rows(events, context, words, key),
@@ -247,10 +256,14 @@ async def _audit_csv(request: web.Request) -> web.StreamResponse:
 async def _matching(
     context: WebContext, access: Access, params: Mapping[str, str]
 ) -> tuple[SearchQuery, int]:
-    query = parse_search(params, context.timezone, default_limit=MAX_PAGE)
-    query = replace(query, scope=access.scope, limit=MAX_PAGE, cursor=None)
+    query = parse_search(params, dial_plan(context.cfg), default_limit=MAX_PAGE)
+    # Newest first, paged by cursor: every match, whatever page the search showed.
+    query = replace(query, scope=access.scope, limit=MAX_PAGE, cursor=None, page=1,
+                    sort="started_at", order="desc")  # fmt: skip
     first = await context.in_db(context.catalogue.search, replace(query, limit=1))
-    return query, first.total
+    # A capped count (more than COUNT_CAP) is more than any export may hold: max_export is at
+    # most COUNT_CAP, so it is refused, with "more than" in the message.
+    return query, first.total + (1 if first.total_capped else 0)
 
 
 async def _export_form(request: web.Request) -> web.StreamResponse:
@@ -277,7 +290,7 @@ async def _export_form(request: web.Request) -> web.StreamResponse:
         limit=limit,
         too_many=total > limit,
         filters=filters or "-",
-        search={name: params[name] for name in _SEARCH_FIELDS if params.get(name)},
+        search={name: params[name] for name in SEARCH_FIELDS if params.get(name)},
         **_common(request, context, access),
     )
 
@@ -317,9 +330,10 @@ async def _export(request: web.Request, params: Mapping[str, str]) -> web.Stream
         raise web.HTTPBadRequest(text=problem.reason + "\n") from None
     limit = context.cfg.web.max_export
     if total > limit:
+        shown = f"more than {COUNT_CAP}" if total > COUNT_CAP else str(total)
         raise web.HTTPRequestEntityTooLarge(
             max_size=limit, actual_size=total,
-            text=f"{total} calls match, more than [web] max_export ({limit}): narrow the"
+            text=f"{shown} calls match, more than [web] max_export ({limit}): narrow the"
             " search; nothing was exported\n",
         )  # fmt: skip
     if total == 0:
@@ -342,6 +356,8 @@ async def _export_admitted(
     case: CaseReference,
 ) -> web.StreamResponse:
     entries = await _all_entries(context, query)
+    if len(entries) > context.cfg.web.max_export:  # calls archived since the count
+        raise web.HTTPConflict(text="more calls match than a moment ago: try again\n")
     keys = [entry.object_key for entry in entries]
     expected = await context.in_db(context.state.fixity.of_keys, keys)
     filters = describe_search(query)

@@ -19,13 +19,15 @@ def describe_search(query: SearchQuery) -> str:
     if query.number and query.number.strip():
         try:
             pairs.append(("number", search_number(query.number)))
-        except InvalidQuery:
-            pairs.append(("number", "invalid"))
-    for name, moment in (("since", query.since), ("until", query.until)):
+        except InvalidQuery:  # a part of a number: kept as typed, blanks dropped
+            pairs.append(("number_part", "".join(query.number.split())[:32]))
+    moments = (("since", query.since), ("until", query.until),
+               ("local_since", query.local_since), ("local_until", query.local_until))  # fmt: skip
+    for name, moment in moments:
         if moment is not None:
             pairs.append((name, moment.isoformat()))
-    for name, value in (("pbx", query.pbx), ("trunk", query.trunk),
-                        ("dial_status", query.dial_status)):  # fmt: skip
+    for name, value in (("pbx", query.pbx), ("direction", query.direction),
+                        ("trunk", query.trunk), ("dial_status", query.dial_status)):  # fmt: skip
         if value:
             pairs.append((name, value.replace(" ", "_")))
     if query.min_duration_s is not None:
