@@ -152,11 +152,11 @@ def test_a_changed_pyproject_is_caught(tmp_path: Path) -> None:
     aiohttp = _pins(ROOT / "requirements.lock")["aiohttp"]
     changed = tmp_path / "pyproject.toml"
     changed.write_text(
-        text.replace('"aiohttp>=', f'"python-ldap>=3.4",\n    "aiohttp>{aiohttp.version},<99", "x>=', 1),
+        text.replace('"aiohttp>=', f'"ldap4>=3.4",\n    "aiohttp>{aiohttp.version},<99", "x>=', 1),
         "utf-8",
     )
     problems = _unpinned(ROOT / "requirements.lock", _requirements((), changed), "3.12")
     assert problems[:2] == [
-        "python-ldap>=3.4 is not in requirements.lock for Python 3.12",
+        "ldap4>=3.4 is not in requirements.lock for Python 3.12",
         f"requirements.lock pins aiohttp=={aiohttp.version}, outside aiohttp<99,>{aiohttp.version}",
     ]
