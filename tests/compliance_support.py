@@ -23,14 +23,14 @@ OUTSIDE_PARTIES = [("250", "905321112233"), ("905329998877", "300")]
 
 
 def compliance_table(tmp: Path, **overrides: object) -> dict[str, object]:
-    return web_table(
-        tmp,
-        users_file=str(users_file(tmp / "compliance-users", PASSWORDS)),
-        users={"ayse": {"role": "listener", "extensions": ["100-199"]}},
-        groups={"officers": {"role": "compliance", "members": ["zeynep"]}},
-        max_export=50,
-        **overrides,
-    )
+    values: dict[str, object] = {
+        "users_file": str(users_file(tmp / "compliance-users", PASSWORDS)),
+        "users": {"ayse": {"role": "listener", "extensions": ["100-199"]}},
+        "groups": {"officers": {"role": "compliance", "members": ["zeynep"]}},
+        "max_export": 50,
+    }
+    values.update(overrides)
+    return web_table(tmp, **values)
 
 
 def archive_with_outside_calls(seaweed: SeaweedS3, tmp: Path, **web: object) -> Config:

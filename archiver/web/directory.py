@@ -103,10 +103,19 @@ class Directory:
             finally:
                 connection.unbind()
         except ldap_errors.LDAPException as error:
-            raise DirectoryUnavailable(f"{self._cfg.url}: {type(error).__name__}: "
-                                       f"{str(error)[:200]}") from None  # fmt: skip
+            raise DirectoryUnavailable(f"{self._cfg.url}: {self._reason(error)}") from None
         except OSError as error:
             raise DirectoryUnavailable(f"{self._cfg.url}: {error.strerror or error}") from None
+
+    def _reason(self, error: Exception) -> str:
+        """What went wrong in one line (ldap3 puts a whole certificate in some messages)."""
+        text = str(error)
+        if "doesn't match any name" in text:
+            return f"TLS: the server's certificate is not for host {self._host} (name mismatch)"
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            start = text.index("CERTIFICATE_VERIFY_FAILED")
+            return "TLS: " + text[start:].split("(_ssl", 1)[0].strip(" ,'\")(")[:160]
+        return f"{type(error).__name__}: {text[:200]}"
 
     def _user_dn(self, username: str) -> str | None:
         cfg = self._cfg
