@@ -192,11 +192,18 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def dry_run(cfg: Config, plan: Mapping[str, Sequence[date]], *, out: TextIO = sys.stdout) -> int:
+def dry_run(
+    cfg: Config,
+    plan: Mapping[str, Sequence[date]],
+    *,
+    out: TextIO = sys.stdout,
+    clock: Callable[[], datetime] = lambda: datetime.now().astimezone(),
+) -> int:
     """`archiver backfill --dry-run`: print the plan per day and in total, and the estimate.
-    Return the exit code: 0, or 2 if every listing failed, 3 if some did."""
+    Return the exit code: 0, or 2 if every listing failed, 3 if some did. `clock` says when
+    "now" is (what is settled)."""
     ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
-    days = asyncio.run(_list_with_clients(cfg, plan))
+    days = asyncio.run(_list_with_clients(cfg, plan, clock()))
     workers = cfg.transcode.workers or usable_cpus()
     rate = measure_transcode_rate(ffmpeg, cfg.transcode.bitrate)
     kbps = {name: cfg.pbx_named(name).max_download_kbps for name in plan}
@@ -214,13 +221,14 @@ def dry_run(cfg: Config, plan: Mapping[str, Sequence[date]], *, out: TextIO = sy
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-async def _list_with_clients(cfg: Config, plan: Mapping[str, Sequence[date]]) -> list[DayPlan]:
+async def _list_with_clients(
+    cfg: Config, plan: Mapping[str, Sequence[date]], now: datetime
+) -> list[DayPlan]:
     install_retry_log()
     clients = {name: PbxClient(cfg.pbx_named(name), pbx_password(cfg.pbx_named(name)))
                for name in plan}  # fmt: skip
     try:
         with contextlib.closing(open_state(cfg)) as state:
-            now = datetime.now().astimezone()
             return await list_plan(cfg, clients, state, plan, now)
     finally:
         for client in clients.values():
