@@ -60,7 +60,11 @@ def _common(request: web.Request, context: WebContext, access: Access) -> dict[s
     from archiver.web.login import SESSION_KEY
 
     session = request.get(SESSION_KEY)
+    words = texts(language_of(request))
     return {
+        "times_in": words["times_in"].format(zone=context.timezone.key),
+        "count_text": lambda n: words["event_one"] if n == 1 else words["events"].format(count=n),
+        "calls_text": lambda n: words["calls_n"].format(count=n),
         "user": access.username,
         "is_admin": access.is_admin,
         "can_audit": access.can_audit,
@@ -90,6 +94,9 @@ def _part(event: AccessEvent, key: str | None, words: dict[str, str]) -> str:
     if event.action == "zip":
         return words["in_zip"]
     if event.byte_range:
+        whole = re.fullmatch(r"bytes 0-([0-9]+)/([0-9]+)", event.byte_range)
+        if whole and int(whole[1]) + 1 == int(whole[2]):
+            return f"{words['whole_file']} ({event.byte_range})"
         return event.byte_range
     if event.action in ("play", "download"):
         return words["whole_file"]

@@ -187,6 +187,7 @@ async def _search(request: web.Request) -> web.StreamResponse:
         trunks=trunks,
         statuses=statuses,
         back=request.path_qs,
+        export_url="/export?" + urlencode(_without_page(kept)),
         **_common(request, context),
     )
 
