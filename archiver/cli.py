@@ -401,7 +401,7 @@ def _cmd_state_copy(args: argparse.Namespace) -> int:
     from archiver.state.copy import copy_state
     from archiver.state.db import SqliteDb
     from archiver.state.pg_state import connect_postgres
-    from archiver.state.postgres import redact_url
+    from archiver.state.pg_url import redact_url
 
     if not args.source.is_file():
         print(f"error: {args.source}: no such SQLite file", file=sys.stderr)

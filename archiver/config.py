@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -71,6 +71,7 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_window",
+    "postgres_url_secrets",
     "retention_warnings",
     "work_dir_problem",
 ]
@@ -365,6 +366,39 @@ _SYSTEM_FOLDERS = frozenset(
 )  # fmt: skip
 
 
+# libpq's connection parameters that carry a secret (`passfile` and `sslkey` name files).
+_SECRET_CONNINFO_KEYS: Final = ("password", "sslpassword")
+
+
+def _conninfo(url: str) -> dict[str, str]:
+    """`url`'s connection parameters read as libpq reads them (percent-decoded names and values,
+    the userinfo, every query parameter). Raise ValueError if libpq cannot read it."""
+    from psycopg import ProgrammingError, conninfo
+
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except ProgrammingError as error:
+        raise ValueError(str(error)) from None
+    return {name: str(value) for name, value in params.items() if value is not None}
+
+
+def postgres_url_secrets(url: str) -> list[str]:
+    """The names of the secrets libpq would take from `url` (e.g. `password` from
+    `user:pw@host` or from `?pass%77ord=`). Raise ValueError if libpq cannot read it."""
+    params = _conninfo(url)
+    return [name for name in _SECRET_CONNINFO_KEYS if params.get(name)]
+
+
+def _local_database_host(host: str) -> bool:
+    """A Unix socket folder, `localhost` or a loopback address: no network in between."""
+    if host.startswith("/") or host.startswith("@") or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 def work_dir_problem(work_dir: Path, state_path: Path) -> str | None:
     """Why `work_dir` must not hold the work files of the state file `state_path` (it contains
     the state file, or is a system folder or a home), or None if it may. Compared as written
@@ -423,9 +457,16 @@ class StateConfig(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("postgresql", "postgres"):
             raise ValueError("must be postgresql://USER@HOST[:PORT]/DATABASE")
-        if parts.password is not None or "password=" in parts.query:
+        try:
+            secrets = postgres_url_secrets(value)
+        except ValueError:
             raise ValueError(
-                "must not contain the password: give password_file, password_env or credential"
+                "is not a URL PostgreSQL can read: postgresql://USER@HOST[:PORT]/DATABASE"
+            ) from None
+        if secrets:
+            raise ValueError(
+                f"must not contain a secret ({', '.join(secrets)}): give the password through "
+                "password_file, password_env or credential"
             )
         return value
 
@@ -441,6 +482,28 @@ class StateConfig(_Strict):
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:
         return "sqlite" if self.url is None else "postgresql"
+
+    def unverified_tls(self) -> str | None:
+        """Why the connection to the database may go in clear or to an impostor, or None: libpq
+        without `sslmode` uses `prefer` (TLS if offered, no certificate check, silent fallback
+        to plaintext). None for SQLite, a loopback host or a Unix socket, or `sslmode` set to
+        `verify-ca` or `verify-full` (here, in the URL or in $PGSSLMODE)."""
+        if self.url is None:
+            return None
+        params = _conninfo(self.url)
+        mode = self.sslmode or params.get("sslmode") or os.environ.get("PGSSLMODE") or ""
+        if mode in ("verify-ca", "verify-full"):
+            return None
+        hosts = [h for h in (params.get("host") or os.environ.get("PGHOST") or "").split(",") if h]
+        remote = [host for host in hosts if not _local_database_host(host)]
+        if not remote:
+            return None
+        shown = mode or "prefer, libpq's default"
+        return (
+            f"[state] url: the connection to {', '.join(remote)} does not verify the server "
+            f"(sslmode {shown}): the database password and the catalogue may cross the network "
+            'in clear or to an impostor; set sslmode = "verify-full" and sslrootcert'
+        )
 
     def tls_options(self) -> dict[str, str]:
         """The TLS settings given, as libpq connection parameters."""

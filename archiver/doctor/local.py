@@ -64,7 +64,9 @@ def _check_postgres(cfg: Config) -> Check:
         reason = error.reason if isinstance(error, StateUnavailable) else "; ".join(error.problems)
         return failed(name, reason, "check [state] url, its password source and the network")
     try:
-        return passed(name, f"{state.where} reachable, schema up to date")
+        detail = f"{state.where} reachable, schema up to date"
+        unverified = cfg.state.unverified_tls()  # as for an http:// PBX: said, not failed
+        return passed(name, detail if unverified is None else f"{detail}; warning: {unverified}")
     finally:
         state.close()
 

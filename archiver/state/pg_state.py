@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from archiver.config import Config
 from archiver.state.base import BaseState, RequestGate
 from archiver.state.migrate import migrate
-from archiver.state.postgres import PbxSlots, PostgresDb, make_conninfo, redact_url
+from archiver.state.pg_url import make_conninfo, redact_url
+from archiver.state.postgres import PbxSlots, PostgresDb
 
 __all__ = ["PostgresState", "connect_postgres", "open_postgres"]
 

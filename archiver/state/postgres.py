@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import functools
 import random
-import re
 import weakref
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -30,7 +29,6 @@ from typing import Any, Final, TypeVar
 import psycopg
 import stamina
 import structlog
-from psycopg import conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from archiver.state.db import (
@@ -43,7 +41,7 @@ from archiver.state.db import (
     StateUnavailable,
 )
 
-__all__ = ["PbxSlots", "PostgresDb", "make_conninfo", "redact_url"]
+__all__ = ["PbxSlots", "PostgresDb"]
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -53,22 +51,6 @@ _MIGRATION_LOCK: Final = 0x61726368  # "arch"
 _TRANSIENT: Final = (psycopg.OperationalError, PoolTimeout)
 _SLOT_POLL_S: Final = (0.02, 0.08)
 _CONNECTION_WAIT_MAX_S: Final = 10.0  # the longest one attempt waits for a pooled connection
-
-
-def make_conninfo(url: str, password: str | None, tls: dict[str, str]) -> str:
-    """The libpq connection string for `url` with the password and TLS options added."""
-    extra: dict[str, Any] = dict(tls)
-    if password is not None:
-        extra["password"] = password
-    extra.setdefault("application_name", "archiver")
-    extra.setdefault("connect_timeout", 10)
-    return conninfo.make_conninfo(url, **extra)
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, for messages."""
-    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
-    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
 
 
 @functools.lru_cache(maxsize=256)
