@@ -586,6 +586,9 @@ def _security_warnings(path: Path, cfg: Config) -> list[str]:
         for pbx in cfg.pbx
         if pbx.cleartext_remote
     ]
+    database = cfg.state.unverified_tls()
+    if database is not None:
+        warnings.append(database)
     return warnings
 
 

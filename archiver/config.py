@@ -465,8 +465,8 @@ class StateConfig(_Strict):
             ) from None
         if secrets:
             raise ValueError(
-                f"must not contain a secret ({', '.join(secrets)}): give the password through "
-                "password_file, password_env or credential"
+                f"must not contain the password (libpq would read {', '.join(secrets)} from it): "
+                "give it through password_file, password_env or credential"
             )
         return value
 
