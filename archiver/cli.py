@@ -11,7 +11,8 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import tempfile
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -398,8 +399,9 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _cmd_state_copy(args: argparse.Namespace) -> int:
+    from archiver.state.backup import migrated_snapshot
     from archiver.state.copy import copy_state
-    from archiver.state.db import SqliteDb
+    from archiver.state.migrate import latest_version
     from archiver.state.pg_state import connect_postgres
     from archiver.state.pg_url import redact_url
 
@@ -415,10 +417,17 @@ def _cmd_state_copy(args: argparse.Namespace) -> int:
         register_secret(target)
     db = connect_postgres(target, password, tls, pool_size=2, outage_s=10.0)
     try:
-        with contextlib.closing(SqliteDb.open(args.source)) as source:
-            copied = copy_state(source, db)
+        # From a consistent snapshot at today's schema: a state an older release wrote lacks
+        # tables (the catalogue) that its migration fills; the file itself stays as it is.
+        with tempfile.TemporaryDirectory(prefix="archiver-copy-") as folder:
+            source, version = migrated_snapshot(args.source, Path(folder), timezones=_zones(args))
+            with contextlib.closing(source):
+                copied = copy_state(source, db)
     finally:
         db.close()
+    if version < latest_version():
+        print(f"{args.source} is at schema version {version}: copied from a snapshot migrated "
+              f"to version {latest_version()} (the file itself is unchanged)")  # fmt: skip
     print(f"copied {args.source} -> {shown}")
     for table in copied:
         print(f"  {table.table:<14} {table.source_rows:>9} in the file, {table.copied:>9} copied,"
@@ -444,6 +453,15 @@ def _cmd_state_backup(args: argparse.Namespace) -> int:
     for table, rows in report.rows:
         print(f"  {table:<22} {rows:>9} rows")
     return EXIT_OK
+
+
+def _zones(args: argparse.Namespace) -> Mapping[str, ZoneInfo]:
+    """The configured PBXs' time zones (none if the config does not load: `state copy --to`
+    works without one), which date an old state's recordings as its migration files them."""
+    try:
+        return load_config(config_path(args.config)).timezones
+    except ConfigError:
+        return {}
 
 
 def _copy_target(args: argparse.Namespace) -> tuple[str | None, str | None, dict[str, str]]:

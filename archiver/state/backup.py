@@ -20,13 +20,15 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
-from archiver.state.db import connect
-from archiver.state.migrate import schema_version
+from archiver.state.db import SqliteDb, connect
+from archiver.state.migrate import open_database, schema_version
 
-__all__ = ["BackupRefused", "BackupReport", "backup_sqlite"]
+__all__ = ["BackupRefused", "BackupReport", "backup_sqlite", "migrated_snapshot"]
 
 
 class BackupRefused(Exception):
@@ -80,6 +82,19 @@ def backup_sqlite(source: Path, target: Path, *, force: bool = False) -> BackupR
         rows=rows,
         seconds=time.monotonic() - started,
     )
+
+
+def migrated_snapshot(
+    source: Path, folder: Path, *, timezones: Mapping[str, ZoneInfo]
+) -> tuple[SqliteDb, int]:
+    """A consistent copy of the SQLite state `source` in `folder`, migrated to today's schema,
+    and the schema version `source` itself is at (which stays as it was: a state an older
+    archiver still runs on must not be migrated under it). What `archiver state copy` reads, so
+    that an old state's rows reach PostgreSQL with everything a migration derives from them
+    (the web archive's catalogue, from the ledger's verified recordings)."""
+    report = backup_sqlite(source, folder / "snapshot.sqlite3")
+    db = open_database(report.target, timezones=timezones, create=False)
+    return db, report.schema_version
 
 
 def _check_target(source: Path, target: Path, *, force: bool) -> None:
