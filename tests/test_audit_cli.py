@@ -18,7 +18,7 @@ import pytest
 from support import run_archiver
 from web_support import archive_day, s3_environment, web_table
 
-from archiver.config import Config
+from archiver.config import Config, S3Config
 from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
 from archiver.state.access import AccessEvent
@@ -198,3 +198,26 @@ def test_a_byte_changed_in_an_archived_object_is_found(
     recent = run_archiver("verify", "--since", date.today().isoformat(), "--config", str(config),
                           env=env)  # fmt: skip
     assert recent.returncode == 0 and "0 object(s) re-read" in recent.stdout  # calls of 2016
+
+
+def test_anchors_in_an_object_lock_bucket_cannot_be_deleted(
+    locked_s3: S3Config, s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    """On both stores that enforce Object Lock (SeaweedFS and moto), an anchor carries a legal
+    hold and the store refuses to delete it."""
+    from archiver.audit import AnchorLock, write_anchors
+    from archiver.config import load_config
+    from archiver.s3 import S3Store, StoreError
+
+    config = _toml(tmp_path, state=f'path = "{tmp_path / "state.sqlite3"}"')
+    _fill(config, days_ago=1)
+    state = open_state(load_config(config))
+    store = S3Store(locked_s3)
+    try:
+        (anchor,) = write_anchors(state.access_log, store, lock=AnchorLock())
+    finally:
+        state.close()
+    assert store.lock_state(anchor.key).legal_hold
+    with pytest.raises(StoreError):
+        store.delete_every_version(anchor.key)
+    assert store.head(anchor.key) is not None

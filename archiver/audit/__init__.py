@@ -7,6 +7,7 @@ Other parts import from here, not from the modules inside.
 
 from archiver.audit.anchors import (
     ANCHOR_PREFIX,
+    AnchorLock,
     AnchorProblem,
     DayAnchor,
     check_anchors,
@@ -28,6 +29,7 @@ __all__ = [
     "ANCHOR_PREFIX",
     "EVENT_COLUMNS",
     "MANIFEST_COLUMNS",
+    "AnchorLock",
     "AnchorProblem",
     "CaseReference",
     "DayAnchor",

@@ -3,10 +3,12 @@ days), so that someone with the database alone cannot rewrite history unnoticed:
 chain verifies on its own, but no longer ends each day on the hash the bucket kept, and
 deleting the newest rows leaves the chain shorter than the last anchor.
 
-Where the bucket has Object Lock with a default retention, the anchors fall under it like every
-object; `archiver doctor` and the README say how to turn it on. `archiver audit anchor` writes
-the anchors of every finished day that has none (a daily timer runs it); `archiver audit verify`
-checks the chain against every anchor it finds.
+Where the bucket has Object Lock ([s3] object_lock or retain_days), each anchor gets a legal hold
+(no end date: the anchors are kept as long as the log is) and, with retain_days, a retain-until
+date too, so that deleting or overwriting an anchor is refused by the store itself.
+`archiver audit anchor` writes the anchors of every finished day that has none (a daily timer,
+systemd/archiver-audit.timer, runs it); `archiver audit verify` checks the chain against every
+anchor it finds.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from typing import Final
 from archiver.s3 import S3Store
 from archiver.state import AccessLog
 
-__all__ = ["ANCHOR_PREFIX", "AnchorProblem", "DayAnchor", "check_anchors", "write_anchors"]
+__all__ = [
+    "ANCHOR_PREFIX",
+    "AnchorLock",
+    "AnchorProblem",
+    "DayAnchor",
+    "check_anchors",
+    "write_anchors",
+]
 
 ANCHOR_PREFIX: Final = "audit/chain/"
 _TABLE: Final = "access_log"
@@ -56,6 +65,21 @@ class DayAnchor:
 
 
 @dataclass(frozen=True, slots=True)
+class AnchorLock:
+    """How an anchor is protected in an Object Lock bucket: a legal hold, and a retain-until
+    date `retain_days` from now in `mode` when given."""
+
+    retain_days: int | None = None
+    mode: str = "GOVERNANCE"
+
+    def apply(self, store: S3Store, key: str) -> None:
+        store.set_legal_hold(key, on=True)
+        if self.retain_days is not None:
+            until = datetime.now(UTC) + timedelta(days=self.retain_days)
+            store.set_retention(key, until, self.mode)
+
+
+@dataclass(frozen=True, slots=True)
 class AnchorProblem:
     """An anchor the database no longer agrees with, and why."""
 
@@ -78,9 +102,15 @@ def _anchored_days(store: S3Store) -> set[date]:
     return days
 
 
-def write_anchors(log: AccessLog, store: S3Store, *, today: date | None = None) -> list[DayAnchor]:
+def write_anchors(
+    log: AccessLog,
+    store: S3Store,
+    *,
+    today: date | None = None,
+    lock: AnchorLock | None = None,
+) -> list[DayAnchor]:
     """Write the anchor of every finished UTC day from the log's first row to yesterday that
-    the bucket does not have yet; return those written (oldest first)."""
+    the bucket does not have yet, locked as `lock` says; return those written (oldest first)."""
     first = log.first_at()
     if first is None:
         return []
@@ -94,6 +124,8 @@ def write_anchors(log: AccessLog, store: S3Store, *, today: date | None = None) 
             if last is not None:
                 anchor = DayAnchor(day, *last)
                 store.put_bytes(anchor.key, anchor.to_json())
+                if lock is not None:
+                    lock.apply(store, anchor.key)
                 written.append(anchor)
         day += timedelta(days=1)
     return written

@@ -160,13 +160,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_anchor(args: argparse.Namespace) -> int:
-    from archiver.audit import write_anchors
+    from archiver.audit import AnchorLock, write_anchors
     from archiver.s3 import S3Store
     from archiver.state.api import open_state
 
     cfg = load_config(config_path(args.config))
+    lock = None
+    if cfg.s3.uses_object_lock:
+        lock = AnchorLock(retain_days=cfg.s3.retain_days, mode=cfg.s3.retain_mode)
     with contextlib.closing(open_state(cfg, create=False)) as state:
-        written = write_anchors(state.access_log, S3Store(cfg.s3))
+        written = write_anchors(state.access_log, S3Store(cfg.s3), lock=lock)
     for anchor in written:
         print(f"wrote {anchor.key}: row {anchor.last_id}, {anchor.last_hash}")
     if not written:
