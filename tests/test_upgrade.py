@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from support import run_archiver
 from web_support import USERS, Client, serving, web_table
 
 from archiver.config import Config, parse_config
-from archiver.lab.postgres import LocalPostgres
+from archiver.lab.postgres import LocalPostgres, find_bindir
 from archiver.state.migrate import latest_version, migrations
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "first-release-state.sqlite3"
@@ -151,3 +152,34 @@ def test_the_fixture_is_the_old_releases_schema(table: str) -> None:
         "object_key", "source_sha256", "source_bytes", "mp3_bytes", "mp3_md5", "audio_s",
         "discovered_at", "updated_at",
     ]  # fmt: skip
+
+
+def test_the_readmes_pg_dump_recipe_restores_a_postgresql_state(
+    tmp_path: Path, postgres: LocalPostgres
+) -> None:
+    """README, "Backup and restore": pg_dump --format=custom, then pg_restore into an empty
+    database; `archiver status` and `archiver web` read the restored state."""
+    url = postgres.create_database()
+    config, _ = _config(tmp_path, {"url": url, "outage_s": 5})
+    copied = run_archiver("state", "copy", "--from", str(_old_state(tmp_path)), "--config",
+                          str(config), env=_env())  # fmt: skip
+    assert copied.returncode == 0, copied.stderr
+    dump = tmp_path / "state.dump"
+    bindir = find_bindir()
+    done = subprocess.run(
+        [str(bindir / "pg_dump"), "--format=custom", "--no-owner", f"--file={dump}", url],
+        capture_output=True, text=True, check=False, env=_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    restored = postgres.create_database()
+    done = subprocess.run(
+        [str(bindir / "pg_restore"), "--no-owner", "--exit-on-error", f"--dbname={restored}",
+         str(dump)],
+        capture_output=True, text=True, check=False, env=_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (tmp_path / "restored").mkdir()
+    config, cfg = _config(tmp_path / "restored", {"url": restored, "outage_s": 5})
+    status = _status(config)
+    assert status["counts"]["verified"] == ARCHIVED
+    assert _web_sees(cfg) == (ARCHIVED, ARCHIVED)
