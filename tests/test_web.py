@@ -416,3 +416,29 @@ def test_archiver_web_on_a_taken_port_is_one_line_not_a_traceback(
     assert f"[web] listen = '127.0.0.1:{port}': cannot listen there (address already in use)" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("to=9999-12-31", 200),  # OverflowError (500) before: a far date just searches
+        ("from=0001-01-01&to=9999-12-31", 200),
+        ("cursor=MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY6aw", 400),  # "12345678901234567890123456:k"
+        ("from=2026-02-30", 400),
+        ("page=0", 400),
+        ("sort=evil", 400),
+        ("number=05x2", 400),
+        ("limit=99999999999999999999", 400),
+    ],
+)
+def test_malformed_values_are_400_and_far_dates_never_500(
+    site: Site, query: str, status: int
+) -> None:
+    client = Client(site.url)
+    code, _, body = client.request(f"/api/recordings?{query}", basic=("ayse", USERS["ayse"]))
+    assert code == status, (query, body)
+    if status == 400:
+        assert json.loads(body)["error"]  # the reason
+    page = _logged_in(site)
+    code, _, body = page.request(f"/?{query}")
+    assert code == status, (query, body[:200])

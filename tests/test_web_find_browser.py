@@ -244,6 +244,9 @@ def test_partial_numbers_and_readable_rows(page: Page, site: Site) -> None:
     assert texts and "(212) 555-0199" in texts  # national at its own PBX
     assert set(page.eval_on_selector_all("[data-key]", "r => r.map(e => e.dataset.direction)")) \
         == {"out"}  # fmt: skip
+    # The archive's trunks are choices (issue 18, item 11).
+    trunks = page.eval_on_selector_all("select[name=trunk] option", "o => o.map(e => e.value)")
+    assert {e.trunk for e in entries} <= set(trunks)
     _search(page, direction="", number="102")
     assert "unknown" in page.locator("tr[data-key] td.caller").all_inner_texts()
     # Bad input: a message saying what to fix, never an empty "no calls".
