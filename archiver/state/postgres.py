@@ -51,6 +51,7 @@ _MIGRATION_LOCK: Final = 0x61726368  # "arch"
 _TRANSIENT: Final = (psycopg.OperationalError, PoolTimeout)
 _SLOT_POLL_S: Final = (0.02, 0.08)
 _CONNECTION_WAIT_MAX_S: Final = 10.0  # the longest one attempt waits for a pooled connection
+_RECONNECT_TRIES_S: Final = 6.0  # how long one reconnection sequence of the pool goes on
 
 
 @functools.lru_cache(maxsize=256)
@@ -96,6 +97,11 @@ class PostgresDb:
             # single attempt outlast the whole outage budget: a state call with outage_s = 2
             # failed after 31 s. Now the budget holds within one attempt's wait.
             timeout=max(1.0, min(outage_s, _CONNECTION_WAIT_MAX_S)),
+            # psycopg_pool reconnects with a doubling back-off (1, 2, 4... s) until it gives up:
+            # after a 75 s outage its next try came ~50 s after the server was back. Giving up
+            # after a few seconds ends that sequence; the next connection we ask for starts a
+            # new one at once, so the pool is back within seconds of the server.
+            reconnect_timeout=_RECONNECT_TRIES_S,
         )
 
     def open(self) -> None:
