@@ -3,6 +3,7 @@ a fresh bucket or database per test."""
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,3 +143,57 @@ def locked_s3(request: pytest.FixtureRequest, s3_env: dict[str, str]) -> S3Confi
     if request.param == "moto":
         S3Store(cfg).create_bucket()
     return cfg
+
+
+# `scripts/test --quick` runs the tests marked neither `servers` nor `slow` (`-m quick`):
+# no SeaweedFS, PostgreSQL, browser, simulator or archiver subprocess. A test is marked
+# `servers` here, at collection, if it asks for a server fixture (directly or through another
+# fixture), runs on the PostgreSQL side of `state_cfg`, or its own code (or its module's helpers
+# it names) starts one; a test that takes its time without one is marked `slow` in its module.
+_SERVER_FIXTURES = frozenset(
+    {"seaweed", "postgres", "bucket", "s3_env", "s3_config", "moto_endpoint", "locked_s3"}
+)
+_SERVER_WORDS = (
+    "SimulatorThread", "start_simulator", "start_rig", "make_rig", "run_archiver", "LocalPostgres",
+    "SeaweedS3", "subprocess", "chromium", "playwright", "browser", "start_http", "Popen",
+    "_receiver(", "_sim(", "web_site", "TestServer", "daemon_toml",
+)  # fmt: skip
+
+
+def _starts_servers(item: pytest.Item) -> bool:
+    if _SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "postgresql" in callspec.params.values():
+        return True
+    function = getattr(item, "function", None)
+    if function is None:
+        return True
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return True
+    return any(word in source for word in _SERVER_WORDS)
+
+
+# Tests that take seconds of CPU without a server (timing checks, property tests, whole batches
+# through ffmpeg): the full run has them, the quick loop leaves them out.
+_SLOW = frozenset(
+    {
+        "tests/test_web_attacks.py::test_a_check_takes_as_long_whatever_the_name",
+        "tests/test_retention_config.py::test_check_config_warns_without_rules_and_passes",
+        "tests/test_retention_config.py::test_check_config_names_the_line_of_a_bad_rule",
+        "tests/test_names.py::test_accepted_names_carry_nothing_unsafe",
+        "tests/test_asterisk_audio.py::test_all_of_them_in_one_batch",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("[")[0] in _SLOW:
+            item.add_marker(pytest.mark.slow)
+        if _starts_servers(item):
+            item.add_marker(pytest.mark.servers)
+        elif item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.quick)
