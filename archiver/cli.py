@@ -451,7 +451,7 @@ def _cmd_state_backup(args: argparse.Namespace) -> int:
     print(f"backed up {report.source} -> {report.target}: {report.size_bytes} bytes, schema "
           f"version {report.schema_version}, integrity ok, {report.seconds:.2f} s")  # fmt: skip
     for table, rows in report.rows:
-        print(f"  {table:<22} {rows:>9} rows")
+        print(f"  {table:<20} {rows:>10} rows")
     return EXIT_OK
 
 

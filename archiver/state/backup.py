@@ -121,12 +121,16 @@ def _check_integrity(copy: sqlite3.Connection) -> None:
 
 
 def _row_counts(copy: sqlite3.Connection) -> tuple[tuple[str, int], ...]:
+    """Rows per table, virtual tables (the full-text index) included, their shadow tables not."""
+    found = copy.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        " ORDER BY name"
+    ).fetchall()
+    virtual = [str(name) for name, sql in found if str(sql).upper().startswith("CREATE VIRTUAL")]
     tables = [
-        str(row[0])
-        for row in copy.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            " ORDER BY name"
-        )
+        str(name)
+        for name, _ in found
+        if not any(str(name).startswith(f"{parent}_") for parent in virtual)
     ]
     # The names come from the copy's own catalogue, quoted as identifiers.
     return tuple(
