@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
+import pytest
 from support import state_config
 
 from archiver.calls.autocall import AutocallRequest
@@ -23,7 +25,11 @@ IST = ZoneInfo("Europe/Istanbul")
 def _readme_grants(role: str) -> str:
     blocks = re.findall(r"```sql\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
     (grants,) = [block for block in blocks if "GRANT" in block]
-    return str(grants).replace(" TO archiver;", f" TO {role};")
+    return (
+        str(grants)
+        .replace(" TO archiver;", f" TO {role};")
+        .replace(" FROM archiver;", f" FROM {role};")
+    )
 
 
 def test_a_worker_runs_with_exactly_the_readmes_grants(postgres: LocalPostgres) -> None:
@@ -55,6 +61,9 @@ def test_a_worker_runs_with_exactly_the_readmes_grants(postgres: LocalPostgres) 
         worker.access_log.record(AccessEvent(at=datetime.now(UTC), username="ayse",
                                              action="play", outcome="ok", source="127.0.0.1",
                                              object_key="recordings/a.mp3"))  # fmt: skip
+        # The access log is append-only for the workers' role: an UPDATE is refused.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            worker.db.execute("UPDATE access_log SET username = 'mallory'")  # type: ignore[attr-defined]
         assert worker.calls.begin(
             "pbx", "903123320404", AutocallRequest("903123320404", 2, 10, 1, 1, "", "-1").params()
         )
