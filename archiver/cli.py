@@ -399,11 +399,13 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
 
 
 def _cmd_state_copy(args: argparse.Namespace) -> int:
-    from archiver.state.backup import migrated_snapshot
-    from archiver.state.copy import copy_state
-    from archiver.state.migrate import latest_version
-    from archiver.state.pg_state import connect_postgres
-    from archiver.state.pg_url import redact_url
+    from archiver.state import (
+        connect_postgres,
+        copy_state,
+        latest_version,
+        migrated_snapshot,
+        redact_url,
+    )
 
     if not args.source.is_file():
         print(f"error: {args.source}: no such SQLite file", file=sys.stderr)
@@ -436,7 +438,7 @@ def _cmd_state_copy(args: argparse.Namespace) -> int:
 
 
 def _cmd_state_backup(args: argparse.Namespace) -> int:
-    from archiver.state.backup import BackupRefused, backup_sqlite
+    from archiver.state import BackupRefused, backup_sqlite
 
     cfg = _load(args)
     if cfg.state.url is not None:
@@ -620,7 +622,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     names = [args.pbx] if args.pbx else [pbx.name for pbx in cfg.pbx]
     plan = {cfg.pbx_named(name).name: days for name in names}
     if args.dry_run:
-        from archiver.pipeline.plan import dry_run
+        from archiver.pipeline import dry_run
 
         return dry_run(cfg, plan)
     return asyncio.run(_backfill(cfg, plan))

@@ -33,7 +33,7 @@ from archiver.names import RECORDING_ROOT, InvalidName, parse_path
 from archiver.observe import FAILURE_REASONS
 from archiver.pipeline import PollReport
 from archiver.pipeline.backoff import CredentialBackoff
-from archiver.pipeline.reconcile import reconcile
+from archiver.pipeline.rebuild import reconcile
 from archiver.s3 import ObjectInfo, S3Store, Unmappable, map_object
 from archiver.service import Metrics
 from archiver.state import Catalogue, CatalogueEntry, SearchQuery, catalogue_entry

@@ -11,7 +11,7 @@ from typing import Final
 
 from archiver.config import TranscodeConfig
 from archiver.doctor.result import Check, failed, passed
-from archiver.pipeline.transcode import (
+from archiver.pipeline import (
     BadAudio,
     Engine,
     FfmpegNotFound,

@@ -11,7 +11,8 @@ Other parts import from here, not from the modules inside.
 from archiver.pipeline.daemon import Archiver, max_in_flight
 from archiver.pipeline.days import DayListing, DueRules, list_day
 from archiver.pipeline.listing import ParsedListing, parse_listing
-from archiver.pipeline.reconcile import ReconcileReport, reconcile
+from archiver.pipeline.plan import dry_run
+from archiver.pipeline.rebuild import ReconcileReport, reconcile
 from archiver.pipeline.recording import RecordingWork
 from archiver.pipeline.report import Outcome, PollReport
 from archiver.pipeline.retries import Retrier, install_retry_log
@@ -24,14 +25,23 @@ from archiver.pipeline.runner import (
     store_ready,
     until_signalled,
 )
-from archiver.pipeline.transcode import FfmpegNotFound, find_ffmpeg
+from archiver.pipeline.transcode import (
+    BadAudio,
+    Engine,
+    FfmpegNotFound,
+    TranscodeError,
+    find_ffmpeg,
+    transcode_to_mp3,
+)
 from archiver.pipeline.workdir import WorkDirRefused
 
 __all__ = [
     "Archiver",
+    "BadAudio",
     "DayListing",
     "DueRules",
     "Ending",
+    "Engine",
     "FfmpegNotFound",
     "Outcome",
     "ParsedListing",
@@ -39,8 +49,10 @@ __all__ = [
     "ReconcileReport",
     "RecordingWork",
     "Retrier",
+    "TranscodeError",
     "WorkDirRefused",
     "archive_until_signalled",
+    "dry_run",
     "find_ffmpeg",
     "install_retry_log",
     "list_day",
@@ -51,5 +63,6 @@ __all__ = [
     "reconcile",
     "serve",
     "store_ready",
+    "transcode_to_mp3",
     "until_signalled",
 ]

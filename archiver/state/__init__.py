@@ -18,6 +18,7 @@ from archiver.state.api import (
     open_state,
     worker_id,
 )
+from archiver.state.backup import BackupRefused, backup_sqlite, migrated_snapshot
 from archiver.state.calls import CallEvent, CallLog, CallSummary, EventKind, PlacedState
 from archiver.state.catalogue import (
     Catalogue,
@@ -28,13 +29,16 @@ from archiver.state.catalogue import (
     catalogue_entry,
 )
 from archiver.state.chain import ChainBreak, ChainReport
+from archiver.state.copy import TableCopy, copy_state
 from archiver.state.db import StateFileError, StatementTimeout, StateUnavailable
 from archiver.state.destructions import Claim, Destruction, DestructionLog, DestructionRun
 from archiver.state.fixity import Expected, Fixity
 from archiver.state.holds import Hold, Holds
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
 from archiver.state.ledger import State as RecordingState
-from archiver.state.migrate import SchemaTooNew, open_database
+from archiver.state.migrate import SchemaTooNew, latest_version, open_database
+from archiver.state.pg_state import connect_postgres
+from archiver.state.pg_url import redact_url
 
 __all__ = [
     "FINAL_STATES",
@@ -43,6 +47,7 @@ __all__ = [
     "AccessEvent",
     "AccessLog",
     "AccessOutcome",
+    "BackupRefused",
     "BaseState",
     "CallEvent",
     "CallLog",
@@ -75,10 +80,17 @@ __all__ = [
     "StateThreads",
     "StateUnavailable",
     "StatementTimeout",
+    "TableCopy",
+    "backup_sqlite",
     "catalogue_entry",
+    "connect_postgres",
+    "copy_state",
     "free_dead_local_leases",
+    "latest_version",
+    "migrated_snapshot",
     "open_database",
     "open_state",
+    "redact_url",
     "state_threads",
     "worker_id",
 ]
