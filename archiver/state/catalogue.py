@@ -407,11 +407,20 @@ class Catalogue:
             started_s, key = _decode_cursor(query.cursor)
             page_where += " AND (started_utc_s < ? OR (started_utc_s = ? AND object_key < ?))"
             page_values += [started_s, started_s, key]
-        rows = self._db.execute(
-            f"SELECT {_SELECT} FROM catalogue WHERE {page_where} ORDER BY {order_by}"
-            " LIMIT ? OFFSET ?",
-            (*page_values, query.limit + 1, offset),
-        ).rows
+        if query.sort != "started_at" and isinstance(self._db, SqliteDb):
+            # The page's rowids first, from an index alone where one covers the filters and the
+            # sort (catalogue_by_wall: a month sorted by caller), then only those rows.
+            order_by = order_by.replace("object_key", "rowid")
+            statement = (
+                f"SELECT {_SELECT} FROM catalogue WHERE rowid IN (SELECT rowid FROM catalogue"
+                f" WHERE {page_where} ORDER BY {order_by} LIMIT ? OFFSET ?) ORDER BY {order_by}"
+            )
+        else:
+            statement = (
+                f"SELECT {_SELECT} FROM catalogue WHERE {page_where} ORDER BY {order_by}"
+                " LIMIT ? OFFSET ?"
+            )
+        rows = self._db.execute(statement, (*page_values, query.limit + 1, offset)).rows
         items = tuple(_entry(row) for row in rows[: query.limit])
         more = len(rows) > query.limit
         keyset = query.sort == "started_at" and query.order == "desc"
