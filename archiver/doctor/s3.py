@@ -1,7 +1,9 @@
 """The S3 checks: credentials found, the bucket reachable (or created, with `--create-bucket`),
 a probe object under `{prefix}/.doctor/` written with the configured storage class and SSE, read
-back, compared and deleted, and a one-part multipart upload permitted. Blocking (boto3): run it
-in a thread. The access key is shown by its first four characters only; the secret never."""
+back, compared and deleted, a one-part multipart upload permitted, and (only with object_lock
+or retain_days) that the store enforces Object Lock (archiver.doctor.object_lock). Blocking
+(boto3): run it in a thread. The access key is shown by its first four characters only; the
+secret never."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from typing import Final
 import boto3
 
 from archiver.config import S3Config
+from archiver.doctor.object_lock import NAME as OBJECT_LOCK
+from archiver.doctor.object_lock import check_object_lock
 from archiver.doctor.result import Check, failed, passed, skipped
 from archiver.s3 import S3Store, StoreError
 
@@ -24,6 +28,8 @@ _NAMES: Final = ("credentials", "bucket", "probe object", "multipart upload")
 def check_s3(cfg: S3Config, *, create_bucket: bool = False) -> list[Check]:
     """Every S3 check, in order; a failed step skips those after it."""
     names = [f"s3: {name}" for name in _NAMES]
+    if cfg.uses_object_lock:
+        names.append(OBJECT_LOCK)
     checks = [_credentials(names[0])]
 
     def rest(why: str) -> list[Check]:
@@ -38,6 +44,8 @@ def check_s3(cfg: S3Config, *, create_bucket: bool = False) -> list[Check]:
     key = f"{cfg.prefix}/.doctor/{uuid.uuid4().hex}"
     checks.append(_round_trip(names[2], store, cfg, key + ".probe", multipart=False))
     checks.append(_round_trip(names[3], store, cfg, key + ".multipart", multipart=True))
+    if cfg.uses_object_lock:
+        checks.append(check_object_lock(store, cfg, key + ".lock"))
     return checks
 
 
@@ -94,7 +102,11 @@ def _round_trip(name: str, store: S3Store, cfg: S3Config, key: str, *, multipart
         try:
             back = store.get_bytes(key)
         finally:
-            store.delete(key)
+            # A bucket with Object Lock keeps versions: a plain DELETE would leave the probe.
+            if cfg.uses_object_lock:
+                store.delete_every_version(key)
+            else:
+                store.delete(key)
     except StoreError as error:
         fix = (
             "allow s3:PutObject/GetObject/DeleteObject under the prefix"
