@@ -28,15 +28,17 @@ from archiver.pipeline.retries import Interrupted, RecordingFailed, Retrier
 from archiver.pipeline.transcode import BadAudio, TranscodeError, TranscodeResult
 from archiver.pipeline.work import Progress, missing_work_file, work_token
 from archiver.pipeline.workers import Workers
+from archiver.retention import upload_lock
 from archiver.s3 import (
     QUARANTINE_CONTENT_TYPE,
+    ObjectLock,
     S3Store,
     StoredObject,
     object_key,
     object_metadata,
     quarantine_key,
 )
-from archiver.state import Ledger, StateThreads, StateUnavailable, catalogue_entry
+from archiver.state import Holds, Ledger, StateThreads, StateUnavailable, catalogue_entry
 
 __all__ = ["RecordingWork"]
 
@@ -224,8 +226,9 @@ class RecordingWork:
         )
         await lease.check()  # the last moment to stand back without work done twice
         extra = await self._extra_metadata(rec)
+        lock = await self._lock(rec)
         stored = await self.retry(
-            lambda: self._upload(rec, result, download.sha256, extra), "upload", rec.pbx
+            lambda: self._upload(rec, result, download.sha256, extra, lock), "upload", rec.pbx
         )
         # The catalogue row goes in with the verified state, in one transaction; once asked
         # for, the write is waited for even through a shutdown's cancellation.
@@ -240,6 +243,14 @@ class RecordingWork:
             uploaded=not stored.already_present,
         )
         return stored
+
+    async def _lock(self, rec: Recording) -> ObjectLock | None:
+        """The Object Lock the upload carries ([s3] retain_days; a legal hold when a hold
+        covers the recording and [s3] object_lock is on: archiver.retention.lock)."""
+        if not self.cfg.s3.uses_object_lock:
+            return None
+        key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
+        return await self.state.run(upload_lock, self.cfg.s3, rec, key, Holds(self.ledger.db))
 
     async def _extra_metadata(self, rec: Recording) -> Mapping[str, str]:
         if self.extra_metadata is None:
@@ -281,14 +292,24 @@ class RecordingWork:
             self.observer.stage_done("transcode", rec.pbx, time.monotonic() - started, ok=ok)
 
     async def _upload(
-        self, rec: Recording, result: TranscodeResult, sha256: str, extra: Mapping[str, str]
+        self,
+        rec: Recording,
+        result: TranscodeResult,
+        sha256: str,
+        extra: Mapping[str, str],
+        lock: ObjectLock | None = None,
     ) -> StoredObject:
         key = object_key(rec, self.cfg.s3.key_template, self.cfg.s3.prefix)
         metadata = object_metadata(rec, source_sha256=sha256, md5_b64=result.md5_b64, extra=extra)
 
         def put() -> StoredObject:
             return self.store.put_verified(
-                result.mp3_path, key, metadata, md5_b64=result.md5_b64, md5_hex=result.md5_hex
+                result.mp3_path,
+                key,
+                metadata,
+                md5_b64=result.md5_b64,
+                md5_hex=result.md5_hex,
+                lock=lock,
             )
 
         return await self.workers.upload(put)

@@ -1,10 +1,11 @@
 """The Object Lock an upload carries: the store's retain-until date (the call's start plus
 `[s3] retain_days`, in `retain_mode`) and, with `[s3] object_lock`, a legal hold when a hold
-covers the recording. The pipeline asks here at upload."""
+covers the recording. The pipeline asks here at upload. A call whose retain-until date has
+already passed (an old one, backfilled) gets none."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from archiver.config import S3Config
 from archiver.names import Recording
@@ -21,6 +22,8 @@ def upload_lock(cfg: S3Config, rec: Recording, object_key: str, holds: Holds) ->
     if not cfg.uses_object_lock:
         return None
     until = None if cfg.retain_days is None else rec.started_at + timedelta(days=cfg.retain_days)
+    if until is not None and until <= datetime.now(UTC):
+        until = None  # an old call (a backfill): its minimum has passed, nothing to lock
     held = cfg.object_lock and holds.covers(
         pbx=rec.pbx,
         caller=rec.caller,
