@@ -65,6 +65,7 @@ from archiver.pipeline import (
     serve,
     store_ready,
 )
+from archiver.retention import DestroyedCounter, destroy_periodically
 from archiver.s3 import S3Store, StoreError
 from archiver.service import (
     DaemonFacts,
@@ -671,10 +672,30 @@ async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
         # doubling pause, each one logged. One-shot commands exit 5 instead.
         for name in await check_pbxs(archiver.clients):
             archiver.back_off(name)
-        async with _http_server(cfg, health, metrics, state):
+        destroyed = DestroyedCounter()
+        metrics.add_counters(destroyed.samples, "Recordings destroyed, by reason.")
+        async with (
+            _http_server(cfg, health, metrics, state),
+            _periodic_destruction(cfg, state, archiver.store, destroyed),
+        ):
             service.ready()
             await serve(archiver, service)
     return EXIT_OK
+
+
+@contextlib.asynccontextmanager
+async def _periodic_destruction(
+    cfg: Config, state: State, store: S3Store, counter: DestroyedCounter
+) -> AsyncIterator[None]:
+    """Destruction every [destruction] every_days beside the poll loop (archiver.retention);
+    stopped between two recordings when the daemon stops."""
+    task = asyncio.create_task(destroy_periodically(cfg, state, store, counter))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager
