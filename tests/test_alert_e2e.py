@@ -1,6 +1,6 @@
 """End to end (issue 23 item 2): a real Prometheus scrapes a real `archiver run` whose PBX (the
 simulator) refuses the password, evaluates the shipped rules, and `ArchiverPbxCredentialsRefused`
-goes pending, then firing.
+goes pending, then firing; restarted with the right password, the alert resolves.
 
 The rules are the shipped file with two changes that keep the test well under a minute: the
 refusal alert's `for:` is 5 s instead of 5 minutes, and Prometheus scrapes and evaluates every
@@ -80,49 +80,80 @@ def _alerts(port: int) -> list[dict[str, Any]]:
     return alerts
 
 
+def _start_daemon(config: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "archiver", "run", "--config", str(config)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _stop(process: subprocess.Popen[str]) -> tuple[str, str]:
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err + out
+    return out, err
+
+
+def _refusal_alert(port: int) -> dict[str, Any] | None:
+    return next((a for a in _alerts(port) if a["labels"]["alertname"] == ALERT), None)
+
+
 def test_a_refused_password_fires_the_alert_in_a_real_prometheus(
     tmp_path: Path, s3_env: dict[str, str], seaweed: SeaweedS3, bucket: str,
     prometheus: tuple[Path, int],
 ) -> None:  # fmt: skip
+    """Fires while the PBX refuses, and resolves once the admin fixes the password and restarts
+    archiver (what the summary tells them to do)."""
     folder, prometheus_port = prometheus
     archiver_port = free_port()
     options = SimulatorOptions(username="admin", password=PASSWORD, seed=3, per_day=1)
     env = {**os.environ, **s3_env, "TEST_PBX_PASSWORD": "Not-The-Password-7"}
     env.pop("NOTIFY_SOCKET", None)
+    seen: list[tuple[float, str]] = []
+    firing: dict[str, Any] | None = None
+    others: list[str] = []
+    resolved_after_s: float | None = None
     with SimulatorThread(options) as sim:
         config = tmp_path / "archiver.toml"
         listen: dict[str, object] = {"listen": f"127.0.0.1:{archiver_port}"}
         text = daemon_toml(sim.base_url, seaweed, bucket, tmp_path, http=listen)
         config.write_text(text.replace("[pbx]\n", '[pbx]\nname = "ankara"\n'), "utf-8")
         started = time.monotonic()
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "archiver", "run", "--config", str(config)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+        daemon = _start_daemon(config, env)
         server = _start_prometheus(folder, prometheus_port, archiver_port)
         try:
             wait_for(f"http://127.0.0.1:{archiver_port}/readyz", status=503)
             wait_for(f"http://127.0.0.1:{prometheus_port}/-/ready", timeout_s=30)
-            seen: list[tuple[float, str]] = []
-            firing: dict[str, Any] | None = None
             deadline = time.monotonic() + 45
             while firing is None and time.monotonic() < deadline:
-                for alert in _alerts(prometheus_port):
-                    if alert["labels"]["alertname"] == ALERT:
-                        if not seen or seen[-1][1] != alert["state"]:
-                            seen.append((round(time.monotonic() - started, 1), alert["state"]))
-                        if alert["state"] == "firing":
-                            firing = alert
+                alert = _refusal_alert(prometheus_port)
+                if alert is not None:
+                    if not seen or seen[-1][1] != alert["state"]:
+                        seen.append((round(time.monotonic() - started, 1), alert["state"]))
+                    if alert["state"] == "firing":
+                        firing = alert
                 time.sleep(0.5)
             others = [a["labels"]["alertname"] for a in _alerts(prometheus_port)
                       if a["labels"]["alertname"] != ALERT]  # fmt: skip
+            out, err = _stop(daemon)
+            assert "Not-The-Password-7" not in out + err
+            # The fix: the right password, and a restart on the same address.
+            fixed_at = time.monotonic()
+            daemon = _start_daemon(config, {**env, "TEST_PBX_PASSWORD": PASSWORD})
+            wait_for(f"http://127.0.0.1:{archiver_port}/readyz", status=200)
+            deadline = time.monotonic() + 30
+            while resolved_after_s is None and time.monotonic() < deadline:
+                if _refusal_alert(prometheus_port) is None:
+                    resolved_after_s = round(time.monotonic() - fixed_at, 1)
+                time.sleep(0.5)
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
-            daemon.send_signal(signal.SIGTERM)
-            out, err = daemon.communicate(timeout=30)
+            if daemon.poll() is None:
+                _stop(daemon)
     print(f"{ALERT}: states seen (s since `archiver run` started): {seen}")
     print(json.dumps(firing, indent=2))
+    print(f"{ALERT}: resolved {resolved_after_s} s after the restart with the right password")
     assert firing is not None, (seen, (folder / "prometheus.log").read_text("utf-8")[-3000:])
     # It was pending for its `for:` before it fired: a lasting state, not one scrape.
     assert [state for _, state in seen] == ["pending", "firing"], seen
@@ -135,5 +166,4 @@ def test_a_refused_password_fires_the_alert_in_a_real_prometheus(
     )
     assert firing["value"] in ("1e+00", "1")
     assert others == []  # a refusal is not also a "no successful poll" (its own alert says it)
-    assert daemon.returncode == 0, err + out
-    assert "Not-The-Password-7" not in out + err
+    assert resolved_after_s is not None, "the alert did not resolve after the fix"
