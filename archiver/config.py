@@ -812,8 +812,9 @@ class WebConfig(_Strict):
     # --- Limits under attack (issue 19) ---
     # Failed logins from one address across all user names (an office behind one NAT address).
     login_max_failures_per_address: Annotated[int, Field(ge=1, le=100_000)] = 30
-    # Password checks queued at once; beyond, a login answers 503 with Retry-After, unchecked.
-    login_max_pending: Annotated[int, Field(ge=1, le=10_000)] = 32
+    # Password checks waiting at once from one address (checks are served round-robin by
+    # address); beyond, a login from there answers 503 with Retry-After, unchecked.
+    login_max_pending: Annotated[int, Field(ge=1, le=10_000)] = 4
     # Zips streamed at once per user and in total; beyond, 429 (user) or 503 (total).
     zip_max_per_user: Annotated[int, Field(ge=1, le=100)] = 2
     zip_max_concurrent: Annotated[int, Field(ge=1, le=256)] = 8

@@ -4,6 +4,7 @@ addresses (127.0.0.x) where the finding is about addresses."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import io
@@ -416,3 +417,32 @@ def test_zips_beyond_the_limits_are_refused_with_retry_after(few_zips_site: Site
     # Slots are given back: a new zip is admitted.
     again = Zipper(ayse, keys, ayse_csrf)
     assert again.response.status == 200 and again.finish()[:2] == b"PK"
+
+
+# --- 2/3. Hash checks take turns by address ----------------------------------------------------
+
+
+def test_hash_checks_are_served_round_robin_by_address() -> None:
+    """Attackers queue many checks from a few addresses; a colleague's check from a new address
+    waits for at most one check per address ahead of it, not for the whole queue."""
+    from archiver.web.hash_queue import FairQueue
+
+    order: list[str] = []
+
+    async def run() -> None:
+        queue = FairQueue(slots=1, per_source=10)
+
+        async def check(source: str) -> None:
+            async with queue.slot(source):
+                order.append(source)
+                await asyncio.sleep(0.001)
+
+        attackers = [check(f"10.0.0.{n % 3}") for n in range(30)]
+        tasks = [asyncio.ensure_future(job) for job in attackers]
+        await asyncio.sleep(0)
+        assert queue.full("10.0.0.0") and not queue.full("192.0.2.7")
+        tasks.append(asyncio.ensure_future(check("192.0.2.7")))
+        await asyncio.gather(*tasks)
+
+    asyncio.run(run())
+    assert len(order) == 31 and order.index("192.0.2.7") <= 4, order

@@ -32,6 +32,7 @@ from archiver.state.ledger import Ledger
 from archiver.web.auth import LoginThrottle, Sessions, VerifiedCache
 from archiver.web.connections import ConnectionCaps
 from archiver.web.directory import Directory, open_directory
+from archiver.web.hash_queue import HASH_SOURCE, FairQueue
 from archiver.web.integrity import IntegrityNotes
 from archiver.web.limits import PerUserLimit
 from archiver.web.roles import Access, Roles
@@ -90,7 +91,7 @@ class WebContext:
     # Each admitted zip has a writer thread of its own here (never one of the audio threads).
     zip_threads: ThreadPoolExecutor = field(init=False)
     _hash_threads: ThreadPoolExecutor = field(init=False)
-    _hashes_waiting: int = field(init=False, default=0)
+    hash_queue: FairQueue = field(init=False)
 
     def __post_init__(self) -> None:
         web_cfg = self.cfg.web
@@ -120,6 +121,7 @@ class WebContext:
             web_cfg.zip_max_concurrent, thread_name_prefix="web-zip"
         )
         self._hash_threads = ThreadPoolExecutor(HASH_THREADS, thread_name_prefix="web-hash")
+        self.hash_queue = FairQueue(slots=HASH_THREADS, per_source=web_cfg.login_max_pending)
 
     async def in_db(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `call` on a database thread."""
@@ -131,17 +133,11 @@ class WebContext:
         return await loop.run_in_executor(self.s3_threads, lambda: call(*args, **kwargs))
 
     async def in_hash(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run a password check on the hash threads (counted while it waits or runs)."""
+        """Run a password check on the hash threads, in its client address's turn
+        (`HASH_SOURCE`, set by the login flow)."""
         loop = asyncio.get_running_loop()
-        self._hashes_waiting += 1
-        try:
+        async with self.hash_queue.slot(HASH_SOURCE.get()):
             return await loop.run_in_executor(self._hash_threads, lambda: call(*args, **kwargs))
-        finally:
-            self._hashes_waiting -= 1
-
-    def hash_checks_waiting(self) -> int:
-        """Password checks queued or running now."""
-        return self._hashes_waiting
 
     def close(self) -> None:
         self._db_thread.shutdown(wait=True)

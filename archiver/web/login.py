@@ -33,6 +33,7 @@ from archiver.web.context import (
     log,
 )
 from archiver.web.directory_login import directory_login, directory_session_valid
+from archiver.web.hash_queue import HASH_SOURCE
 from archiver.web.i18n import texts
 from archiver.web.render import SECURITY_HEADERS, language_of, render
 from archiver.web.users import USERNAME_RE, PasswordCheck
@@ -189,7 +190,7 @@ async def _check(
     and records each outcome."""
     address = client_address(request, context.cfg.web.trusted_proxies)
     shown = name if USERNAME_RE.fullmatch(name) else name[:64]
-    if context.hash_checks_waiting() >= context.cfg.web.login_max_pending:
+    if context.hash_queue.full(address):  # this address's share of checks is queued already
         await context.record(request, username=shown, action="login", outcome="throttled",
                              detail=f"{via}, server busy")  # fmt: skip
         return _Verdict(stamp=None, wait_s=2.0, busy=True)
@@ -198,7 +199,11 @@ async def _check(
         await context.record(request, username=shown, action="login", outcome="throttled",
                              detail=via)  # fmt: skip
         return _Verdict(stamp=None, wait_s=wait_s)
-    check = await check_password(context, name, password) if name else None
+    source = HASH_SOURCE.set(address)  # its turn among the addresses waiting for a hash
+    try:
+        check = await check_password(context, name, password) if name else None
+    finally:
+        HASH_SOURCE.reset(source)
     stamp = check.stamp if check is not None and check.accepted else None
     if stamp is not None:
         context.throttle.succeeded(name, address)
