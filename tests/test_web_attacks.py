@@ -188,8 +188,10 @@ def test_concurrent_guesses_reach_at_most_the_limit_of_hash_checks(
                and e.outcome != "throttled"]  # fmt: skip
     limit = archived.web.login_max_failures
     assert len(checked) <= limit, statuses
-    assert statuses.count(429) >= len(passwords) - limit
-    assert set(statuses) <= {200, 401, 429}
+    # The rest were refused unchecked: 429 (the pair's limit) or 503 (the address's share of
+    # the hash queue is full), each with Retry-After.
+    assert statuses.count(429) + statuses.count(503) >= len(passwords) - limit
+    assert set(statuses) <= {200, 401, 429, 503}
 
 
 def test_unknown_names_from_one_address_are_throttled(site: Site, archived: Config) -> None:
@@ -202,7 +204,7 @@ def test_unknown_names_from_one_address_are_throttled(site: Site, archived: Conf
         statuses = list(pool.map(attempt, range(60)))
     per_address = archived.web.login_max_failures_per_address
     assert statuses.count(401) <= per_address
-    assert statuses.count(429) >= 60 - per_address
+    assert statuses.count(429) + statuses.count(503) >= 60 - per_address
 
 
 # --- 3. Nobody locks a user out ----------------------------------------------------------------
