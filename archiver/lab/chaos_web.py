@@ -57,9 +57,8 @@ import aiohttp
 
 from archiver.lab.seaweed import SeaweedS3
 from archiver.names import parse_name
-from archiver.state.catalogue import Catalogue, catalogue_entry
-from archiver.state.migrate import open_database
-from archiver.web.users import hash_password
+from archiver.state import Catalogue, catalogue_entry, open_database
+from archiver.web import set_password
 
 _TZ = ZoneInfo("Europe/Istanbul")
 _OBJECT_BYTES = 512 * 1024
@@ -110,9 +109,8 @@ def _archive(seaweed: SeaweedS3, state: Path, count: int) -> tuple[str, list[str
 
 def _config(data: Path, seaweed: SeaweedS3, bucket: str, port: int) -> Path:
     users = data / "web-users"
-    lines = [f"{name}:{hash_password(password)}" for name, password in [_PLAYER, *_ZIP_USERS]]
-    users.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    users.chmod(0o600)
+    for name, password in [_PLAYER, *_ZIP_USERS]:
+        set_password(users, name, password)  # as `archiver web passwd` does: bcrypt cost 12
     config = data / "archiver.toml"
     config.write_text(
         '[[pbx]]\nurl = "http://127.0.0.1:9"\nusername = "u"\npassword_env = "UNUSED"\n'
