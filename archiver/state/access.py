@@ -160,14 +160,16 @@ class AccessLog:
         """SQL true when a row's `object_keys` has a key as a whole line; binds newline,
         newline, newline, the key, newline."""
         find = "instr" if self._db.dialect == "sqlite" else "strpos"
-        return f"(object_keys IS NOT NULL AND {find}(? || object_keys || ?, ? || ? || ?) > 0)"
+        # `action = 'export'` (the only rows with object_keys) lets both engines answer the OR
+        # from two indexes (by key, by action) instead of scanning the log.
+        return f"(action = 'export' AND {find}(? || object_keys || ?, ? || ? || ?) > 0)"
 
     def _about_number(self, number: str) -> tuple[str, list[Param]]:
         find = "instr" if self._db.dialect == "sqlite" else "strpos"
         party = "(c.caller_number = ? OR c.callee_number = ?)"
         clause = (
             f"(object_key IN (SELECT c.object_key FROM catalogue AS c WHERE {party})"
-            " OR (object_keys IS NOT NULL AND EXISTS (SELECT 1 FROM catalogue AS c"
+            " OR (action = 'export' AND EXISTS (SELECT 1 FROM catalogue AS c"
             f" WHERE {party} AND {find}(? || object_keys || ?, ? || c.object_key || ?) > 0))"
             f" OR (action = 'search' AND {find}(? || detail || ?, ?) > 0))"
         )
