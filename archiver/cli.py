@@ -338,6 +338,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         }
         document = {
             "counts": counts,
+            # Destroyed on purpose by the retention code (archiver retention run, erase).
+            "destroyed": counts.get("destroyed", 0),
             "pbx": per_pbx,
             "failures": [asdict(f) for f in failures],
             "state": {"backend": backend, "where": where},

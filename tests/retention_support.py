@@ -101,6 +101,7 @@ def lifecycle_config(
     retention: list[dict[str, Any]] | None = None,
     destruction: dict[str, Any] | None = None,
     s3_extra: dict[str, Any] | None = None,
+    web: dict[str, Any] | None = None,
 ) -> tuple[Config, Path]:
     """A configuration with `state_cfg`'s state and the store `s3`, its rules, written to a
     file; returns both."""
@@ -122,6 +123,8 @@ def lifecycle_config(
     }  # fmt: skip
     if not document["retention"]:
         del document["retention"]
+    if web is not None:
+        document["web"] = web
     path = write_config(tmp / "archiver.toml", document)
     return parse_config(_reload(path), str(path)), path
 

@@ -52,10 +52,13 @@ def _disposition(kind: str, filename: str) -> str:
 
 async def _entry_or_404(request: web.Request, key: str) -> CatalogueEntry:
     """The catalogue entry of `key` if it is in the user's scope; 404 otherwise, the same answer
-    as for a key that does not exist."""
+    as for a key that does not exist; 410 for a recording the retention code destroyed."""
     context = request.app[CONTEXT_KEY]
     entry = await context.in_db(context.catalogue.get, key, scope=context.access(request).scope)
     if entry is None:
+        # Destroyed on purpose (retention or an erasure request): 410 Gone, not "never was".
+        if await context.in_db(context.state.destructions.of_object, key) is not None:
+            raise web.HTTPGone(text="this recording was destroyed (retention or erasure)\n")
         raise web.HTTPNotFound(text="no such recording\n")
     return entry
 

@@ -195,6 +195,29 @@ _TEXTS["tr"].update({
     "compliance_only": "Bu sayfa uyum ve yönetici rolleri içindir.",
 })  # fmt: skip
 
+# Issue 20 (the archive's lifecycle: periodic destruction on the status view).
+_TEXTS["en"].update({
+    "destruction": "Periodic destruction",
+    "destruction_last": "Last run",
+    "destruction_next": "Next run",
+    "destruction_never": "never",
+    "destruction_off": "off: no retention rule, recordings are kept forever",
+    "destruction_result": "{destroyed} destroyed, {kept} kept, {failed} failed ({outcome})",
+    "destruction_running": "running or stopped early",
+    "destruction_total": "Destroyed so far",
+})  # fmt: skip
+_TEXTS["tr"].update({
+    "destruction": "Periyodik imha",
+    "destruction_last": "Son çalışma",
+    "destruction_next": "Sonraki çalışma",
+    "destruction_never": "hiç çalışmadı",
+    "destruction_off": "kapalı: saklama kuralı yok, kayıtlar süresiz saklanıyor",
+    "destruction_result": "{destroyed} imha edildi, {kept} saklandı, {failed} başarısız"
+    " ({outcome})",
+    "destruction_running": "sürüyor ya da erken durdu",
+    "destruction_total": "Şimdiye dek imha edilen",
+})  # fmt: skip
+
 
 def texts(language: Language) -> dict[str, str]:
     return _TEXTS[language]

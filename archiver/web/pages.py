@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from archiver.retention import schedule
 from archiver.state.catalogue import InvalidQuery, SearchPage, SearchQuery
 from archiver.state.ledger import STATES
 from archiver.web.chart import bar_chart
@@ -226,10 +227,12 @@ async def _status(request: web.Request) -> web.StreamResponse:
     counts = await context.in_db(context.ledger.counts)
     failures = await context.in_db(context.ledger.recent_failures, 50)
     total = await context.in_db(context.catalogue.count)
+    destruction = await context.in_db(_destruction_lines, context, words, language)
     return render(
         request,
         context.templates,
         "status.html",
+        destruction=destruction,
         chart=bar_chart(per_day, title=words["archived_per_day"]),
         counts=[(words.get(f"state_{s}", s), number_text(language, counts[s])) for s in STATES],
         backlog=number_text(language, sum(counts[state] for state in _BACKLOG_STATES)),
@@ -238,6 +241,38 @@ async def _status(request: web.Request) -> web.StreamResponse:
         integrity_count=context.integrity.count,
         **common,
     )
+
+
+def _destruction_lines(
+    context: WebContext, words: dict[str, str], language: Language
+) -> list[tuple[str, str, str]]:
+    """The status view's periodic destruction: (id, label, text) of the last run (when, how
+    many), the next, and the total destroyed (archiver.retention.schedule)."""
+    due = schedule(context.cfg, context.state)
+    zone = context.timezone
+
+    def when(moment: datetime) -> str:
+        return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    last = due.last
+    if last is None:
+        last_text = words["destruction_never"]
+    elif last.outcome is None:
+        last_text = f"{when(last.started_at)}: {words['destruction_running']}"
+    else:
+        last_text = f"{when(last.started_at)}: " + words["destruction_result"].format(
+            destroyed=number_text(language, last.destroyed),
+            kept=number_text(language, last.kept),
+            failed=number_text(language, last.failed),
+            outcome=last.outcome,
+        )
+    next_text = words["destruction_off"] if due.next_at is None else when(due.next_at)
+    total = number_text(language, context.state.destructions.count())
+    return [
+        ("destruction-last", words["destruction_last"], last_text),
+        ("destruction-next", words["destruction_next"], next_text),
+        ("destruction-total", words["destruction_total"], total),
+    ]
 
 
 async def _language(request: web.Request) -> web.StreamResponse:
