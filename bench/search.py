@@ -228,11 +228,11 @@ def main() -> None:
 
 def run_postgres(url: str | None, count: int, numbers: list[str], runs: int) -> None:
     from archiver.lab.postgres import LocalPostgres
-    from archiver.state.pg_state import open_database as open_pg
+    from archiver.state.pg_state import connect_postgres
 
     with LocalPostgres() if url is None else _Given(url) as server:
         target = server.create_database() if url is None else url
-        db = open_pg(target, None, {}, pool_size=2, outage_s=10)
+        db = connect_postgres(target, None, {}, pool_size=2, outage_s=10)
         try:
             started = time.perf_counter()
             build_postgres(target, count, numbers)
