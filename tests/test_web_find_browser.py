@@ -444,6 +444,8 @@ def test_accessibility_on_the_desktop(page: Page, site: Site, browser: Browser) 
     _login(page, site)
     _axe(page, "results")
     _shot(page, "after-desktop-results.png")
+    page.screenshot(path=str(SHOTS / "results-screen.png"))  # the README's picture
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= DESKTOP["width"]
     # The keyboard reaches the first Play quickly: the first Tab offers "Skip to results".
     page.keyboard.press("Tab")
     assert page.evaluate("() => document.activeElement.getAttribute('href')") == "#results"
