@@ -221,3 +221,30 @@ def test_anchors_in_an_object_lock_bucket_cannot_be_deleted(
     with pytest.raises(StoreError):
         store.delete_every_version(anchor.key)
     assert store.head(anchor.key) is not None
+
+
+def test_audit_verify_walks_the_destruction_log_too(sqlite_config: Path, tmp_path: Path) -> None:
+    from archiver.config import load_config
+    from archiver.state.api import BaseState
+    from archiver.state.chain import append
+    from archiver.state.db import Param
+    from archiver.state.destructions import LOG_COLUMNS
+
+    state = open_state(load_config(sqlite_config))
+    try:
+        assert isinstance(state, BaseState)
+        for n in range(3):
+            row: dict[str, Param] = {name: f"{name}-{n}" for name in LOG_COLUMNS}
+            row.update(at_s=1_700_000_000 + n, versions=1, reason="retention")
+            append(state.db, "destruction_log", row)
+    finally:
+        state.close()
+    args = ("audit", "verify", "--no-anchors", "--config", str(sqlite_config))
+    intact = run_archiver(*args, env=_env())
+    assert intact.returncode == 0 and "destruction log: 3 rows, chain intact" in intact.stdout
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        db.execute("UPDATE destruction_log SET caller = '905550000000' WHERE id = 2")
+    broken = run_archiver(*args, env=_env())
+    assert broken.returncode == 3, broken.stdout
+    assert "destruction log: chain BROKEN at row 2: changed" in broken.stdout
+    assert "access log: 7 rows, chain intact" in broken.stdout

@@ -1,7 +1,8 @@
 """`archiver audit`: who played, downloaded, exported, searched or logged in, filtered as on the
 web's audit page (`--user --number --key --action --from --to`, local dates), as text, JSON or
-CSV; `archiver audit verify` walks the access log's hash chain and compares it with the day
-anchors in the bucket; `archiver audit anchor` writes those anchors (a daily timer runs it)."""
+CSV; `archiver audit verify` walks the access log's hash chain (and the destruction log's) and
+compares it with the day anchors in the bucket; `archiver audit anchor` writes those anchors (a
+daily timer runs it)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import contextlib
 import json
 import sys
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from archiver.config import Config, config_path, load_config
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
+
+if TYPE_CHECKING:
+    from archiver.state import ChainReport
 
 __all__ = ["add_parser"]
 
@@ -122,6 +126,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     cfg = load_config(config_path(args.config))
     with contextlib.closing(open_state(cfg, create=False)) as state:
         report = state.access_log.verify()
+        destructions = state.destructions.verify()
         anchors: dict[str, Any] = {"checked": None, "problems": [], "error": None}
         if not args.no_anchors:
             try:
@@ -132,21 +137,22 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             except StoreError as error:
                 anchors["error"] = error.reason
     broken = report.first_break
-    intact = broken is None and not anchors["problems"]
+    intact = broken is None and destructions.intact and not anchors["problems"]
     if args.json:
         print(json.dumps({
             "intact": intact, "rows": report.rows, "last_id": report.last_id,
-            "last_hash": report.last_hash,
-            "first_break": None if broken is None
-            else {"row_id": broken.row_id, "reason": broken.reason},
+            "last_hash": report.last_hash, "first_break": _break(report),
             "anchors": anchors,
+            "destruction_log": {"rows": destructions.rows, "last_hash": destructions.last_hash,
+                                "first_break": _break(destructions)},
         }, indent=2))  # fmt: skip
     else:
-        if broken is None:
-            print(f"access log: {report.rows} rows, chain intact, last hash {report.last_hash}")
-        else:
-            print(f"access log: chain BROKEN at row {broken.row_id}: {broken.reason}"
-                  f" ({report.rows} rows before it verify)")  # fmt: skip
+        for name, chain in (("access log", report), ("destruction log", destructions)):
+            if chain.first_break is None:
+                print(f"{name}: {chain.rows} rows, chain intact, last hash {chain.last_hash}")
+            else:
+                where = f"row {chain.first_break.row_id}: {chain.first_break.reason}"
+                print(f"{name}: chain BROKEN at {where} ({chain.rows} rows before it verify)")
         if anchors["error"] is not None:
             print(f"day anchors: NOT CHECKED, the bucket could not be read: {anchors['error']}")
         elif anchors["checked"] is not None:
@@ -157,6 +163,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if not intact:
         return EXIT_SOME_FAILED
     return EXIT_UNREACHABLE if anchors["error"] is not None else EXIT_OK
+
+
+def _break(report: ChainReport) -> dict[str, Any] | None:
+    broken = report.first_break
+    return None if broken is None else {"row_id": broken.row_id, "reason": broken.reason}
 
 
 def _cmd_anchor(args: argparse.Namespace) -> int:
