@@ -97,7 +97,7 @@ class Metrics:
         self.progress = {name: PbxProgress() for name in pbx_names}
         self.backlog = dict.fromkeys(pbx_names, 0)
         self.today = _Today()
-        self._started_s = time.monotonic()
+        self.started_s = time.monotonic()  # the daemon's start (monotonic s)
         self._facts: DaemonFacts | None = None
         self._state_asked_s: float | None = None
         self._state_lock = asyncio.Lock()
@@ -380,7 +380,7 @@ class _ProgressCollector(Collector):
             labels=["pbx"],
         )
         for pbx, progress in sorted(self._metrics.progress.items()):
-            since = progress.last_success_s or self._metrics._started_s
+            since = progress.last_success_s or self._metrics.started_s
             age.add_metric([pbx], max(now_s - since, 0.0))
             suspect.add_metric([pbx], 1 if progress.broken else 0)
         yield age
