@@ -12,14 +12,32 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+from collections.abc import Collection, Sequence
 from typing import Any
 
-__all__ = ["add_parsers"]
+from archiver.commands._shared import DATES
+
+__all__ = ["DATES", "add_parsers", "command_modules"]
 
 
-def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add every command module's subcommand to `sub` (an argparse subparsers action), in the
-    order of their module names."""
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda found: found.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
+def command_modules() -> list[str]:
+    """The command modules' names, in name order (a leading underscore: shared code, not a
+    command)."""
+    found = (info.name for info in pkgutil.iter_modules(__path__))
+    return sorted(name for name in found if not name.startswith("_"))
+
+
+def add_parsers(
+    sub: Any,
+    common: argparse.ArgumentParser,
+    names: Sequence[str] | None = None,
+    *,
+    exclude: Collection[str] = (),
+) -> None:
+    """Add the subcommands of the modules `names`, in that order (None: every command module
+    not in `exclude`, in name order) to `sub` (an argparse subparsers action). `archiver
+    --help` lists the commands in the order they are added."""
+    chosen = [n for n in command_modules() if n not in exclude] if names is None else names
+    for name in chosen:
+        module = importlib.import_module(f"{__name__}.{name}")
         module.add_parser(sub, common)

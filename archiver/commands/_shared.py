@@ -1,0 +1,91 @@
+"""What several commands share: the date argument, loading the configuration, a backfill's or
+one poll's progress and its exit code. (A leading underscore: not a command module.)"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import structlog
+
+from archiver.config import Config, config_path, load_config
+from archiver.credentials import readable_secret_files
+from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
+from archiver.pipeline import Archiver, PollReport
+from archiver.service import ProgressBar, ProgressLog, log_progress
+
+__all__ = ["CHMOD_HINT", "DATES", "day", "finish", "load", "progress", "security_warnings"]
+
+log = structlog.get_logger("archiver")
+
+DATES = "Dates are YYYY-MM-DD (e.g. 2016-11-17), the PBX's local calendar day."
+_PROGRESS_EVERY_S = 10.0
+CHMOD_HINT = "chmod 600 it, or give the PBX password as a systemd credential"
+
+
+def day(text: str) -> date:
+    """argparse type for a day: YYYY-MM-DD, with a message that says so."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2016-11-17"
+        ) from None
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+@contextlib.asynccontextmanager
+async def progress(archiver: Archiver) -> AsyncIterator[None]:
+    """A progress bar on stderr at a terminal; elsewhere a `progress` log line every 10 s."""
+    if sys.stderr.isatty():
+        bar = ProgressBar(sys.stderr)
+        archiver.observer = bar
+        try:
+            yield
+        finally:
+            bar.close()
+        return
+    counter = ProgressLog()
+    archiver.observer = counter
+    async with log_progress(counter, every_s=_PROGRESS_EVERY_S, quiet=lambda: archiver.stopping):
+        yield
+
+
+def finish(report: PollReport) -> int:
+    log.info("done", **report.summary())
+    if report.interrupted:
+        return EXIT_INTERRUPTED
+    if report.auth_refused or (report.listing_errors and report.listed == 0):
+        return EXIT_UNREACHABLE
+    return EXIT_SOME_FAILED if report.failed or report.listing_errors else EXIT_OK
+
+
+def security_warnings(path: Path, cfg: Config) -> list[str]:
+    warnings = [
+        f"{where} holds a secret (PBX password or callbacks token) and is readable by other "
+        f"users: {CHMOD_HINT}"
+        for where in readable_secret_files(path, cfg)
+    ]
+    warnings += [
+        f"pbx {pbx.name!r}: verify_tls = false: the PBX's certificate is not checked "
+        "(set ca_file or tls_fingerprint instead)"
+        for pbx in cfg.pbx
+        if pbx.tls_unverified
+    ]
+    warnings += [
+        f"pbx {pbx.name!r}: url is http:// to another host: the password crosses the network "
+        "in clear (use https://)"
+        for pbx in cfg.pbx
+        if pbx.cleartext_remote
+    ]
+    database = cfg.state.unverified_tls()
+    if database is not None:
+        warnings.append(database)
+    return warnings
