@@ -4,8 +4,9 @@ logged-in user keeps playing audio.
 Starts SeaweedFS with an archive of `--recordings` objects (512 KiB each) catalogued in a SQLite
 state, and `archiver web` as a subprocess with its default limits. Then, at once:
 
-- the player: logged in (form and session cookie, from 127.0.0.2), asks for a random 64 KiB range
-  of a random recording every 50 ms and times each answer, whole;
+- the player: logged in (form and session cookie, from 127.0.0.2, one kept-alive connection as a
+  browser's), asks for a random 64 KiB range of a random recording every 50 ms and times each
+  answer, whole;
 - 32 zips at once (4 users x 8 zips of 10 recordings, from 127.0.0.3-6), each read slowly
   (64 KiB every 20 ms) to the end;
 - 300 slow connections from 10 addresses (127.0.1.1-10): each sends a request line and then
@@ -40,6 +41,7 @@ import asyncio
 import base64
 import os
 import random
+import resource
 import signal
 import sqlite3
 import statistics
@@ -124,8 +126,9 @@ def _config(data: Path, seaweed: SeaweedS3, bucket: str, port: int) -> Path:
     return config
 
 
-def _session(source: str) -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(local_addr=(source, 0), limit=0, force_close=True)
+def _session(source: str, *, keep_alive: bool = False) -> aiohttp.ClientSession:
+    """A client from `source`; `keep_alive` reuses its connection as a browser does."""
+    connector = aiohttp.TCPConnector(local_addr=(source, 0), limit=0, force_close=not keep_alive)
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=120),
@@ -152,7 +155,7 @@ async def _csrf(session: aiohttp.ClientSession, base: str) -> str:
 
 
 async def _player(base: str, keys: list[str], results: Results, stop: asyncio.Event) -> None:
-    async with _session("127.0.0.2") as session:
+    async with _session("127.0.0.2", keep_alive=True) as session:
         await _login(session, base, *_PLAYER)
         while not stop.is_set():
             key = random.choice(keys)  # noqa: S311 - a load pattern, not crypto
@@ -298,7 +301,9 @@ async def _watch_descriptors(pid: int, results: Results, stop: asyncio.Event) ->
         await asyncio.sleep(0.25)
 
 
-async def _attack(base: str, port: int, pid: int, keys: list[str], results: Results) -> None:
+async def _attack(
+    base: str, port: int, pid: int, keys: list[str], results: Results, slow_connections: int
+) -> None:
     stop = asyncio.Event()
     background = [
         asyncio.create_task(_player(base, keys, results, stop)),
@@ -306,11 +311,12 @@ async def _attack(base: str, port: int, pid: int, keys: list[str], results: Resu
     ]
     zippers = await _zippers(base)
     await asyncio.sleep(2)  # the player's baseline before the storm
+    sources = max(10, -(-slow_connections // 50))  # at most 50 per address (the cap is 64)
     slow = [
-        asyncio.create_task(_slow_connection(port, f"127.0.1.{1 + n % 10}", results, stop))
-        for n in range(300)
+        asyncio.create_task(_slow_connection(port, f"127.0.1.{1 + n % sources}", results, stop))
+        for n in range(slow_connections)
     ]
-    _log("300 slow connections opened; 32 zips and 1,000 login attempts under way")
+    _log(f"{slow_connections} slow connections opened; 32 zips and 1,000 logins under way")
     await asyncio.gather(
         _zips(zippers, base, keys, results),
         _brute_force(base, 1000, results),
@@ -340,7 +346,9 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0.0
 
 
-def _report(results: Results, checks: Counter[tuple[str, str]], stopped_s: float) -> bool:
+def _report(
+    results: Results, checks: Counter[tuple[str, str]], stopped_s: float, slow_connections: int
+) -> bool:
     load = " ".join(f"{value:.2f}" for value in os.getloadavg())
     worst = max(results.player_ms, default=0.0)
     pair_max = max(checks.values(), default=0)
@@ -355,7 +363,7 @@ def _report(results: Results, checks: Counter[tuple[str, str]], stopped_s: float
           f" {results.zip_broken}), refused 429 {results.zip_status[429]},"
           f" 503 {results.zip_status[503]}")  # fmt: skip
     closed = results.slow_closed_s
-    print(f"slow_connections 300: closed_by_server {len(closed)} within_s"
+    print(f"slow_connections {slow_connections}: closed_by_server {len(closed)} within_s"
           f" {max(closed, default=0):.1f}, refused_503 {results.slow_refused}")  # fmt: skip
     print(f"brute_force 1000: reached_hash_check {sum(checks.values())} (max per user and"
           f" address {pair_max}, limit {_LIMIT_PER_PAIR}),"
@@ -379,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recordings", type=int, default=40)
     parser.add_argument("--data", type=Path, help="keep logs and the state here")
     parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--slow", type=int, default=300, help="slow connections (default 300)")
     args = parser.parse_args(argv)
+    # Our own side holds every client socket too.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, args.slow + 1024)), hard))
     random.seed(args.seed)
     data = args.data or Path(tempfile.mkdtemp(prefix="chaos-web-"))
     data.mkdir(parents=True, exist_ok=True)
@@ -400,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_listening(port)
             _log(f"archiver web (pid {process.pid}) on {base}, {len(keys)} recordings")
             results = Results()
-            asyncio.run(_attack(base, port, process.pid, keys, results))
+            asyncio.run(_attack(base, port, process.pid, keys, results, args.slow))
             started = time.monotonic()
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
@@ -409,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    ok = _report(results, _hash_checks(state), stopped_s)
+    ok = _report(results, _hash_checks(state), stopped_s, args.slow)
     _log(f"logs in {data}")
     return 0 if ok else 1
 
