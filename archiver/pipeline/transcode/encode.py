@@ -26,7 +26,6 @@ import functools
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import warnings
@@ -38,6 +37,16 @@ from typing import Any, Literal
 from mutagen import MutagenError
 from mutagen.mp3 import MP3
 
+from archiver.pipeline.transcode.ffmpeg_cli import (
+    QUIET_NO_STDIN,
+    TranscodeError,
+    input_args,
+    killed_error,
+    last_line,
+    metadata_args,
+    output_args,
+    run_ffmpeg,
+)
 from archiver.pipeline.transcode.probe import Probe, SourceInfo, probe_file
 
 with warnings.catch_warnings():
@@ -71,14 +80,6 @@ __all__ = [
 Engine = Literal["pydub", "ffmpeg"]
 
 
-class TranscodeError(Exception):
-    """ffmpeg failed, or its output did not check out. `reason` is one short line."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class FfmpegNotFound(Exception):
     """No usable ffmpeg binary; the message says how to install one."""
 
@@ -98,7 +99,6 @@ class TranscodeResult:
 # Duration agreement between source and MP3: MP3 frames (and encoder padding) round the length.
 _DURATION_TOLERANCE_S = 0.3
 _DURATION_TOLERANCE_RATIO = 0.02
-_REASON_MAX_CHARS = 200
 
 
 def find_ffmpeg(configured: str | None) -> str:
@@ -206,7 +206,7 @@ def _transcode(
                     _encode_with_pydub(probe, src, tmp, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags)
                 except TranscodeError:
                     if watch.expired:
-                        raise _killed(timeout_s) from None
+                        raise killed_error(timeout_s) from None
                     raise
         elif engine == "ffmpeg":
             command = _ffmpeg_command(probe, src, tmp, ffmpeg, bitrate=bitrate, metadata=metadata)
@@ -247,21 +247,6 @@ def temp_path_next_to(dst: Path) -> Path:
     fd, name = tempfile.mkstemp(dir=dst.parent.absolute(), prefix=f".{dst.name}.", suffix=".part")
     os.close(fd)
     return Path(name)
-
-
-def metadata_args(tags: Mapping[str, str]) -> list[str]:
-    """Turn tags into ffmpeg ``-metadata key=value`` arguments; reject names ffmpeg would split."""
-    args: list[str] = []
-    for key, value in tags.items():
-        if not key or "=" in key:
-            raise ValueError(f"ID3 tag name {key!r} must be non-empty and contain no '='")
-        args += ["-metadata", f"{key}={value}"]
-    return args
-
-
-# Global options; ffmpeg honours them anywhere on the command line, even after the output name,
-# which is where pydub's decode step appends `parameters`.
-QUIET_NO_STDIN = ["-nostdin", "-hide_banner", "-loglevel", "error"]
 
 
 @functools.cache
@@ -340,8 +325,8 @@ def _pydub_reason(message: str) -> str:
     """ffmpeg's last stderr line from a pydub error message, else the message's first line."""
     summary, _, stderr = message.partition("Output from ffmpeg/avlib:")
     if stderr.strip():
-        return _last_line(stderr)
-    return _last_line(summary.strip().splitlines()[0] if summary.strip() else "")
+        return last_line(stderr)
+    return last_line(summary.strip().splitlines()[0] if summary.strip() else "")
 
 
 def _ffmpeg_command(
@@ -356,44 +341,6 @@ def _ffmpeg_command(
     ]
 
 
-def input_args(probe: Probe, src: Path) -> list[str]:
-    """One input, demuxer and decoder named (no probing by ffmpeg either)."""
-    return ["-f", probe.demuxer, "-c:a", probe.decoder, "-i", str(src.absolute())]
-
-
-def output_args(tmp: Path, bitrate: str, metadata: Sequence[str], *, stream: int = 0) -> list[str]:
-    """One MP3 output of input number `stream`, the same encoder settings as pydub's export."""
-    return [
-        "-map", f"{stream}:a",
-        "-map_metadata", "-1",  # carry no WAV INFO tags over: the caller's tags are the tags
-        "-vn", "-c:a", "libmp3lame", "-b:a", bitrate, "-id3v2_version", "3", *metadata,
-        "-f", "mp3", "-y", str(tmp),
-    ]  # fmt: skip
-
-
-def run_ffmpeg(command: Sequence[str], *, timeout_s: float) -> None:
-    try:
-        done = subprocess.run(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise _killed(timeout_s) from None
-    except OSError as exc:
-        raise TranscodeError(f"cannot run ffmpeg: {exc.strerror}") from None
-    if done.returncode != 0:
-        stderr = done.stderr.decode("utf-8", "replace")
-        raise TranscodeError(f"ffmpeg exited with {done.returncode}: {_last_line(stderr)}")
-
-
-def _killed(timeout_s: float) -> TranscodeError:
-    return TranscodeError(f"ffmpeg ran longer than {timeout_s:g} s and was killed")
-
-
 def _check_duration(mp3: Path, *, expected_s: float) -> float:
     """Return the MP3's playing time; raise TranscodeError if unreadable or off from expected."""
     try:
@@ -401,7 +348,7 @@ def _check_duration(mp3: Path, *, expected_s: float) -> float:
         info: Any = MP3(mp3).info
         duration_s = float(info.length)
     except MutagenError as exc:
-        raise TranscodeError(f"the output is not a readable MP3: {_last_line(str(exc))}") from None
+        raise TranscodeError(f"the output is not a readable MP3: {last_line(str(exc))}") from None
     tolerance_s = max(_DURATION_TOLERANCE_S, _DURATION_TOLERANCE_RATIO * expected_s)
     if abs(duration_s - expected_s) > tolerance_s:
         raise TranscodeError(
@@ -409,9 +356,3 @@ def _check_duration(mp3: Path, *, expected_s: float) -> float:
             f" (tolerance {tolerance_s:.2f} s)"
         )
     return duration_s
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    last = lines[-1] if lines else "no error message"
-    return last[:_REASON_MAX_CHARS]
