@@ -151,7 +151,7 @@ def test_no_secret_in_any_output(
     assert warned[0]["path"] == str(inline)
     inline.chmod(0o600)
     private = transcript.run("check-config 0600", "check-config", "--config", str(inline), env=env)
-    assert private.returncode == 0 and "warning" not in private.stderr
+    assert private.returncode == 0 and "readable by other users" not in private.stderr
     broken = tmp_path / "broken.toml"
     broken.write_text(
         f'[pbx]\nurl = "https://admin:{PASSWORD}@pbx:9999/x"\nusername = "admin"\n'
