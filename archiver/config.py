@@ -823,11 +823,11 @@ class WebConfig(_Strict):
     search_max_concurrent: Annotated[int, Field(ge=1, le=100)] = 3
     # A database statement of the web (a search) is cancelled after this: 503, try narrower.
     statement_timeout_s: Annotated[float, Field(ge=0.1, le=3600)] = 10.0
-    # Reading a request: its headers (from the connection's first byte or the end of the
-    # previous response) and its body each within this; idle keep-alive connections close.
+    # Reading a request: its headers within header_timeout_s of the connection or of the end
+    # of the previous response (so an idle keep-alive connection closes after it too: aiohttp
+    # has one timer for both), its body within body_timeout_s.
     header_timeout_s: Annotated[float, Field(ge=1, le=600)] = 10.0
     body_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 30.0
-    keepalive_timeout_s: Annotated[float, Field(ge=1, le=3600)] = 15.0
     # Open connections in total and per client address (a trusted proxy's count only in the
     # total); beyond, the connection gets a 503 and is closed. See LimitNOFILE in the unit.
     max_connections: Annotated[int, Field(ge=8, le=100_000)] = 1024
