@@ -539,7 +539,13 @@ class Catalogue:
             else:
                 terms.append("(caller_digits || ' ' || callee_digits) LIKE ?")
                 values.append(f"%{match.anywhere}%")
-        return " OR ".join(terms), values
+        clause = " OR ".join(terms)
+        if match.bare_prefix and isinstance(self._db, SqliteDb):
+            # Every spelling holds the national part: one cheap test first rules out most rows
+            # of a long date range read from an index (0532 over a month: half the time).
+            clause = f"(instr(caller_digits, ?) > 0 OR instr(callee_digits, ?) > 0) AND ({clause})"
+            values = [match.bare_prefix, match.bare_prefix, *values]
+        return clause, values
 
     def distinct_values(self, column: str, limit: int = 50) -> list[str]:
         """The first `limit` distinct non-empty values of `trunk` or `dial_status`, in order:
