@@ -94,11 +94,14 @@ def _erase(args: argparse.Namespace) -> int:
             call_number = number  # an extension: the call log only holds dialled numbers
         masked = 0 if result.outcome.interrupted else state.calls.mask_number(call_number, MASK)
     outcome = result.outcome
+    word = result.outcome_word
+    if word == "ok" and outcome.kept:
+        word = "some_kept"  # exit 3: the request is not wholly granted
     if args.json:
-        document = outcome_json(plan, outcome, result.outcome_word)
+        document = outcome_json(plan, outcome, word)
         print(json.dumps({**document, "request": ref, "call_log_rows_masked": masked}, indent=2))
     else:
-        outcome_text(outcome, result.outcome_word)
+        outcome_text(outcome, word)
         print(f"call log: the number masked in {masked} row(s)")
     if outcome.interrupted:
         return EXIT_INTERRUPTED

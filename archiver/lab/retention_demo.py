@@ -84,7 +84,6 @@ def _show(env: dict[str, str], *args: str) -> None:
 
 def main() -> int:
     configure_logging(level="warning", stream=sys.stderr)
-    rng = random.Random(20)  # noqa: S311 - demo data
     with contextlib.ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="retention-demo-")))
         seaweed = stack.enter_context(SeaweedS3())
@@ -110,6 +109,7 @@ def main() -> int:
         held_key = ""
         for path in (on_seaweed, on_moto):
             cfg = load_config(path)
+            rng = random.Random(20)  # noqa: S311 - demo data, the same calls in both stores
             with contextlib.closing(open_state(cfg)) as state:
                 store = S3Store(cfg.s3)
                 ages = [(400, "903123320404"), (420, _PERSON), (380, "902126942656"),
@@ -117,8 +117,8 @@ def main() -> int:
                 for n, (days, callee) in enumerate(ages):
                     item = archive_one(state, cfg, store, call_recording(rng, n, days, callee),
                                        folder)  # fmt: skip
-                    if n == 1:
-                        held_key = item.key  # the person's call under dispute
+                    if n == 1 and not held_key:
+                        held_key = item.key  # the person's call under dispute (SeaweedFS's)
                 trading = call_recording(rng, 9, 40, _PERSON, trunk="trunk-sip-trading")
                 archive_one(state, cfg, store, trading, folder)
                 # An automatic call placed to the person, in the call log.
