@@ -100,3 +100,25 @@ def test_a_claim_is_cancelled_and_runs_are_recorded(state: State) -> None:
     state.destructions.finish_run(run, destroyed=0, kept=1, failed=1, outcome="some_failed")
     last = state.destructions.last_run()
     assert last is not None and (last.kept, last.failed, last.outcome) == (1, 1, "some_failed")
+
+
+def test_a_claim_that_slipped_in_as_another_finished_is_dropped_not_logged_twice(
+    state: State,
+) -> None:
+    """PostgreSQL: a claim's INSERT that waited for another process's finishing transaction
+    (which deletes that pending row) goes ahead once it commits. The claim then finds the
+    recording gone, and a finish of such a claim logs nothing (the log's UNIQUE index would
+    refuse it) and drops it."""
+    entry = archived(state, 6)
+    claim = _claim(state, entry)
+    assert isinstance(claim, Claim)
+    assert state.destructions.finish(claim, entry, versions=1) is not None
+    base = state.db  # type: ignore[attr-defined]
+    base.execute(  # the claim that slipped in, as the race leaves it
+        "INSERT INTO destruction_pending (recording_key, object_key, reason, basis, command,"
+        " username, claimed_at_s) VALUES (?, ?, 'retention', 'x', 'test', 'late', 0)",
+        (entry.recording_key, entry.object_key),
+    )
+    assert state.destructions.finish(claim, entry, versions=0) is None
+    assert state.destructions.pending() == [] and state.destructions.count() == 1
+    assert _claim(state, entry) == "gone" and state.destructions.pending() == []

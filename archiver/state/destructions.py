@@ -200,15 +200,9 @@ class DestructionLog:
         now = datetime.now(UTC)
 
         def work(execute: Execute) -> Claim | str:
-            if execute(HELD_SQL, held_params(entry)).one() is not None:
-                return "held"
-            archived = execute(
-                "SELECT 1 FROM catalogue AS c JOIN recordings AS r ON r.key = c.recording_key"
-                " WHERE c.object_key = ? AND c.recording_key = ? AND r.state = 'verified'",
-                (entry.object_key, entry.recording_key),
-            ).one()
-            if archived is None:
-                return "gone"
+            # The claim first, then the checks: on PostgreSQL an INSERT that waited for another
+            # process's finishing transaction (which deletes this very pending row) goes ahead
+            # once that commits, and only a statement after it sees the recording destroyed.
             inserted = execute(
                 f"INSERT INTO destruction_pending ({_PENDING}) VALUES (?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (recording_key) DO NOTHING",
@@ -217,6 +211,25 @@ class DestructionLog:
             )  # fmt: skip
             if inserted.rowcount == 0:
                 return "claimed"
+            why = None
+            if execute(HELD_SQL, held_params(entry)).one() is not None:
+                why = "held"
+            elif (
+                execute(
+                    "SELECT 1 FROM catalogue AS c JOIN recordings AS r"
+                    " ON r.key = c.recording_key WHERE c.object_key = ? AND c.recording_key = ?"
+                    " AND r.state = 'verified'",
+                    (entry.object_key, entry.recording_key),
+                ).one()
+                is None
+            ):
+                why = "gone"
+            if why is not None:
+                execute(
+                    "DELETE FROM destruction_pending WHERE recording_key = ?",
+                    (entry.recording_key,),
+                )
+                return why
             return Claim(entry.recording_key, entry.object_key, reason, basis, command,
                          username, now)  # fmt: skip
 
@@ -256,6 +269,15 @@ class DestructionLog:
                 (claim.recording_key,),
             ).one()
             if pending is None:
+                return False
+            logged = execute(
+                f"SELECT 1 FROM {_TABLE} WHERE recording_key = ?", (claim.recording_key,)
+            ).one()
+            if logged is not None:  # destroyed already (a claim made as it was finished)
+                execute(
+                    "DELETE FROM destruction_pending WHERE recording_key = ?",
+                    (claim.recording_key,),
+                )
                 return False
             append_within(execute, _TABLE, content)
             execute("DELETE FROM catalogue WHERE recording_key = ?", (claim.recording_key,))
