@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from archiver import __version__
+from archiver import __version__, cpu_budget
 from archiver.calls import add_call_parsers
 from archiver.commands import DATES, add_parsers
 from archiver.config import (
@@ -81,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level, stream=sys.stdout if args.logs_to_stdout else sys.stderr
     )
     handler: Callable[[argparse.Namespace], int] = args.handler
+    cpu_budget.install_from_env()  # scripts/bench's CPU budget per stage; off unless asked for
     try:
         return handler(args)
     except ConfigError as error:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -51,9 +52,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psutil
+from budget import budget_lines, ffmpeg_start_ms
 
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import Corpus, SimRecording
@@ -69,6 +72,9 @@ FIRST_DAY = date(2016, 11, 1)
 SAMPLE_EVERY_S = 0.05
 PROFILE_DIR: Path | None = None  # --profile: py-spy collapsed stacks of each archiver run
 CPUS: str | None = None  # the CPU set of the runs in progress (--cpus), for taskset
+CPU_BUDGET = True  # --no-cpu-budget: archiver runs without archiver/cpu_budget.py's counting
+LOG_LEVEL = "error"  # --log-level of the archiver runs
+START_MS: dict[str, float] = {}  # one ffmpeg start's CPU ms, per CPU set ("@0", "")
 
 
 @dataclass
@@ -86,6 +92,7 @@ class Result:
     own_peak_rss_mb: float | None = None
     services_cpu_s: float | None = None  # the simulator and SeaweedFS meanwhile
     load_after: str = ""  # the load average when the run ended
+    budget: dict[str, Any] | None = None  # archiver's CPU budget (archiver/cpu_budget.py)
 
     @property
     def per_s(self) -> float:
@@ -359,10 +366,13 @@ path = "{state / "ledger.sqlite3"}"
         "AWS_ACCESS_KEY_ID": s3.access_key,
         "AWS_SECRET_ACCESS_KEY": s3.secret_key,
     }
+    budget_file = state / "cpu-budget.json"
+    if CPU_BUDGET:
+        env["ARCHIVER_CPU_BUDGET"] = str(budget_file)
     last = FIRST_DAY + timedelta(days=days - 1)
     command = [
         PYTHON, "-m", "archiver", "backfill", "--config", str(config),
-        "--from", FIRST_DAY.isoformat(), "--to", last.isoformat(), "--log-level", "error",
+        "--from", FIRST_DAY.isoformat(), "--to", last.isoformat(), "--log-level", LOG_LEVEL,
     ]  # fmt: skip
     if PROFILE_DIR is not None:
         PROFILE_DIR.mkdir(parents=True, exist_ok=True)
@@ -381,10 +391,13 @@ path = "{state / "ledger.sqlite3"}"
         ]
     tree = run_measured(command, env=env, services=(sim[1], s3.pid))
     stored = _count_objects(s3, bucket)
+    budget = json.loads(budget_file.read_text()) if budget_file.exists() else None
     shutil.rmtree(state)
     if tree.returncode != 0 or stored != len(recs):
         raise RuntimeError(f"{label}: exit {tree.returncode}, {stored} of {len(recs)} stored")
-    return _result(label, recs, tree, transcode_toml.replace("\n", ", ") or "defaults")
+    result = _result(label, recs, tree, transcode_toml.replace("\n", ", ") or "defaults")
+    result.budget = budget
+    return result
 
 
 def _count_objects(s3: SeaweedS3, bucket: str) -> int:
@@ -505,14 +518,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--memory-engine", default="default", help="engine of the memory runs (as --engines)"
     )
     parser.add_argument("--poll-names", type=int, default=20000)
+    parser.add_argument(
+        "--no-cpu-budget",
+        action="store_true",
+        help="run archiver without counting its CPU by stage (ARCHIVER_CPU_BUDGET), which "
+        "adds a few microseconds per event-loop callback",
+    )
+    parser.add_argument(
+        "--log-level", default="error", help="archiver's --log-level (the daemon's is info)"
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["ideal", "naive", "poll"])
     parser.add_argument("--ffmpeg", default=shutil.which("ffmpeg") or "ffmpeg")
     parser.add_argument(
         "--profile", type=Path, default=None, help="write py-spy stacks of archiver runs here"
     )
     args = parser.parse_args(argv)
-    global PROFILE_DIR
+    global PROFILE_DIR, CPU_BUDGET, LOG_LEVEL
     PROFILE_DIR = args.profile
+    CPU_BUDGET = not args.no_cpu_budget
+    LOG_LEVEL = args.log_level
     print(
         f"bench: nproc {os.cpu_count()}, usable {usable_cpus()}, load average {_load()}, "
         f"ffmpeg {args.ffmpeg}"
@@ -535,8 +559,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if poll is not None:
         cpu_s, wall_s, listed = poll
         print(f"poll_cpu_s {cpu_s:.3f} (wall {wall_s:.3f} s) for one poll over {listed} names")
+    _print_budgets(results)
     _print_ratios(results)
     return 0
+
+
+def _print_budgets(results: list[Result]) -> None:
+    """archiver's CPU budget per recording, by stage, for every archiver run that has one."""
+    for result in results:
+        if result.budget is None:
+            continue
+        where = result.name.partition("@")[2]
+        start_ms = START_MS.get(f"@{where}" if where else "")
+        lines = budget_lines(
+            result.name, result.budget, result.recordings, result.cpu_s,
+            result.load_after or _load(), start_ms,
+        )  # fmt: skip
+        print("\n".join(lines))
 
 
 def _print_ratios(results: list[Result]) -> None:
@@ -596,6 +635,13 @@ def _main_runs(args: argparse.Namespace, work: Path) -> list[Result]:
         for cpus in args.cpus or [None]:
             CPUS = cpus
             where = f"@{cpus}" if cpus is not None else ""
+            if CPU_BUDGET:
+                START_MS[where] = ffmpeg_start_ms(args.ffmpeg, work, cpus)
+                print(
+                    f"bench: one ffmpeg start costs {START_MS[where]:.1f} CPU ms{where} "
+                    f"(load average {_load()})",
+                    flush=True,
+                )
             if "ideal" not in args.skip:
                 ideal = run_ideal(recs, work, args.ffmpeg)
                 ideal.name += where

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import structlog
 
+from archiver import cpu_budget
 from archiver.config import Config
 from archiver.names import Recording
 from archiver.observe import Observer, Outcome, failure_reason
@@ -200,6 +201,7 @@ class RecordingWork:
         lease: Lease,
         progress: Progress,
     ) -> StoredObject:
+        cpu_budget.mark("download")
         download = await self.retry(
             lambda: self._download_checked(client, rec, source), "download", rec.pbx
         )
@@ -213,6 +215,7 @@ class RecordingWork:
             source_sha256=download.sha256,
             source_bytes=download.size_bytes,
         )
+        cpu_budget.mark("transcode")
         result = await self._transcode(rec, source, mp3)
         progress.transcoded = True
         await self.state.run(
@@ -225,6 +228,7 @@ class RecordingWork:
             audio_s=result.mp3_duration_s,
         )
         await lease.check()  # the last moment to stand back without work done twice
+        cpu_budget.mark("upload")
         extra = await self._extra_metadata(rec)
         lock = await self._lock(rec)
         stored = await self.retry(
