@@ -1,6 +1,6 @@
 """The `archiver` command: the parser and the dispatch, nothing else. Each command is one module
-in `archiver.commands` (its parser and its run); `call`/`calls` (archiver.calls) and `web`
-(archiver.web) still add their own, and `simulate` stays here (it loads the lab's options only
+in `archiver.commands` (its parser and its run); `web` (archiver.web) still adds its own, and
+`simulate` stays here (it loads the lab's options only
 when the command line names it).
 
 Exit codes are in `archiver.exits`; the text administrators read first is `_DESCRIPTION`.
@@ -17,7 +17,6 @@ from pathlib import Path
 import structlog
 
 from archiver import __version__, cpu_budget
-from archiver.calls import add_call_parsers
 from archiver.commands import DATES, add_parsers
 from archiver.config import (
     ConfigError,
@@ -58,6 +57,7 @@ COMMAND --help` shows its options."""
 
 # The command modules added first, in this order (archiver/commands/<name>.py).
 _FIRST = ("run", "backfill", "ls", "status", "retry", "reconcile", "state", "check_config")
+_THEN = ("call", "calls", "doctor")  # then `web`, then the rest in name order
 
 
 def _epilog() -> str:
@@ -130,12 +130,11 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
     # The order of `archiver --help`: the daemon and its everyday commands first.
     add_parsers(sub, common, _FIRST)
-    add_call_parsers(sub, common)
-    add_parsers(sub, common, ("doctor",))
+    add_parsers(sub, common, _THEN)
     from archiver.web.commands import add_web_parsers
 
     add_web_parsers(sub, common)
-    add_parsers(sub, common, exclude={*_FIRST, "doctor"})
+    add_parsers(sub, common, exclude={*_FIRST, *_THEN})
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")
     simulate.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])

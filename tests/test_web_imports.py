@@ -18,6 +18,6 @@ def test_web_never_imports_pipeline_pbx_or_transcoder() -> None:
     )
     loaded = json.loads(result.stdout)
     assert "archiver.web.audio" in loaded and "archiver.s3.store" in loaded
-    banned = ("archiver.pipeline", "archiver.pbx", "archiver.lab", "archiver.calls.dialing")
+    banned = ("archiver.pipeline", "archiver.pbx", "archiver.lab", "archiver.commands.call")
     forbidden = [module for module in loaded if module.startswith(banned)]
     assert forbidden == []

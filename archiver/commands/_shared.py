@@ -7,8 +7,10 @@ import argparse
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from datetime import date
+from dataclasses import asdict
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -17,8 +19,19 @@ from archiver.credentials import readable_secret_files
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 from archiver.pipeline import Archiver, PollReport
 from archiver.service import ProgressBar, ProgressLog, log_progress
+from archiver.state import CallSummary
 
-__all__ = ["CHMOD_HINT", "DATES", "day", "finish", "load", "progress", "security_warnings"]
+__all__ = [
+    "CHMOD_HINT",
+    "DATES",
+    "call_row",
+    "day",
+    "finish",
+    "load",
+    "progress",
+    "security_warnings",
+    "when",
+]
 
 log = structlog.get_logger("archiver")
 
@@ -89,3 +102,19 @@ def security_warnings(path: Path, cfg: Config) -> list[str]:
     if database is not None:
         warnings.append(database)
     return warnings
+
+
+def when(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected ISO 8601, e.g. 2026-11-26T14:30, got {text!r}"
+        ) from None
+
+
+def call_row(call: CallSummary) -> dict[str, Any]:
+    row = asdict(call)
+    for name in ("placed_at", "dial_at"):
+        row[name] = datetime.fromtimestamp(row[name]).astimezone().isoformat(timespec="seconds")
+    return row

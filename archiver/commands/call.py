@@ -1,33 +1,28 @@
-"""The `archiver call` and `archiver calls` commands: place an automatic call through the PBX,
-and list the calls placed with the status their callbacks reported.
-
-`call` logs the call before sending the request (so a callback that beats the reply still finds
-it), then records whether the PBX accepted it. Exit codes as for every command: 0 done, 1 bad
-input or configuration, 2 the PBX could not be reached or refused.
-"""
+"""`archiver call`: place an automatic call through the PBX. The call is logged before the
+request is sent (so a callback that beats the reply still finds it), then whether the PBX
+accepted it. Exit codes as for every command: 0 done, 1 bad input or configuration, 5 the PBX
+could not be reached or refused."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from archiver.calls.autocall import AutocallRequest, build_request
-from archiver.calls.autocall import pbx_datetime as to_pbx_datetime
+from archiver.calls import AutocallRequest, build_request
+from archiver.calls import pbx_datetime as to_pbx_datetime
+from archiver.commands._shared import call_row, when
 from archiver.config import Config, PbxConfig, config_path, load_config
 from archiver.credentials import pbx_password
 from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
-from archiver.numbers import InvalidNumber, normalise_number
 from archiver.pbx import PbxClient, PbxError
-from archiver.state import CallSummary, open_state
+from archiver.state import open_state
 
-__all__ = ["add_call_parsers"]
+__all__ = ["add_parser"]
 
 
 def _bounded(low: int, high: int) -> Any:
@@ -43,17 +38,7 @@ def _bounded(low: int, high: int) -> Any:
     return parse
 
 
-def _when(text: str) -> datetime:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected ISO 8601, e.g. 2026-11-26T14:30, got {text!r}"
-        ) from None
-
-
-def add_call_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add `call` and `calls` to the `archiver` subcommands."""
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     call = sub.add_parser("call", parents=[common], help="place an automatic call (autocalls.cgi)")
     call.add_argument("number", help="e.g. 903123320404, +903123320404 or 03123320404")
     call.add_argument("--pbx", help="which PBX (default: autocall.pbx, then the first)")
@@ -62,15 +47,9 @@ def add_call_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     call.add_argument("--dp", type=_bounded(0, 9999), metavar="N")
     call.add_argument("--dest", type=_bounded(0, 9999), metavar="N")
     call.add_argument("--detail", metavar="TEXT", help="passed through (A-Z a-z 0-9 _.,:@+- space)")
-    call.add_argument("--at", type=_when, metavar="DATETIME", help="PBX local time (default: now)")
+    call.add_argument("--at", type=when, metavar="DATETIME", help="PBX local time (default: now)")
     call.add_argument("--json", action="store_true")
     call.set_defaults(handler=_cmd_call)
-
-    calls = sub.add_parser("calls", parents=[common], help="calls placed and their final status")
-    calls.add_argument("--number", help="only calls to this number")
-    calls.add_argument("--since", type=_when, metavar="D", help="dialled at or after (ISO 8601)")
-    calls.add_argument("--json", action="store_true")
-    calls.set_defaults(handler=_cmd_calls)
 
 
 def _cmd_call(args: argparse.Namespace) -> int:
@@ -119,38 +98,7 @@ async def _place(
     finally:
         state.close()
     if as_json and summary is not None:
-        print(json.dumps(_row(summary), indent=2))
+        print(json.dumps(call_row(summary), indent=2))
     else:
         print(f"call {call_id}: {request.number} via {pbx.name} placed (PBX said: {reply or '-'})")
     return EXIT_OK
-
-
-def _cmd_calls(args: argparse.Namespace) -> int:
-    cfg = load_config(config_path(args.config))
-    number = None
-    if args.number is not None:
-        try:
-            number = normalise_number(args.number)
-        except InvalidNumber as error:
-            print(f"error: {error.reason}", file=sys.stderr)
-            return EXIT_CONFIG
-    since = None if args.since is None else args.since.astimezone().timestamp()
-    with contextlib.closing(open_state(cfg, create=False)) as state:
-        found = state.calls.calls(number=number, since=since)
-    if args.json:
-        print(json.dumps({"calls": [_row(call) for call in found]}, indent=2))
-        return EXIT_OK
-    for call in found:
-        row = _row(call)
-        print(f"{call.id:>6}  {row['dial_at']}  {call.number}  {call.pbx}  {call.state:<8}"
-              f"  {call.status or '-':<12} {'ended' if call.ended else 'open':<5}"
-              f"  {call.events} event(s)")  # fmt: skip
-    print(f"{len(found)} call(s)")
-    return EXIT_OK
-
-
-def _row(call: CallSummary) -> dict[str, Any]:
-    row = asdict(call)
-    for name in ("placed_at", "dial_at"):
-        row[name] = datetime.fromtimestamp(row[name]).astimezone().isoformat(timespec="seconds")
-    return row
