@@ -55,8 +55,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _erase(args: argparse.Namespace) -> int:
     from archiver.numbers import InvalidNumber, normalise_number
-    from archiver.retention import Rules, execute, plan_erasure
-    from archiver.retention.inputs import BadInput, number_key_of, reference
+    from archiver.retention import BadInput, Rules, execute, number_key_of, plan_erasure, reference
     from archiver.state import open_state
 
     try:

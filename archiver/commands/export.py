@@ -38,8 +38,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _export(args: argparse.Namespace) -> int:
     from archiver.commands.retention import open_store
-    from archiver.retention import export_number, username
-    from archiver.retention.inputs import BadInput, number_key_of, reference
+    from archiver.retention import BadInput, export_number, number_key_of, reference, username
     from archiver.s3 import StoreError
     from archiver.state import open_state
 

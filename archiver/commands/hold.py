@@ -78,8 +78,7 @@ def _store(cfg: Config) -> tuple[Any, bool]:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from archiver.retention import add_hold, username
-    from archiver.retention.inputs import BadInput, number_key_of, reference
+    from archiver.retention import BadInput, add_hold, number_key_of, reference, username
     from archiver.state import open_state
 
     problem = _selector_problem(args)
@@ -143,8 +142,7 @@ def _iso(value: Any) -> str | None:
 
 
 def _release(args: argparse.Namespace) -> int:
-    from archiver.retention import release_hold, username
-    from archiver.retention.inputs import BadInput, reference
+    from archiver.retention import BadInput, reference, release_hold, username
     from archiver.state import open_state
 
     try:

@@ -98,7 +98,7 @@ def signals_stop() -> Iterator[threading.Event]:
 
 def confirm_or_refuse(question: str, *, yes: bool) -> int | None:
     """None to go on; else the exit code: no terminal to ask on (2) or not confirmed (0)."""
-    from archiver.retention.inputs import confirm
+    from archiver.retention import confirm
 
     if yes:
         return None

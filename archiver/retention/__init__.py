@@ -17,6 +17,7 @@ it through this face.
 from archiver.retention.destroy import Failed, Kept, Outcome, Target
 from archiver.retention.export import MANIFEST_COLUMNS, ExportResult, export_number
 from archiver.retention.holding import HoldResult, add_hold, release_hold
+from archiver.retention.inputs import BadInput, confirm, number_key_of, reference
 from archiver.retention.lock import upload_lock
 from archiver.retention.periodic import (
     DAEMON_COMMAND,
@@ -31,6 +32,7 @@ from archiver.retention.run import DestroyedCounter, RunResult, execute, record_
 __all__ = [
     "DAEMON_COMMAND",
     "MANIFEST_COLUMNS",
+    "BadInput",
     "DestroyedCounter",
     "ExportResult",
     "Failed",
@@ -44,13 +46,16 @@ __all__ = [
     "Target",
     "Verdict",
     "add_hold",
+    "confirm",
     "destroy_periodically",
     "direction_of",
     "execute",
     "export_number",
+    "number_key_of",
     "plan_erasure",
     "plan_retention",
     "record_stopped",
+    "reference",
     "release_hold",
     "schedule",
     "upload_lock",

@@ -19,8 +19,7 @@ from datetime import datetime
 import structlog
 
 from archiver.s3 import S3Store, StoreError
-from archiver.state import CatalogueEntry, Claim, Destruction, State
-from archiver.state.destructions import Reason
+from archiver.state import CatalogueEntry, Claim, Destruction, Reason, State
 
 __all__ = ["Destroyer", "Failed", "Kept", "Outcome", "Target"]
 

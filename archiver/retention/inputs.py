@@ -8,7 +8,7 @@ import re
 import sys
 from typing import Final, TextIO
 
-from archiver.state.catalogue import InvalidQuery, search_number
+from archiver.state import InvalidQuery, search_number
 
 __all__ = ["BadInput", "confirm", "number_key_of", "reference"]
 

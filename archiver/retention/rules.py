@@ -16,8 +16,7 @@ from datetime import datetime, timedelta
 from typing import Final, Literal
 
 from archiver.config import RetentionRule, S3Config
-from archiver.state import CatalogueEntry
-from archiver.state.catalogue import number_key, search_number
+from archiver.state import CatalogueEntry, number_key, search_number
 
 __all__ = ["Direction", "Rules", "Verdict", "direction_of", "is_extension"]
 

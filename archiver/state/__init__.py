@@ -27,11 +27,19 @@ from archiver.state.catalogue import (
     SearchPage,
     SearchQuery,
     catalogue_entry,
+    number_key,
+    search_number,
 )
 from archiver.state.chain import ChainBreak, ChainReport
 from archiver.state.copy import TableCopy, copy_state
 from archiver.state.db import StateFileError, StatementTimeout, StateUnavailable
-from archiver.state.destructions import Claim, Destruction, DestructionLog, DestructionRun
+from archiver.state.destructions import (
+    Claim,
+    Destruction,
+    DestructionLog,
+    DestructionRun,
+    Reason,
+)
 from archiver.state.fixity import Expected, Fixity
 from archiver.state.holds import Hold, Holds
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
@@ -69,6 +77,7 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "PlacedState",
+    "Reason",
     "RecordingState",
     "RequestGate",
     "SchemaTooNew",
@@ -88,9 +97,11 @@ __all__ = [
     "free_dead_local_leases",
     "latest_version",
     "migrated_snapshot",
+    "number_key",
     "open_database",
     "open_state",
     "redact_url",
+    "search_number",
     "state_threads",
     "worker_id",
 ]
