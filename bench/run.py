@@ -29,7 +29,9 @@ once per process, so this overstates a little). Also the main process's own CPU 
 and the CPU the simulator and SeaweedFS spent meanwhile (they share the cores). Then the
 archiver's peak RSS over corpora of 2,000 and 10,000 one-second recordings, with
 --memory-engine (the count is what could grow memory; long files are covered by the main run),
-the CPU time of one poll over a day of 20,000 already-archived names, and last one line
+the CPU time of one poll over a day of 20,000 already-archived names, a `cpu_budget` block per
+archiver run (CPU ms per recording by stage, bench/budget.py; --no-cpu-budget leaves it out), and
+last one line
 `ratio_vs_ideal X ratio_vs_naive Y` per archiver engine (recordings/s over the others'), the
 final one for the last engine given (default: "ffmpeg").
 """
