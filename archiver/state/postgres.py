@@ -95,8 +95,9 @@ class PostgresDb:
             name="archiver-state",
             # How long one attempt waits for a connection. psycopg_pool's default (30 s) let a
             # single attempt outlast the whole outage budget: a state call with outage_s = 2
-            # failed after 31 s. Now the budget holds within one attempt's wait.
-            timeout=max(1.0, min(outage_s, _CONNECTION_WAIT_MAX_S)),
+            # failed after 31 s. 10 s: attempts within the budget of the default outage_s, and
+            # room for a busy pool (all connections in use is not an outage).
+            timeout=_CONNECTION_WAIT_MAX_S,
             # psycopg_pool reconnects with a doubling back-off (1, 2, 4... s) until it gives up:
             # after a 75 s outage its next try came ~50 s after the server was back. Giving up
             # after a few seconds ends that sequence; the next connection we ask for starts a
