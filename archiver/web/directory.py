@@ -12,13 +12,16 @@ server (LDAP would take it for an anonymous bind and say yes). Blocking: call in
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import ldap3
+import ldap3.core.tls
 from ldap3.core import exceptions as ldap_errors
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
@@ -31,6 +34,28 @@ __all__ = ["Directory", "DirectoryUnavailable", "DirectoryUser", "open_directory
 
 _INVALID_CREDENTIALS: Final = 49
 _MAX_GROUPS: Final = 500
+
+
+def _match_hostname(certificate: dict[str, Any], hostname: str) -> None:
+    """ldap3 checks the server's name itself (it turns the ssl module's check off), and on
+    Python 3.12+, where `ssl.match_hostname` is gone, it falls back to a backport that knows no
+    IP addresses: a directory reached as `ldaps://10.0.0.5` was refused although its certificate
+    names that address. Addresses are compared here with the certificate's IP entries; names go
+    to ldap3's own matcher as before. Raises ldap3's CertificateError on a mismatch."""
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        _ldap3_match_hostname(certificate, hostname)
+        return
+    for kind, value in certificate.get("subjectAltName", ()):
+        if kind == "IP Address" and ipaddress.ip_address(str(value).strip()) == address:
+            return
+    raise ldap3.core.tls.CertificateError(f"the certificate does not name {hostname}")
+
+
+_ldap3_match_hostname = ldap3.core.tls.match_hostname
+if sys.version_info >= (3, 12):
+    ldap3.core.tls.match_hostname = _match_hostname
 
 
 class DirectoryUnavailable(Exception):
