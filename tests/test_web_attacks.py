@@ -411,8 +411,20 @@ def test_many_slow_zips_never_block_other_requests(many_zips_site: Site) -> None
             assert archive.testzip() is None and len(archive.namelist()) == len(keys)
 
 
+@pytest.fixture(scope="module")
+def archived_many(seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Config]:
+    """A day of 60 calls (about 7 MB of MP3): a zip of them is larger than what the kernel's
+    socket buffers and the server's write buffer can take from a client that reads nothing, so a
+    held zip really stays in progress (a zip of the 6-call day could be absorbed whole, and its
+    slot came free under the test)."""
+    tmp = tmp_path_factory.mktemp("web-attacks-many")
+    with s3_environment(seaweed):
+        yield archive_day(seaweed, tmp, web_table(tmp), per_day=60)
+
+
 @pytest.fixture
-def few_zips_site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
+def few_zips_site(archived_many: Config, seaweed: SeaweedS3) -> Iterator[Site]:
+    archived = archived_many
     web = archived.web.model_copy(update={"zip_max_per_user": 2, "zip_max_concurrent": 3})
     with s3_environment(seaweed), serving(archived.model_copy(update={"web": web})) as running:
         yield running

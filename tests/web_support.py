@@ -63,20 +63,25 @@ def s3_environment(seaweed: SeaweedS3) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def archive_day(seaweed: SeaweedS3, tmp: Path, web: Mapping[str, object]) -> Config:
-    """Archive one simulated day into a new bucket; return the config (with `web`)."""
+def archive_day(
+    seaweed: SeaweedS3, tmp: Path, web: Mapping[str, object], *, per_day: int = 6
+) -> Config:
+    """Archive one simulated day (`per_day` calls) into a new bucket; return the config (with
+    `web`)."""
     bucket = f"web-{uuid.uuid4().hex[:12]}"
     seaweed.create_bucket(bucket)
     s3 = S3Config(bucket=bucket, endpoint_url=seaweed.endpoint_url, region="us-east-1",
                   addressing_style="path")  # fmt: skip
-    options = SimulatorOptions(username="admin", password=PBX_PASSWORD, seed=13, start=DAY,
-                               days=1, per_day=6, max_duration_s=40, odd_names=False)  # fmt: skip
+    options = SimulatorOptions(
+        username="admin", password=PBX_PASSWORD, seed=13, start=DAY,
+        days=1, per_day=per_day, max_duration_s=40, odd_names=False,
+    )  # fmt: skip
 
     async def run() -> Config:
         rig = await start_rig(options, s3, seaweed, tmp, tables={"web": dict(web)})
         try:
             (report,) = await rig.archive([DAY])
-            assert report.archived == 6 and report.failed == 0, report
+            assert report.archived == per_day and report.failed == 0, report
         finally:
             await rig.runner.cleanup()
         return rig.cfg
