@@ -3,8 +3,9 @@ PostgreSQL, used from worker threads), the S3 store, users, sessions and the log
 the small helpers that turn a request into a user, an address or an access-log row.
 
 Blocking work runs in separate bounded thread pools, so that no kind of request can take the
-threads another needs: database statements (`in_db`), S3 reads for audio (`in_s3`), password
-hashes (`in_hash`) and zip writers (`zip_threads`, one per zip admitted by `zips`)."""
+threads another needs: database statements (`in_db`, on the state's own threads, the async face
+`archiver.state.aio`), S3 reads for audio (`in_s3`), password hashes (`in_hash`) and zip
+writers (`zip_threads`, one per zip admitted by `zips`)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,6 @@ T = TypeVar("T")
 # flood of logins never takes the CPU that streams audio.
 HASH_THREADS: Final = 2
 _S3_THREADS: Final = 16
-_DB_THREADS: Final = 4
 
 
 @dataclass
@@ -85,7 +85,6 @@ class WebContext:
     # Calls whose whole-file stream did not match the recorded MD5 (archiver.web.integrity).
     integrity: IntegrityNotes = field(init=False)
     timezone: ZoneInfo = field(init=False)
-    _db_thread: ThreadPoolExecutor = field(init=False)
     # S3 reads are blocking boto3 calls: their own threads, so a slow read never delays a search.
     s3_threads: ThreadPoolExecutor = field(init=False)
     # Each admitted zip has a writer thread of its own here (never one of the audio threads).
@@ -115,7 +114,6 @@ class WebContext:
         self.directory = open_directory(web_cfg.ldap)
         self.integrity = IntegrityNotes()
         self.timezone = ZoneInfo(web_cfg.timezone or self.cfg.pbx[0].timezone)
-        self._db_thread = ThreadPoolExecutor(_DB_THREADS, thread_name_prefix="web-db")
         self.s3_threads = ThreadPoolExecutor(_S3_THREADS, thread_name_prefix="web-s3")
         self.zip_threads = ThreadPoolExecutor(
             web_cfg.zip_max_concurrent, thread_name_prefix="web-zip"
@@ -124,9 +122,9 @@ class WebContext:
         self.hash_queue = FairQueue(slots=HASH_THREADS, per_source=web_cfg.login_max_pending)
 
     async def in_db(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `call` on a database thread."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._db_thread, lambda: call(*args, **kwargs))
+        """Run `call` on the state's own threads (`archiver.state.aio`, the one async face the
+        pipeline and the callback receiver use too)."""
+        return await self.state.aio.run(call, *args, **kwargs)
 
     async def in_s3(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
@@ -140,7 +138,6 @@ class WebContext:
             return await loop.run_in_executor(self._hash_threads, lambda: call(*args, **kwargs))
 
     def close(self) -> None:
-        self._db_thread.shutdown(wait=True)
         self.s3_threads.shutdown(wait=False, cancel_futures=True)
         self.zip_threads.shutdown(wait=False, cancel_futures=True)
         self._hash_threads.shutdown(wait=False, cancel_futures=True)
