@@ -18,9 +18,7 @@ from archiver.commands._shared import (
     load,
     progress,
 )
-from archiver.config import (
-    Config,
-)
+from archiver.config import Config
 from archiver.exits import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
@@ -30,9 +28,7 @@ from archiver.pipeline import (
     open_archiver,
     store_ready,
 )
-from archiver.state import (
-    open_state,
-)
+from archiver.state import open_state
 
 __all__ = ["add_parser"]
 

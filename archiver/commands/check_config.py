@@ -8,24 +8,16 @@ from typing import Any
 
 import structlog
 
-from archiver.commands._shared import (
-    security_warnings,
-)
+from archiver.commands._shared import security_warnings
 from archiver.config import (
     config_path,
     load_config,
     retention_warnings,
 )
-from archiver.credentials import (
-    pbx_password,
-)
-from archiver.exits import (
-    EXIT_OK,
-)
+from archiver.credentials import pbx_password
+from archiver.exits import EXIT_OK
 from archiver.logs import register_secret
-from archiver.pipeline import (
-    find_ffmpeg,
-)
+from archiver.pipeline import find_ffmpeg
 
 __all__ = ["add_parser"]
 

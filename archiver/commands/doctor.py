@@ -7,9 +7,7 @@ from typing import Any
 
 import structlog
 
-from archiver.config import (
-    config_path,
-)
+from archiver.config import config_path
 
 __all__ = ["add_parser"]
 

@@ -18,7 +18,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from archiver.commands.retention import day
+from archiver.commands._shared import day
 from archiver.config import Config, config_path, load_config
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 

@@ -18,12 +18,8 @@ from archiver.commands._shared import (
     day,
     load,
 )
-from archiver.config import (
-    Config,
-)
-from archiver.credentials import (
-    pbx_password,
-)
+from archiver.config import Config
+from archiver.credentials import pbx_password
 from archiver.exits import (
     EXIT_CONFIG,
     EXIT_OK,
@@ -31,9 +27,7 @@ from archiver.exits import (
 )
 from archiver.names import RECORDING_ROOT
 from archiver.pbx import PbxClient, PbxError, date_pattern, list_files_command
-from archiver.pipeline import (
-    parse_listing,
-)
+from archiver.pipeline import parse_listing
 
 __all__ = ["add_parser"]
 

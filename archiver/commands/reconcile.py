@@ -11,20 +11,14 @@ from typing import Any
 
 import structlog
 
-from archiver.commands._shared import (
-    load,
-)
+from archiver.commands._shared import load
 from archiver.exits import (
     EXIT_OK,
     EXIT_UNREACHABLE,
 )
-from archiver.pipeline import (
-    reconcile,
-)
+from archiver.pipeline import reconcile
 from archiver.s3 import S3Store, StoreError
-from archiver.state import (
-    open_state,
-)
+from archiver.state import open_state
 
 __all__ = ["add_parser"]
 

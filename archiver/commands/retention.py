@@ -23,6 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from archiver.commands._shared import day
 from archiver.config import Config, config_path, load_config
 from archiver.exits import (
     EXIT_INTERRUPTED,
@@ -32,19 +33,9 @@ from archiver.exits import (
     EXIT_USAGE,
 )
 
-__all__ = ["add_parser", "confirm_or_refuse", "day", "entry_json", "signals_stop"]
+__all__ = ["add_parser", "confirm_or_refuse", "entry_json", "signals_stop"]
 
 COMMAND = "archiver retention run"
-
-
-def day(text: str) -> date:
-    """argparse type for a day: YYYY-MM-DD."""
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2016-11-17"
-        ) from None
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -8,15 +8,9 @@ from typing import Any
 
 import structlog
 
-from archiver.commands._shared import (
-    load,
-)
-from archiver.exits import (
-    EXIT_OK,
-)
-from archiver.state import (
-    open_state,
-)
+from archiver.commands._shared import load
+from archiver.exits import EXIT_OK
+from archiver.state import open_state
 
 __all__ = ["add_parser"]
 

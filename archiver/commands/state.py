@@ -13,17 +13,13 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from archiver.commands._shared import (
-    load,
-)
+from archiver.commands._shared import load
 from archiver.config import (
     ConfigError,
     config_path,
     load_config,
 )
-from archiver.credentials import (
-    state_password,
-)
+from archiver.credentials import state_password
 from archiver.exits import (
     EXIT_CONFIG,
     EXIT_LOCAL,
