@@ -57,7 +57,7 @@ COMMAND --help` shows its options."""
 
 # The command modules added first, in this order (archiver/commands/<name>.py).
 _FIRST = ("run", "backfill", "ls", "status", "retry", "reconcile", "state", "check_config")
-_THEN = ("call", "calls", "doctor")  # then `web`, then the rest in name order
+_THEN = ("call", "calls", "doctor", "web")  # then the rest in name order
 
 
 def _epilog() -> str:
@@ -131,9 +131,6 @@ def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     # The order of `archiver --help`: the daemon and its everyday commands first.
     add_parsers(sub, common, _FIRST)
     add_parsers(sub, common, _THEN)
-    from archiver.web.commands import add_web_parsers
-
-    add_web_parsers(sub, common)
     add_parsers(sub, common, exclude={*_FIRST, *_THEN})
 
     simulate = sub.add_parser("simulate", help="run the PBX simulator (tests, demo, benchmarks)")

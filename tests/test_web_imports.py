@@ -10,7 +10,7 @@ import sys
 
 def test_web_never_imports_pipeline_pbx_or_transcoder() -> None:
     code = (
-        "import sys, json; import archiver.web, archiver.web.commands;"
+        "import sys, json; import archiver.web, archiver.commands.web;"
         " print(json.dumps(sorted(m for m in sys.modules if m.startswith('archiver.'))))"
     )
     result = subprocess.run(

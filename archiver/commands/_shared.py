@@ -10,16 +10,17 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from archiver.config import Config, config_path, load_config
 from archiver.credentials import readable_secret_files
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
-from archiver.pipeline import Archiver, PollReport
-from archiver.service import ProgressBar, ProgressLog, log_progress
-from archiver.state import CallSummary
+
+if TYPE_CHECKING:  # the parts are imported by the handlers that run them: parsing loads none
+    from archiver.pipeline import Archiver, PollReport
+    from archiver.state import CallSummary
 
 __all__ = [
     "CHMOD_HINT",
@@ -57,6 +58,8 @@ def load(args: argparse.Namespace) -> Config:
 @contextlib.asynccontextmanager
 async def progress(archiver: Archiver) -> AsyncIterator[None]:
     """A progress bar on stderr at a terminal; elsewhere a `progress` log line every 10 s."""
+    from archiver.service import ProgressBar, ProgressLog, log_progress
+
     if sys.stderr.isatty():
         bar = ProgressBar(sys.stderr)
         archiver.observer = bar

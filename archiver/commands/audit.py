@@ -24,7 +24,7 @@ __all__ = ["add_parser"]
 
 
 def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
-    from archiver.state.access import ACTIONS
+    from archiver.state import ACCESS_ACTIONS
 
     audit = sub.add_parser(
         "audit", parents=[common], help="who played, downloaded, exported, searched, logged in"
@@ -32,7 +32,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     audit.add_argument("--user", help="only this user")
     audit.add_argument("--number", help="calls of this number (any spelling) and searches for it")
     audit.add_argument("--key", help="only events about this call (its object key)")
-    audit.add_argument("--action", choices=ACTIONS, help="only this action")
+    audit.add_argument("--action", choices=ACCESS_ACTIONS, help="only this action")
     audit.add_argument(
         "--from",
         dest="first",
@@ -71,8 +71,7 @@ def local_zone(cfg: Config) -> ZoneInfo:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from archiver.audit import event_record, events_csv
-    from archiver.state.api import open_state
-    from archiver.state.catalogue import InvalidQuery, search_number
+    from archiver.state import InvalidQuery, open_state, search_number
 
     cfg = load_config(config_path(args.config))
     tz = local_zone(cfg)
@@ -121,7 +120,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from archiver.audit import check_anchors
     from archiver.s3 import S3Store, StoreError
-    from archiver.state.api import open_state
+    from archiver.state import open_state
 
     cfg = load_config(config_path(args.config))
     with contextlib.closing(open_state(cfg, create=False)) as state:
@@ -173,7 +172,7 @@ def _break(report: ChainReport) -> dict[str, Any] | None:
 def _cmd_anchor(args: argparse.Namespace) -> int:
     from archiver.audit import AnchorLock, write_anchors
     from archiver.s3 import S3Store
-    from archiver.state.api import open_state
+    from archiver.state import open_state
 
     cfg = load_config(config_path(args.config))
     lock = None

@@ -29,6 +29,6 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
     # Imported here: the doctor's checks (certificates, probes) cost every other command nothing.
-    from archiver.doctor.command import doctor
+    from archiver.doctor import doctor
 
     return doctor(config_path(args.config), as_json=args.json, create_bucket=args.create_bucket)

@@ -75,7 +75,7 @@ def _write_metrics(path: Path, checked: int, damaged: int, unreadable: int) -> N
 def _cmd_verify(args: argparse.Namespace) -> int:
     from archiver.audit import verify_objects
     from archiver.s3 import S3Store, StoreError
-    from archiver.state.api import open_state
+    from archiver.state import open_state
 
     cfg = load_config(config_path(args.config))
     since = None

@@ -10,7 +10,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from archiver.doctor import all_passed, render_json, render_text, run_doctor
+from archiver.doctor.result import all_passed, render_json, render_text
+from archiver.doctor.run import run_doctor
 from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
 
 __all__ = ["doctor"]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread
-from archiver.web.users import set_password
+from archiver.web import set_password
 
 BUCKET = "demo-recordings"
 # The simulator's password; handed to archiver by environment, never written into the TOML.

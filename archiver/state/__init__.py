@@ -7,6 +7,7 @@ PostgreSQL behind one interface (`State`, from `open_state`). The schema is vers
 Other parts import from here, not from the modules inside.
 """
 
+from archiver.state.access import ACTIONS as ACCESS_ACTIONS
 from archiver.state.access import AccessAction, AccessEvent, AccessLog, AccessOutcome
 from archiver.state.aio import StateThreads, state_threads
 from archiver.state.api import (
@@ -21,9 +22,14 @@ from archiver.state.api import (
 from archiver.state.backup import BackupRefused, backup_sqlite, migrated_snapshot
 from archiver.state.calls import CallEvent, CallLog, CallSummary, EventKind, PlacedState
 from archiver.state.catalogue import (
+    COUNT_CAP,
+    MAX_PAGE,
+    SORTS,
     Catalogue,
     CatalogueEntry,
+    DialPlan,
     InvalidQuery,
+    PbxDialPlan,
     SearchPage,
     SearchQuery,
     catalogue_entry,
@@ -40,6 +46,7 @@ from archiver.state.destructions import (
     DestructionRun,
     Reason,
 )
+from archiver.state.digits import DIRECTIONS
 from archiver.state.fixity import Expected, Fixity
 from archiver.state.holds import Hold, Holds
 from archiver.state.ledger import FINAL_STATES, STATES, Ledger, LedgerEntry
@@ -49,7 +56,12 @@ from archiver.state.pg_state import connect_postgres
 from archiver.state.pg_url import redact_url
 
 __all__ = [
+    "ACCESS_ACTIONS",
+    "COUNT_CAP",
+    "DIRECTIONS",
     "FINAL_STATES",
+    "MAX_PAGE",
+    "SORTS",
     "STATES",
     "AccessAction",
     "AccessEvent",
@@ -68,6 +80,7 @@ __all__ = [
     "Destruction",
     "DestructionLog",
     "DestructionRun",
+    "DialPlan",
     "EventKind",
     "Expected",
     "Fixity",
@@ -76,6 +89,7 @@ __all__ = [
     "InvalidQuery",
     "Ledger",
     "LedgerEntry",
+    "PbxDialPlan",
     "PlacedState",
     "Reason",
     "RecordingState",

@@ -4,6 +4,15 @@ and S3 objects only; it never imports the pipeline, the PBX client or the transc
 
 from archiver.web.app import build_app, open_context, running, serve
 from archiver.web.context import WebContext
-from archiver.web.users import Users, set_password
+from archiver.web.users import InvalidUser, Users, set_password
 
-__all__ = ["Users", "WebContext", "build_app", "open_context", "running", "serve", "set_password"]
+__all__ = [
+    "InvalidUser",
+    "Users",
+    "WebContext",
+    "build_app",
+    "open_context",
+    "running",
+    "serve",
+    "set_password",
+]

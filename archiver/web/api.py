@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from archiver.state.catalogue import InvalidQuery
+from archiver.state import InvalidQuery
 from archiver.web.context import CONTEXT_KEY, USER_KEY
 from archiver.web.query import api_item, dial_plan, parse_search
 from archiver.web.trail import log_search

@@ -17,8 +17,8 @@ from aiohttp import web
 from archiver.config import Config
 from archiver.errors import listen_error
 from archiver.notify import Notifier, watchdog_interval_s
-from archiver.s3.store import S3Store
-from archiver.state.api import open_state
+from archiver.s3 import S3Store
+from archiver.state import open_state
 from archiver.web.api import add_api_routes
 from archiver.web.audio import add_audio_routes
 from archiver.web.compliance import add_compliance_routes

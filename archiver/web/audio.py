@@ -28,9 +28,8 @@ from typing import Final
 
 from aiohttp import web
 
-from archiver.s3 import CONTENT_TYPE, StoreError
-from archiver.s3.store import ObjectMissing, ObjectReader, RangeNotSatisfiable
-from archiver.state.catalogue import CatalogueEntry
+from archiver.s3 import CONTENT_TYPE, ObjectMissing, ObjectReader, RangeNotSatisfiable, StoreError
+from archiver.state import CatalogueEntry
 from archiver.web.context import CONTEXT_KEY, USER_KEY, WebContext, log
 from archiver.web.integrity import finish_check, start_check
 from archiver.web.limits import LimitReached

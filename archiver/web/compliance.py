@@ -28,11 +28,12 @@ from archiver.audit import (
     write_export,
 )
 from archiver.s3 import StoreError
-from archiver.state import AccessEvent, CatalogueEntry
-from archiver.state.access import ACTIONS
-from archiver.state.catalogue import (
+from archiver.state import (
+    ACCESS_ACTIONS,
     COUNT_CAP,
     MAX_PAGE,
+    AccessEvent,
+    CatalogueEntry,
     InvalidQuery,
     SearchQuery,
     search_number,
@@ -185,8 +186,8 @@ def _audit_filters(params: Mapping[str, str], context: WebContext) -> dict[str, 
         raise InvalidQuery("to is before from")
     tz = context.timezone
     action = params.get("action", "").strip() or None
-    if action is not None and action not in ACTIONS:
-        raise InvalidQuery(f"action must be one of {', '.join(ACTIONS)}")
+    if action is not None and action not in ACCESS_ACTIONS:
+        raise InvalidQuery(f"action must be one of {', '.join(ACCESS_ACTIONS)}")
     number = params.get("number", "").strip()
     user = params.get("user", "").strip()
     key = params.get("key", "").strip()
@@ -234,7 +235,7 @@ async def _audit(request: web.Request) -> web.StreamResponse:
         status=400 if error else 200,
         error=error,
         form=form,
-        actions=ACTIONS,
+        actions=ACCESS_ACTIONS,
         rows=_event_rows(events, context, words),
         shown_limit=_SHOWN_EVENTS,
         csv_params={name: value for name, value in form.items() if value},

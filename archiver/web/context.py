@@ -25,11 +25,16 @@ import structlog
 from aiohttp import web
 
 from archiver.config import Config
-from archiver.s3.store import S3Store
-from archiver.state.access import AccessAction, AccessEvent, AccessLog, AccessOutcome
-from archiver.state.api import State
-from archiver.state.catalogue import Catalogue
-from archiver.state.ledger import Ledger
+from archiver.s3 import S3Store
+from archiver.state import (
+    AccessAction,
+    AccessEvent,
+    AccessLog,
+    AccessOutcome,
+    Catalogue,
+    Ledger,
+    State,
+)
 from archiver.web.auth import LoginThrottle, Sessions, VerifiedCache
 from archiver.web.connections import ConnectionCaps
 from archiver.web.directory import Directory, open_directory

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from archiver.s3.store import ObjectReader
+from archiver.s3 import ObjectReader
 
 if TYPE_CHECKING:  # the context holds the notes: no import cycle at run time
     from archiver.web.context import WebContext

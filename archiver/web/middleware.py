@@ -21,7 +21,7 @@ from typing import Final
 
 from aiohttp import web
 
-from archiver.state.db import StatementTimeout
+from archiver.state import StatementTimeout
 from archiver.web.context import CONTEXT_KEY, USER_KEY, log
 from archiver.web.limits import LimitReached
 

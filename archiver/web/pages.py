@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from archiver.retention import schedule
-from archiver.state.catalogue import InvalidQuery, SearchPage, SearchQuery
-from archiver.state.ledger import STATES
+from archiver.state import STATES, InvalidQuery, SearchPage, SearchQuery
 from archiver.web.chart import bar_chart
 from archiver.web.context import CONTEXT_KEY, USER_KEY, WebContext
 from archiver.web.i18n import LANGUAGES, Language, number_text, plural, texts

@@ -10,7 +10,8 @@ from typing import Any, Final
 from urllib.parse import quote
 
 from archiver.config import Config
-from archiver.state.catalogue import (
+from archiver.state import (
+    DIRECTIONS,
     MAX_PAGE,
     SORTS,
     CatalogueEntry,
@@ -19,7 +20,6 @@ from archiver.state.catalogue import (
     PbxDialPlan,
     SearchQuery,
 )
-from archiver.state.digits import DIRECTIONS
 
 __all__ = ["SEARCH_FIELDS", "Moment", "api_item", "audio_url", "dial_plan", "parse_search"]
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from archiver.state.catalogue import CatalogueEntry, DialPlan, PbxDialPlan
+from archiver.state import CatalogueEntry, DialPlan, PbxDialPlan
 from archiver.web.query import audio_url
 
 __all__ = ["RowStyle", "readable_number", "row_view"]

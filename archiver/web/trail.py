@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from archiver.state.catalogue import InvalidQuery, SearchQuery, search_number
+from archiver.state import InvalidQuery, SearchQuery, search_number
 from archiver.web.context import CONTEXT_KEY, USER_KEY
 
 __all__ = ["describe_search", "log_search"]

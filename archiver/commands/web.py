@@ -1,5 +1,6 @@
-"""The web part's commands: `archiver web` (serve) and `archiver web passwd NAME` (add or change
-a user). Parsers live here with their handlers (`archiver audit` is archiver/commands/audit.py)."""
+"""`archiver web` (serve the call archive) and `archiver web passwd NAME` (add a web user or
+change their password). The web part (and ldap3 with it) is imported by the handlers, so
+parsing another command never loads it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,11 @@ from typing import Any
 
 from archiver.config import config_path, load_config
 from archiver.exits import EXIT_CONFIG, EXIT_OK
-from archiver.web.app import open_context, serve
-from archiver.web.users import InvalidUser, set_password
 
-__all__ = ["add_web_parsers"]
+__all__ = ["add_parser"]
 
 
-def add_web_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add `web` (with `web passwd`) to the `archiver` command's subparsers."""
     web = sub.add_parser(
         "web", parents=[common], help="serve the call archive: search, play, download"
@@ -35,6 +34,8 @@ def add_web_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_web(args: argparse.Namespace) -> int:
+    from archiver.web import open_context, serve
+
     cfg = load_config(config_path(args.config))
     users_file = cfg.web.users_path
     if not users_file.exists():
@@ -54,6 +55,8 @@ def _cmd_web(args: argparse.Namespace) -> int:
 
 
 def _read_password(from_stdin: bool) -> str:
+    from archiver.web import InvalidUser
+
     if from_stdin or not sys.stdin.isatty():
         return sys.stdin.readline().rstrip("\r\n")
     first = getpass.getpass("New password: ")
@@ -63,6 +66,8 @@ def _read_password(from_stdin: bool) -> str:
 
 
 def _cmd_passwd(args: argparse.Namespace) -> int:
+    from archiver.web import InvalidUser, set_password
+
     cfg = load_config(config_path(args.config))
     try:
         password = _read_password(args.stdin)
