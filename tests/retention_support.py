@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import stamina
-
 from archiver.config import Config, S3Config, parse_config
 from archiver.names import Recording, parse_name
 from archiver.retention import upload_lock
-from archiver.s3 import S3Store, StoreError, object_metadata
+from archiver.s3 import S3Store, object_metadata
 from archiver.state import CatalogueEntry, State, catalogue_entry
 
 IST = ZoneInfo("Europe/Istanbul")
@@ -42,10 +40,6 @@ def recording(days_ago: float, n: int, caller: str = "100", callee: str = "90312
     return parse_name(pbx, trunk, name, IST)
 
 
-def _transient(error: Exception) -> bool:
-    return isinstance(error, StoreError) and error.transient
-
-
 def archive(state: State, cfg: Config, rec: Recording) -> Archived:
     """Upload an MP3 for `rec` (with the lock an upload gets) and record it verified, as the
     pipeline does."""
@@ -58,18 +52,14 @@ def archive(state: State, cfg: Config, rec: Recording) -> Archived:
     path = Path(f"/tmp/archiver-test-{os.getpid()}-{rec.uniqueid}.mp3")
     path.write_bytes(data)
     try:
-        # Retried as the pipeline retries a transient store error: SeaweedFS now and then answers
-        # an upload into a versioned (Object Lock) bucket with 500 InternalError (seen in CI).
-        for attempt in stamina.retry_context(on=_transient, attempts=5, wait_initial=0.2):
-            with attempt:
-                store.put_verified(
-                    path,
-                    key,
-                    object_metadata(rec, source_sha256=source, md5_b64=md5_b64),
-                    md5_b64=md5_b64,
-                    md5_hex=digest.hexdigest(),
-                    lock=upload_lock(cfg.s3, rec, key, state.holds),
-                )
+        store.put_verified(
+            path,
+            key,
+            object_metadata(rec, source_sha256=source, md5_b64=md5_b64),
+            md5_b64=md5_b64,
+            md5_hex=digest.hexdigest(),
+            lock=upload_lock(cfg.s3, rec, key, state.holds),
+        )
     finally:
         path.unlink()
     state.ledger.discover([rec])
