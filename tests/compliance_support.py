@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from web_support import Site, archive_day, users_file, web_table
+from web_support import Client, Site, archive_day, users_file, web_table
 
 from archiver.config import Config
 from archiver.lab.seaweed import SeaweedS3
@@ -67,3 +67,10 @@ def split(site: Site) -> tuple[list[CatalogueEntry], list[CatalogueEntry]]:
     inside = [e for e in entries if e not in outside]
     assert len(outside) == 2 and inside
     return inside, outside
+
+
+def logged_in(site: Site, user: str) -> Client:
+    """A client of `site` logged in as `user` (one of PASSWORDS)."""
+    client = Client(site.url)
+    assert client.login(user, PASSWORDS[user]) == 303
+    return client

@@ -4,9 +4,11 @@ a fresh bucket or database per test."""
 from __future__ import annotations
 
 import inspect
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from support import free_port, state_config
@@ -16,6 +18,10 @@ from archiver.lab.postgres import LocalPostgres
 from archiver.lab.seaweed import SeaweedS3
 from archiver.s3 import S3Store
 from archiver.state.api import State, open_state
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+    from web_support import Site
 
 
 @pytest.fixture(scope="session")
@@ -151,13 +157,55 @@ def locked_s3(request: pytest.FixtureRequest, s3_env: dict[str, str]) -> S3Confi
 # fixture), runs on the PostgreSQL side of `state_cfg`, or its own code (or its module's helpers
 # it names) starts one; a test that takes its time without one is marked `slow` in its module.
 _SERVER_FIXTURES = frozenset(
-    {"seaweed", "postgres", "bucket", "s3_env", "s3_config", "moto_endpoint", "locked_s3"}
-)
+    {
+        "seaweed", "postgres", "bucket", "s3_env", "s3_config", "moto_endpoint", "locked_s3",
+        "browser", "page",
+    }
+)  # fmt: skip
 _SERVER_WORDS = (
     "SimulatorThread", "start_simulator", "start_rig", "make_rig", "run_archiver", "LocalPostgres",
     "SeaweedS3", "subprocess", "chromium", "playwright", "browser", "start_http", "Popen",
     "_receiver(", "_sim(", "web_site", "TestServer", "daemon_toml",
 )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
+    """`archiver web` serving the test module's `archived` configuration (a web test module
+    defines `archived`: the calls it archives and its users), for the whole module."""
+    from web_support import s3_environment, serving
+
+    with s3_environment(seaweed), serving(archived) as running_site:
+        yield running_site
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright (never a downloaded browser), one per test module;
+    autoplay allowed so that Play needs no gesture."""
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium")
+    assert executable, "chromium missing: scripts/bootstrap installs it (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh desktop page (1280x860, en-GB, downloads accepted) in a context of its own."""
+    context = browser.new_context(
+        accept_downloads=True, locale="en-GB", viewport={"width": 1280, "height": 860}
+    )
+    opened = context.new_page()
+    yield opened
+    context.close()
 
 
 def _starts_servers(item: pytest.Item) -> bool:

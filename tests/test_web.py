@@ -42,12 +42,6 @@ def archived(seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory) -> It
         yield archive_day(seaweed, tmp, web_table(tmp))
 
 
-@pytest.fixture(scope="module")
-def site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
-    with s3_environment(seaweed), serving(archived) as running_site:
-        yield running_site
-
-
 @pytest.fixture
 def strict_site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
     """A second server over the same archive with a low login limit (its own throttle)."""

@@ -6,7 +6,6 @@ build/screenshots/ (the README shows one of them, copied to docs/)."""
 from __future__ import annotations
 
 import io
-import shutil
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from web_support import USERS, Site, archive_day, s3_environment, serving, web_table
 
 from archiver.config import Config
@@ -55,29 +54,6 @@ def _add_hostile_rows(cfg: Config) -> None:
         )
     finally:
         ledger.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "chromium missing: scripts/bootstrap installs it (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(accept_downloads=True, locale="en-GB",
-                                  viewport={"width": 1280, "height": 860})  # fmt: skip
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def _login(page: Page, site: Site, user: str = "ayse", *, shot: str | None = None) -> None:

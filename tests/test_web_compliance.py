@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from urllib.parse import quote, urlencode
 
 import pytest
-from compliance_support import PASSWORDS, archive_with_outside_calls, split
+from compliance_support import PASSWORDS, archive_with_outside_calls, logged_in, split
 from web_support import Client, Site, s3_environment, serving
 
 from archiver.config import Config
@@ -30,24 +30,12 @@ def archived(seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory) -> It
         yield archive_with_outside_calls(seaweed, tmp)
 
 
-@pytest.fixture(scope="module")
-def site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
-    with s3_environment(seaweed), serving(archived) as running_site:
-        yield running_site
-
-
-def _client(site: Site, user: str) -> Client:
-    client = Client(site.url)
-    assert client.login(user, PASSWORDS[user]) == 303
-    return client
-
-
 def _basic(user: str) -> tuple[str, str]:
     return (user, PASSWORDS[user])
 
 
 def test_a_listener_has_no_compliance_views(site: Site) -> None:
-    ayse = _client(site, "ayse")
+    ayse = logged_in(site, "ayse")
     key = split(site)[0][0].object_key
     for path in ("/audit", "/audit.csv", f"/history/{quote(key)}", "/export"):
         assert ayse.request(path)[0] == 403, path
@@ -59,9 +47,9 @@ def test_a_listener_has_no_compliance_views(site: Site) -> None:
 def test_an_officer_finds_who_played_a_call(site: Site) -> None:
     inside, outside = split(site)
     key = inside[0].object_key
-    ayse = _client(site, "ayse")
+    ayse = logged_in(site, "ayse")
     assert ayse.request("/audio/" + quote(key, safe="/"), headers={"Range": "bytes=0-99"})[0] == 206
-    zeynep = _client(site, "zeynep")
+    zeynep = logged_in(site, "zeynep")
     status, _, page = zeynep.request("/history/" + quote(key, safe="/"))
     assert status == 200
     rows = re.findall(rb'<tr class="event" data-action="(\w+)"><td class="when">([^<]+)</td>'
@@ -127,7 +115,7 @@ def test_an_export_needs_a_case_and_refuses_more_than_max_export(
             "/api/export", data={"case": "K-1"}, basic=_basic("admin"))  # fmt: skip
         assert status == 413
         assert f"{total} calls match, more than [web] max_export (3)".encode() in body
-        officer = _client(strict, "zeynep")
+        officer = logged_in(strict, "zeynep")
         _, _, form = officer.request("/export")
         assert f"{total}".encode() in form and b'id="export-too-many"' in form
 
@@ -141,7 +129,7 @@ def test_a_byte_changed_in_the_bucket_is_found_when_streamed_whole(
     data = bytearray(client.get_object(Bucket=site.cfg.s3.bucket, Key=victim)["Body"].read())
     data[-10] ^= 0xFF
     client.put_object(Bucket=site.cfg.s3.bucket, Key=victim, Body=bytes(data))
-    admin = _client(site, "admin")
+    admin = logged_in(site, "admin")
     assert admin.request("/audio/" + quote(victim, safe="/"))[0] == 200
     _, _, status_page = admin.request("/status")
     assert re.search(rb'id="integrity-count">1<', status_page)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 from compliance_support import PASSWORDS, archive_with_outside_calls, split
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 from web_support import Site, s3_environment, serving
 
 from archiver.lab.seaweed import SeaweedS3
@@ -32,28 +31,6 @@ def site(seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         cfg = archive_with_outside_calls(seaweed, tmp)
         with serving(cfg) as running_site:
             yield running_site
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "chromium missing: scripts/bootstrap installs it (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable, headless=True,
-            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
-        )  # fmt: skip
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(accept_downloads=True, locale="en-GB",
-                                  viewport={"width": 1280, "height": 900})  # fmt: skip
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def _login(page: Page, site: Site, user: str) -> None:

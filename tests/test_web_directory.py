@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from compliance_support import PASSWORDS, archive_with_outside_calls, split
 from ldap_support import PEOPLE, SUFFIX, LocalSlapd, group_dn, user_dn
-from web_support import Client, Site, s3_environment, serving
+from web_support import Client, Site, s3_environment
 
 from archiver.config import Config, WebLdapConfig
 from archiver.lab.seaweed import SeaweedS3
@@ -88,12 +88,6 @@ def archived(
     }  # fmt: skip
     with s3_environment(seaweed):
         yield archive_with_outside_calls(seaweed, tmp, ldap=ldap, groups=groups)
-
-
-@pytest.fixture(scope="module")
-def site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
-    with s3_environment(seaweed), serving(archived) as running_site:
-        yield running_site
 
 
 def _login_page(client: Client, name: str, password: str) -> tuple[int, bytes]:

@@ -8,7 +8,6 @@ every view (no serious or critical violation). Screenshots go to build/screensho
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -25,7 +24,6 @@ from playwright.sync_api import (
     Page,
     ViewportSize,
     expect,
-    sync_playwright,
 )
 from web_support import USERS, Site, archive_day, s3_environment, serving, web_table
 
@@ -107,20 +105,6 @@ def _entries(site: Site) -> list[CatalogueEntry]:
         return list(Catalogue(db).search(SearchQuery(limit=500)).items)
     finally:
         db.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = shutil.which("chromium")
-    assert executable, "chromium missing: scripts/bootstrap installs it (apt-get install chromium)"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
-        )
-        yield launched
-        launched.close()
 
 
 def _context(browser: Browser, *, phone: bool = False, lang: str = "en") -> BrowserContext:

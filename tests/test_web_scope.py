@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from compliance_support import PASSWORDS, archive_with_outside_calls, split
-from web_support import Client, Site, s3_environment, serving
+from compliance_support import PASSWORDS, archive_with_outside_calls, logged_in, split
+from web_support import Client, Site, s3_environment
 
 from archiver.config import Config
 from archiver.lab.seaweed import SeaweedS3
@@ -25,25 +25,13 @@ def archived(seaweed: SeaweedS3, tmp_path_factory: pytest.TempPathFactory) -> It
         yield archive_with_outside_calls(seaweed, tmp)
 
 
-@pytest.fixture(scope="module")
-def site(archived: Config, seaweed: SeaweedS3) -> Iterator[Site]:
-    with s3_environment(seaweed), serving(archived) as running_site:
-        yield running_site
-
-
-def _client(site: Site, user: str) -> Client:
-    client = Client(site.url)
-    assert client.login(user, PASSWORDS[user]) == 303
-    return client
-
-
 def _audio(key: str) -> str:
     return "/audio/" + quote(key, safe="/")
 
 
 def test_a_listener_never_reaches_a_call_outside_the_scope(site: Site) -> None:
     inside, outside = split(site)
-    ayse = _client(site, "ayse")
+    ayse = logged_in(site, "ayse")
     _, _, page = ayse.request("/")
     for entry in outside:
         assert entry.object_key.encode() not in page
@@ -63,7 +51,7 @@ def test_a_listener_never_reaches_a_call_outside_the_scope(site: Site) -> None:
     assert status == 404
     assert ayse.request(_audio(inside[0].object_key))[0] == 200
     # The same calls are there for someone whose scope holds them.
-    admin = _client(site, "admin")
+    admin = logged_in(site, "admin")
     assert admin.request(_audio(outside[0].object_key), headers={"Range": "bytes=0-9"})[0] == 206
 
 
@@ -79,7 +67,7 @@ def _csrf(client: Client) -> str:
 def test_searches_are_logged_with_filters_and_counts(site: Site) -> None:
     inside, _ = split(site)
     number = inside[0].callee or inside[0].caller
-    ayse = _client(site, "ayse")
+    ayse = logged_in(site, "ayse")
     ayse.request(f"/?number={quote(number)}")
     db = open_database(site.cfg.state.path)
     try:
