@@ -35,7 +35,7 @@ import structlog
 from archiver.names import InvalidName, Recording, parse_name
 from archiver.numbers import InvalidNumber, normalise_number
 from archiver.scope import WHOLE, Scope
-from archiver.state.db import Db, Execute, Param, SqliteDb
+from archiver.state.db import Db, Execute, Param
 from archiver.state.digits import (
     DIRECTIONS,
     DialPlan,
@@ -386,7 +386,7 @@ class Catalogue:
         if not 1 <= query.limit <= MAX_PAGE:
             raise InvalidQuery(f"limit must be 1..{MAX_PAGE}", "limit", high=MAX_PAGE)
         order_by = _order_by(query)
-        if self._selective_number(query) and isinstance(self._db, SqliteDb):
+        if self._selective_number(query) and self._db.dialect == "sqlite":
             # Its few rows are sorted, never an index walked in order (SQLite's unary +).
             order_by = "+" + order_by.replace(", ", ", +")
         offset = (query.page - 1) * query.limit if query.page >= 1 else -1
@@ -407,7 +407,7 @@ class Catalogue:
             started_s, key = _decode_cursor(query.cursor)
             page_where += " AND (started_utc_s < ? OR (started_utc_s = ? AND object_key < ?))"
             page_values += [started_s, started_s, key]
-        if query.sort != "started_at" and isinstance(self._db, SqliteDb):
+        if query.sort != "started_at" and self._db.dialect == "sqlite":
             # The page's rowids first, from an index alone where one covers the filters and the
             # sort (catalogue_by_wall: a month sorted by caller), then only those rows.
             order_by = order_by.replace("object_key", "rowid")
@@ -530,7 +530,7 @@ class Catalogue:
                 terms.append(f"{column} = ?")
                 values.append(match.exact)
         if match.anywhere:
-            if isinstance(self._db, SqliteDb):
+            if self._db.dialect == "sqlite":
                 terms.append(
                     "catalogue.rowid IN (SELECT rowid FROM catalogue_parties"
                     " WHERE catalogue_parties MATCH ?)"
@@ -543,7 +543,7 @@ class Catalogue:
         if match.bare_prefix:
             # Every spelling holds the national part: one cheap test first rules out most rows
             # of a long date range read from an index (0532 over a month: half the time).
-            find = "instr" if isinstance(self._db, SqliteDb) else "strpos"
+            find = "instr" if self._db.dialect == "sqlite" else "strpos"
             clause = (
                 f"({find}(caller_digits, ?) > 0 OR {find}(callee_digits, ?) > 0) AND ({clause})"
             )
