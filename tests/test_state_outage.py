@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -149,3 +149,36 @@ async def test_the_shielded_write_lands_when_its_caller_is_cancelled(tmp_path: P
         await task
     assert landed == [os.getpid()]  # done before the cancellation went on
     ledger.close()
+
+
+async def test_an_idle_state_is_watched_so_readyz_follows_the_database(
+    own_postgres: LocalPostgres,
+) -> None:
+    """No pipeline call at all: `watch` alone finds the outage and its end."""
+    state = open_state(state_config({"url": own_postgres.create_database(), "outage_s": 1}))
+    watching = asyncio.ensure_future(state.aio.watch(every_s=0.3))
+    try:
+        await asyncio.sleep(0.8)
+        assert state.aio.problem() is None
+        own_postgres.stop()
+        await _until(lambda: state.aio.problem() is not None, timeout_s=15)
+        problem = state.aio.problem()
+        assert problem is not None and "state database (postgresql)" in problem, problem
+        own_postgres.start()
+        await _until(lambda: state.aio.problem() is None, timeout_s=30)
+        assert state.aio.problem() is None
+    finally:
+        if own_postgres.pid is None:
+            own_postgres.start()
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
+        state.close()
+
+
+async def _until(condition: Callable[[], bool], *, timeout_s: float) -> None:
+    """Return once `condition()` holds or `timeout_s` has passed (the caller asserts)."""
+    for _ in range(int(timeout_s / 0.1)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)

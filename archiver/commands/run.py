@@ -154,7 +154,12 @@ async def _http_server(
         metrics.add_counters(app[CALLBACK_STATS_KEY].samples, "Call results received.")
     runner, port = await start_http(app, cfg.http.listen)
     log.info("http_listening", listen=cfg.http.listen, port=port)
+    # /readyz follows the database between polls too (an idle daemon asks it nothing else).
+    watching = asyncio.create_task(state.aio.watch())
     try:
         yield
     finally:
+        watching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watching
         await runner.cleanup()

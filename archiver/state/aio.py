@@ -16,7 +16,10 @@ the caller waits for the write to end before the cancellation goes on.
 
 It also knows whether the database answers (`problem`): a call that failed with
 `StateUnavailable`, or one that has been waiting longer than `slow_s`, makes it say so until a
-call succeeds; `/readyz` reports it, naming the state database.
+call succeeds; `/readyz` reports it, naming the state database. An idle daemon makes no calls
+between two polls, so `watch` (run beside the daemon's HTTP server) asks the database a
+trivial query whenever no call has ended for `every_s`: an outage, and its end, are seen within
+that time, not at the next poll.
 
 One `StateThreads` per `Db` (`state_threads(db)`), whoever asks: the pipeline, the callback
 receiver and (later) the web share it, so SQLite keeps its one writer thread per process.
@@ -44,6 +47,8 @@ T = TypeVar("T")
 
 # A call waiting this long means the database is not answering (a healthy query takes ms).
 SLOW_S: Final = 5.0
+# How long an idle state goes unasked before `watch` asks it (`SELECT 1`).
+WATCH_EVERY_S: Final = 10.0
 
 
 class StateThreads:
@@ -51,12 +56,14 @@ class StateThreads:
 
     def __init__(self, db: Db, *, slow_s: float = SLOW_S) -> None:
         self.threads = max(1, db.threads)
+        self._db = weakref.ref(db)
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=f"state-{db.dialect}")
         self._dialect = db.dialect
         self._slow_s = slow_s
         self._ids = itertools.count()
         self._waiting: dict[int, float] = {}  # call number → when it was asked (monotonic)
         self._failure: str | None = None
+        self._last_ended_s = time.monotonic()
         self._lock = threading.Lock()
 
     async def run(self, call: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -89,6 +96,23 @@ class StateThreads:
             return f"state database ({self._dialect}) not answering for {now_s - oldest:.0f} s"
         return None
 
+    async def watch(self, *, every_s: float = WATCH_EVERY_S) -> None:
+        """Until cancelled: ask the database `SELECT 1` on a state thread whenever no call has
+        ended for `every_s`, so that `problem` follows the database while nothing else asks."""
+        while True:
+            await asyncio.sleep(every_s)
+            with self._lock:
+                idle_s = time.monotonic() - self._last_ended_s
+                asking = bool(self._waiting)
+            db = self._db()
+            if db is None:
+                return
+            if asking or idle_s < every_s:
+                continue
+            # Its failure is what `problem` reports (recorded by `_watched`); nothing to raise.
+            with contextlib.suppress(Exception):
+                await self.run(db.execute, "SELECT 1")
+
     def close(self) -> None:
         """Wait for the calls running, then stop the threads."""
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -114,6 +138,7 @@ class StateThreads:
         finally:
             with self._lock:
                 self._waiting.pop(number, None)
+                self._last_ended_s = time.monotonic()
 
 
 _BY_DB: weakref.WeakKeyDictionary[Db, StateThreads] = weakref.WeakKeyDictionary()
