@@ -19,7 +19,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from archiver.commands.retention import (
+from archiver.commands._lifecycle import (
     confirm_or_refuse,
     exit_for,
     open_store,

@@ -37,7 +37,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from archiver.commands.retention import open_store
+    from archiver.commands._lifecycle import open_store
     from archiver.retention import BadInput, export_number, number_key_of, reference, username
     from archiver.s3 import StoreError
     from archiver.state import open_state

@@ -71,7 +71,7 @@ def _store(cfg: Config) -> tuple[Any, bool]:
     reachable."""
     if not cfg.s3.object_lock:
         return None, True
-    from archiver.commands.retention import open_store
+    from archiver.commands._lifecycle import open_store
 
     store = open_store(cfg)
     return store, store is not None

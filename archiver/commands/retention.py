@@ -14,26 +14,32 @@ import argparse
 import contextlib
 import csv
 import json
-import signal
 import sys
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from archiver.commands._lifecycle import (
+    confirm_or_refuse,
+    entry_line,
+    exit_for,
+    open_store,
+    outcome_json,
+    outcome_text,
+    signals_stop,
+)
 from archiver.commands._shared import day
 from archiver.config import Config, config_path, load_config
 from archiver.exits import (
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SOME_FAILED,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
 
-__all__ = ["add_parser", "confirm_or_refuse", "entry_json", "signals_stop"]
+__all__ = ["add_parser"]
 
 COMMAND = "archiver retention run"
 
@@ -71,127 +77,15 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     report.set_defaults(handler=_report)
 
 
-@contextlib.contextmanager
-def signals_stop() -> Iterator[threading.Event]:
-    """An event set by SIGTERM or SIGINT while the block runs (a destruction pass stops between
-    two recordings, never half-way through one)."""
-    stop = threading.Event()
-    previous = {
-        sig: signal.signal(sig, lambda _signum, _frame: stop.set())
-        for sig in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def confirm_or_refuse(question: str, *, yes: bool) -> int | None:
-    """None to go on; else the exit code: no terminal to ask on (2) or not confirmed (0)."""
-    from archiver.retention import confirm
-
-    if yes:
-        return None
-    if not sys.stdin.isatty():
-        print("error: not a terminal: give --yes to destroy without asking", file=sys.stderr)
-        return EXIT_USAGE
-    if not confirm(question):
-        print("nothing destroyed", file=sys.stderr)
-        return EXIT_OK
-    return None
-
-
-def entry_json(entry: Any) -> dict[str, Any]:
-    """A catalogue entry as JSON (times as ISO 8601)."""
-    return {
-        "key": entry.object_key,
-        "recording_key": entry.recording_key,
-        "pbx": entry.pbx,
-        "trunk": entry.trunk,
-        "caller": entry.caller,
-        "callee": entry.callee,
-        "started_at": entry.started_at.isoformat(),
-        "duration_s": entry.duration_s,
-    }
-
-
-def _line(entry: Any) -> str:
-    return (
-        f"{entry.started_at.isoformat()}  {entry.caller or '-':>14} -> {entry.callee or '-':<14}"
-        f"  {entry.object_key}"
-    )
-
-
 def _plan_text(plan: Any, *, heading: str) -> None:
     print(f"{heading}: {plan.checked} archived recording(s) looked at, {len(plan.due)} to "
           f"destroy, {len(plan.kept)} kept")  # fmt: skip
     for target in plan.due:
-        print(f"  destroy  {_line(target.entry)}  {target.basis}")
+        print(f"  destroy  {entry_line(target.entry)}  {target.basis}")
     for kept in plan.kept:
-        print(f"  keep     {_line(kept.entry)}  {kept.why}")
+        print(f"  keep     {entry_line(kept.entry)}  {kept.why}")
     if plan.waiting:
         print(f"  {plan.waiting} past keep_days but still locked in the store ([s3] retain_days)")
-
-
-def outcome_json(plan: Any, outcome: Any | None, word: str) -> dict[str, Any]:
-    """The plan (and what was done) as one JSON document."""
-    document: dict[str, Any] = {
-        "dry_run": outcome is None,
-        "checked": plan.checked,
-        "due": [{**entry_json(t.entry), "basis": t.basis} for t in plan.due],
-        "kept": [
-            {
-                **entry_json(k.entry),
-                "why": k.why,
-                "cases": list(k.cases),
-                "may_go_at": None if k.may_go_at is None else k.may_go_at.isoformat(),
-            }
-            for k in (plan.kept if outcome is None else outcome.kept)
-        ],
-        "waiting_for_store_lock": plan.waiting,
-        "outcome": word,
-    }
-    if outcome is not None:
-        document["destroyed"] = [{**asdict(d), "at": d.at.isoformat()} for d in outcome.destroyed]
-        document["failed"] = [{**entry_json(f.entry), "reason": f.reason} for f in outcome.failed]
-        document["counts"] = {
-            "destroyed": len(outcome.destroyed),
-            "kept": len(outcome.kept),
-            "failed": len(outcome.failed),
-        }
-    return document
-
-
-def outcome_text(outcome: Any, word: str) -> None:
-    for done in outcome.destroyed:
-        print(f"destroyed  {done.started_at}  {done.object_key}  {done.basis}  "
-              f"({done.versions} version(s))")  # fmt: skip
-    for kept in outcome.kept:
-        print(f"kept       {_line(kept.entry)}  {kept.why}")
-    for failed in outcome.failed:
-        print(f"FAILED     {_line(failed.entry)}  {failed.reason}")
-    print(f"destroyed {len(outcome.destroyed)}, kept {len(outcome.kept)}, failed "
-          f"{len(outcome.failed)}: {word}")  # fmt: skip
-
-
-def exit_for(outcome: Any) -> int:
-    if outcome.interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_SOME_FAILED if outcome.failed else EXIT_OK
-
-
-def open_store(cfg: Config) -> Any:
-    """The configured store, checked reachable; None (after printing why) if it is not."""
-    from archiver.s3 import S3Store, StoreError
-
-    store = S3Store(cfg.s3)
-    try:
-        store.check_access()
-    except StoreError as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return None
-    return store
 
 
 def _run(args: argparse.Namespace) -> int:
