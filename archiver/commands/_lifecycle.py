@@ -1,31 +1,77 @@
-"""What the archive-lifecycle commands (`retention`, `erase`, `export`, `hold`) share: the store,
-checked reachable; the confirmation before a destruction; the signals that stop one between two
-recordings; a plan's and an outcome's text and JSON. (A leading underscore: not a command module.)
-The retention part itself is imported inside these functions: parsing loads none of it."""
+"""What the archive-lifecycle commands (`retention`, `erase`, `export`, `hold`) share: a
+person's request (--number, --ref), the existing state, the store checked reachable, the
+confirmation before a destruction, the signals that stop one between two recordings, a plan's
+and an outcome's text and JSON. (A leading underscore: not a command module.) The retention part
+itself is imported inside these functions: parsing loads none of it."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import signal
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict
-from typing import Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from archiver.config import Config
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 
+if TYPE_CHECKING:
+    from archiver.state import State
+
 __all__ = [
+    "PersonRequest",
+    "add_request_arguments",
     "confirm_or_refuse",
     "entry_json",
     "entry_line",
+    "existing_state",
     "exit_for",
     "open_store",
     "outcome_json",
     "outcome_text",
+    "person_request",
     "signals_stop",
 ]
+
+
+@dataclass(frozen=True)
+class PersonRequest:
+    """A data subject's request (erasure, access): the number as the catalogue keys it and the
+    request's reference, both checked."""
+
+    number: str
+    ref: str
+
+
+def add_request_arguments(parser: argparse.ArgumentParser) -> None:
+    """--number and --ref, the two arguments every request names."""
+    parser.add_argument("--number", required=True, help="the person's number, any spelling")
+    parser.add_argument("--ref", required=True, help="the request's reference, e.g. KVKK-2026-31")
+
+
+def person_request(args: argparse.Namespace, *, refused: str = "") -> PersonRequest | None:
+    """--number and --ref checked; None after printing why (with `refused`, e.g. "; nothing
+    erased", after the reason): the command exits 2."""
+    from archiver.retention import BadInput, number_key_of, reference
+
+    try:
+        return PersonRequest(number_key_of(args.number), reference(args.ref, "--ref"))
+    except BadInput as error:
+        print(f"error: {error.reason}{refused}", file=sys.stderr)
+        return None
+
+
+@contextlib.contextmanager
+def existing_state(cfg: Config) -> Iterator[State]:
+    """The configured state, closed after the block; never created (a command that only reads
+    or destroys has nothing to do on a state that does not exist)."""
+    from archiver.state import open_state
+
+    with contextlib.closing(open_state(cfg, create=False)) as state:
+        yield state
 
 
 @contextlib.contextmanager

@@ -13,22 +13,24 @@ signal; 5 S3 unreachable; 2 a bad command line or no terminal to confirm on with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from archiver.commands._lifecycle import (
+    add_request_arguments,
     confirm_or_refuse,
+    existing_state,
     exit_for,
     open_store,
     outcome_json,
     outcome_text,
+    person_request,
     signals_stop,
 )
-from archiver.config import config_path, load_config
+from archiver.commands._shared import load
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
+from archiver.numbers import InvalidNumber, normalise_number
 
 __all__ = ["add_parser"]
 
@@ -45,8 +47,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    erase.add_argument("--number", required=True, help="the person's number, any spelling")
-    erase.add_argument("--ref", required=True, help="the request's reference, e.g. KVKK-2026-31")
+    add_request_arguments(erase)
     erase.add_argument("--dry-run", action="store_true", help="show what would be erased")
     erase.add_argument("--json", action="store_true", help="one JSON document")
     erase.add_argument("--yes", action="store_true", help="do not ask")
@@ -54,18 +55,14 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from archiver.numbers import InvalidNumber, normalise_number
-    from archiver.retention import BadInput, Rules, execute, number_key_of, plan_erasure, reference
-    from archiver.state import open_state
+    from archiver.retention import Rules, execute, plan_erasure
 
-    try:
-        number = number_key_of(args.number)
-        ref = reference(args.ref, "--ref")
-    except BadInput as error:
-        print(f"error: {error.reason}; nothing erased", file=sys.stderr)
+    request = person_request(args, refused="; nothing erased")
+    if request is None:
         return EXIT_USAGE
-    cfg = load_config(config_path(args.config))
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    number, ref = request.number, request.ref
+    cfg = load(args)
+    with existing_state(cfg) as state:
         plan = plan_erasure(state, Rules(cfg.retention, cfg.s3), number, ref, datetime.now(UTC))
         if args.dry_run:
             if args.json:

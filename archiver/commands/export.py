@@ -11,12 +11,17 @@ unreachable or an object unreadable (nothing is left at FILE); 6 FILE cannot be 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 from pathlib import Path
 from typing import Any
 
-from archiver.config import config_path, load_config
+from archiver.commands._lifecycle import (
+    add_request_arguments,
+    existing_state,
+    open_store,
+    person_request,
+)
+from archiver.commands._shared import load
 from archiver.exits import EXIT_LOCAL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
 __all__ = ["add_parser"]
@@ -30,35 +35,30 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    export.add_argument("--number", required=True, help="the person's number, any spelling")
-    export.add_argument("--ref", required=True, help="the request's reference")
+    add_request_arguments(export)
     export.add_argument("--out", required=True, type=Path, metavar="FILE.zip")
     export.set_defaults(handler=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from archiver.commands._lifecycle import open_store
-    from archiver.retention import BadInput, export_number, number_key_of, reference, username
+    from archiver.retention import export_number, username
     from archiver.s3 import StoreError
-    from archiver.state import open_state
 
-    try:
-        number = number_key_of(args.number)
-        ref = reference(args.ref, "--ref")
-    except BadInput as error:
-        print(f"error: {error.reason}", file=sys.stderr)
+    request = person_request(args, refused="; no zip written")
+    if request is None:
         return EXIT_USAGE
+    ref = request.ref
     out: Path = args.out
     if out.exists():
         print(f"error: {out} exists: give a new file name", file=sys.stderr)
         return EXIT_USAGE
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     store = open_store(cfg)
     if store is None:
         return EXIT_UNREACHABLE
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         try:
-            result = export_number(state, store, number, ref, out, username=username(),
+            result = export_number(state, store, request.number, ref, out, username=username(),
                                    shown_number=args.number)  # fmt: skip
         except StoreError as error:
             print(f"error: {error.reason}; no zip written", file=sys.stderr)

@@ -12,14 +12,14 @@ some S3 legal holds (listed); 5 S3 unreachable (with object_lock).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from dataclasses import asdict
 from typing import Any
 
-from archiver.commands._shared import day
-from archiver.config import Config, config_path, load_config
+from archiver.commands._lifecycle import existing_state, open_store
+from archiver.commands._shared import day, load
+from archiver.config import Config
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 
 __all__ = ["add_parser"]
@@ -71,15 +71,12 @@ def _store(cfg: Config) -> tuple[Any, bool]:
     reachable."""
     if not cfg.s3.object_lock:
         return None, True
-    from archiver.commands._lifecycle import open_store
-
     store = open_store(cfg)
     return store, store is not None
 
 
 def _add(args: argparse.Namespace) -> int:
     from archiver.retention import BadInput, add_hold, number_key_of, reference, username
-    from archiver.state import open_state
 
     problem = _selector_problem(args)
     try:
@@ -92,13 +89,13 @@ def _add(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"error: {problem}; nothing held", file=sys.stderr)
         return EXIT_USAGE
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     if args.pbx is not None:
         cfg.pbx_named(args.pbx)  # UnknownPbx: exit 2 with the names
     store, reachable = _store(cfg)
     if not reachable:
         return EXIT_UNREACHABLE
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         result = add_hold(state, store, case, by=username(), number=number, key=args.key,
                           from_day=args.first, to_day=args.last, pbx=args.pbx,
                           note=args.note)  # fmt: skip
@@ -113,10 +110,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from archiver.state import open_state
-
-    cfg = load_config(config_path(args.config))
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    cfg = load(args)
+    with existing_state(cfg) as state:
         holds = state.holds.listed(include_released=args.all)
         covered = {hold.id: len(state.holds.entries(hold)) for hold in holds}
     if args.json:
@@ -143,15 +138,14 @@ def _iso(value: Any) -> str | None:
 
 def _release(args: argparse.Namespace) -> int:
     from archiver.retention import BadInput, reference, release_hold, username
-    from archiver.state import open_state
 
     try:
         case = reference(args.case, "--case")
     except BadInput as error:
         print(f"error: {error.reason}", file=sys.stderr)
         return EXIT_USAGE
-    cfg = load_config(config_path(args.config))
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    cfg = load(args)
+    with existing_state(cfg) as state:
         if not any(hold.active for hold in state.holds.of_case(case)):
             print(f"error: no active hold for case {case!r} (`archiver hold list` shows them); "
                   "nothing released", file=sys.stderr)  # fmt: skip

@@ -11,7 +11,6 @@ on without --yes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
 import sys
@@ -24,14 +23,15 @@ from zoneinfo import ZoneInfo
 from archiver.commands._lifecycle import (
     confirm_or_refuse,
     entry_line,
+    existing_state,
     exit_for,
     open_store,
     outcome_json,
     outcome_text,
     signals_stop,
 )
-from archiver.commands._shared import day
-from archiver.config import Config, config_path, load_config
+from archiver.commands._shared import day, load
+from archiver.config import Config
 from archiver.exits import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -90,13 +90,12 @@ def _plan_text(plan: Any, *, heading: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from archiver.retention import Rules, execute, plan_retention, record_stopped
-    from archiver.state import open_state
 
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     if not cfg.retention:
         print("warning: no [[retention]] rule: recordings are kept forever, nothing to destroy",
               file=sys.stderr)  # fmt: skip
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         plan = plan_retention(state, Rules(cfg.retention, cfg.s3), datetime.now(UTC))
         if args.dry_run:
             if args.json:
@@ -140,16 +139,14 @@ def _report_zone(cfg: Config) -> ZoneInfo:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from archiver.state import open_state
-
     if args.last < args.first:
         print(f"error: --to {args.last} is before --from {args.first}", file=sys.stderr)
         return EXIT_USAGE
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     zone = _report_zone(cfg)
     since = datetime.combine(args.first, time(), zone)
     until = datetime.combine(args.last + timedelta(days=1), time(), zone)
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         done = state.destructions.between(since, until)
         chain = state.destructions.verify()
     rows = [_report_row(d, zone) for d in done]
