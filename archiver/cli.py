@@ -1,7 +1,7 @@
 """The `archiver` command: the parser and the dispatch, nothing else. Each command is one module
-in `archiver.commands` (its parser and its run); `web` (archiver.web) still adds its own, and
-`simulate` stays here (it loads the lab's options only
-when the command line names it).
+in `archiver.commands` (its parser and its run, the parts it runs imported by the run);
+`simulate` stays here (it loads the lab's options only when the command line names it). Parsing
+loads no part's machinery (tests/test_cli_imports.py).
 
 Exit codes are in `archiver.exits`; the text administrators read first is `_DESCRIPTION`.
 """
@@ -30,18 +30,6 @@ from archiver.exits import (
     EXIT_USAGE,
 )
 from archiver.logs import configure_logging
-from archiver.pipeline import (
-    FfmpegNotFound,
-    WorkDirRefused,
-)
-from archiver.service import (
-    ListenError,
-)
-from archiver.state import (
-    SchemaTooNew,
-    StateFileError,
-    StateUnavailable,
-)
 
 __all__ = ["main"]
 
@@ -88,25 +76,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
-    except _NAMED_FAILURES as error:
+    except Exception as error:
+        code = _named_exit(error)
+        if code is None:
+            raise
         # A condition we can name: one line that says what and how to fix it, no traceback.
         hint = " (see --pbx)" if isinstance(error, UnknownPbx) else ""
         print(f"error: {error}{hint}", file=sys.stderr)
-        return next(code for kind, code in _EXIT_FOR if isinstance(error, kind))
+        return code
 
 
-# What each named failure exits with; the first match wins (StateFileError is a
-# StateUnavailable: a missing file is this machine's problem, an unreachable database is not).
-_EXIT_FOR: tuple[tuple[type[Exception], int], ...] = (
-    (WorkDirRefused, EXIT_CONFIG),
-    (SchemaTooNew, EXIT_CONFIG),
-    (UnknownPbx, EXIT_USAGE),
-    (ListenError, EXIT_LOCAL),
-    (FfmpegNotFound, EXIT_LOCAL),
-    (StateFileError, EXIT_LOCAL),
-    (StateUnavailable, EXIT_UNREACHABLE),
-)
-_NAMED_FAILURES = tuple(kind for kind, _ in _EXIT_FOR)
+def _named_exit(error: Exception) -> int | None:
+    """What a named failure exits with (None: not one we can name); the first match wins
+    (StateFileError is a StateUnavailable: a missing file is this machine's problem, an
+    unreachable database is not). The parts are imported here, once a handler has failed:
+    parsing a command line loads none of them."""
+    from archiver.pipeline import FfmpegNotFound, WorkDirRefused
+    from archiver.service import ListenError
+    from archiver.state import SchemaTooNew, StateFileError, StateUnavailable
+
+    exit_for: tuple[tuple[type[Exception], int], ...] = (
+        (WorkDirRefused, EXIT_CONFIG),
+        (SchemaTooNew, EXIT_CONFIG),
+        (UnknownPbx, EXIT_USAGE),
+        (ListenError, EXIT_LOCAL),
+        (FfmpegNotFound, EXIT_LOCAL),
+        (StateFileError, EXIT_LOCAL),
+        (StateUnavailable, EXIT_UNREACHABLE),
+    )
+    return next((code for kind, code in exit_for if isinstance(error, kind)), None)
 
 
 def _parser(argv: Sequence[str]) -> argparse.ArgumentParser:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from archiver.config import Config, config_path, load_config
-from archiver.credentials import readable_secret_files
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 
 if TYPE_CHECKING:  # the parts are imported by the handlers that run them: parsing loads none
@@ -84,6 +83,8 @@ def finish(report: PollReport) -> int:
 
 
 def security_warnings(path: Path, cfg: Config) -> list[str]:
+    from archiver.credentials import readable_secret_files
+
     warnings = [
         f"{where} holds a secret (PBX password or callbacks token) and is readable by other "
         f"users: {CHMOD_HINT}"

@@ -23,12 +23,6 @@ from archiver.exits import (
     EXIT_UNREACHABLE,
     EXIT_USAGE,
 )
-from archiver.pipeline import (
-    archive_until_signalled,
-    open_archiver,
-    store_ready,
-)
-from archiver.state import open_state
 
 __all__ = ["add_parser"]
 
@@ -79,6 +73,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 
 async def _backfill(cfg: Config, plan: dict[str, list[date]]) -> int:
+    from archiver.pipeline import archive_until_signalled, open_archiver, store_ready
+    from archiver.state import open_state
+
     with contextlib.closing(open_state(cfg)) as state:
         async with open_archiver(cfg, state) as archiver:
             if not await store_ready(archiver):

@@ -10,17 +10,15 @@ import asyncio
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from archiver.calls import AutocallRequest, build_request
-from archiver.calls import pbx_datetime as to_pbx_datetime
 from archiver.commands._shared import call_row, when
 from archiver.config import Config, PbxConfig, config_path, load_config
-from archiver.credentials import pbx_password
 from archiver.exits import EXIT_CONFIG, EXIT_OK, EXIT_UNREACHABLE
-from archiver.pbx import PbxClient, PbxError
-from archiver.state import open_state
+
+if TYPE_CHECKING:
+    from archiver.calls import AutocallRequest
 
 __all__ = ["add_parser"]
 
@@ -53,6 +51,9 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_call(args: argparse.Namespace) -> int:
+    from archiver.calls import build_request
+    from archiver.calls import pbx_datetime as to_pbx_datetime
+
     cfg = load_config(config_path(args.config))
     name = args.pbx or cfg.autocall.pbx or cfg.pbx[0].name
     pbx = cfg.pbx_named(name)  # an unknown name: UnknownPbx, one line and exit 2 (cli.main)
@@ -80,6 +81,10 @@ def _cmd_call(args: argparse.Namespace) -> int:
 async def _place(
     cfg: Config, pbx: PbxConfig, request: AutocallRequest, dial_at: float, *, as_json: bool
 ) -> int:
+    from archiver.credentials import pbx_password
+    from archiver.pbx import PbxClient, PbxError
+    from archiver.state import open_state
+
     state = open_state(cfg)
     calls = state.calls
     try:

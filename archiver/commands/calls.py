@@ -12,7 +12,6 @@ from archiver.commands._shared import call_row, when
 from archiver.config import config_path, load_config
 from archiver.exits import EXIT_CONFIG, EXIT_OK
 from archiver.numbers import InvalidNumber, normalise_number
-from archiver.state import open_state
 
 __all__ = ["add_parser"]
 
@@ -26,6 +25,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_calls(args: argparse.Namespace) -> int:
+    from archiver.state import open_state
+
     cfg = load_config(config_path(args.config))
     number = None
     if args.number is not None:

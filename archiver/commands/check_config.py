@@ -14,10 +14,7 @@ from archiver.config import (
     load_config,
     retention_warnings,
 )
-from archiver.credentials import pbx_password
 from archiver.exits import EXIT_OK
-from archiver.logs import register_secret
-from archiver.pipeline import find_ffmpeg
 
 __all__ = ["add_parser"]
 
@@ -30,6 +27,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:
+    from archiver.credentials import pbx_password
+    from archiver.logs import register_secret
+    from archiver.pipeline import find_ffmpeg
+
     path = config_path(args.config)
     cfg = load_config(path)
     for pbx in cfg.pbx:

@@ -19,15 +19,12 @@ from archiver.commands._shared import (
     load,
 )
 from archiver.config import Config
-from archiver.credentials import pbx_password
 from archiver.exits import (
     EXIT_CONFIG,
     EXIT_OK,
     EXIT_UNREACHABLE,
 )
 from archiver.names import RECORDING_ROOT
-from archiver.pbx import PbxClient, PbxError, date_pattern, list_files_command
-from archiver.pipeline import parse_listing
 
 __all__ = ["add_parser"]
 
@@ -58,6 +55,10 @@ def _cmd_ls(args: argparse.Namespace) -> int:
 async def _ls(cfg: Config, args: argparse.Namespace) -> int:
     """List through the documented commands only: `find` (a day or a pattern), or
     `list_files` of the recording root (`--folders`) or of one folder (`--folder NAME`)."""
+    from archiver.credentials import pbx_password
+    from archiver.pbx import PbxClient, PbxError, date_pattern
+    from archiver.pipeline import parse_listing
+
     pbx = cfg.pbx_named(args.pbx) if args.pbx else cfg.pbx[0]
     tz = ZoneInfo(pbx.timezone)
     day = args.date or _today(tz)
@@ -105,6 +106,8 @@ async def _ls(cfg: Config, args: argparse.Namespace) -> int:
 
 def _print_folders(lines: list[str], *, as_json: bool) -> int:
     """The folders that are plain trunk folder names (what `--folder` takes); others counted."""
+    from archiver.pbx import list_files_command
+
     folders, invalid = [], 0
     for line in lines:
         name = line.strip()

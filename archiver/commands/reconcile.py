@@ -16,9 +16,6 @@ from archiver.exits import (
     EXIT_OK,
     EXIT_UNREACHABLE,
 )
-from archiver.pipeline import reconcile
-from archiver.s3 import S3Store, StoreError
-from archiver.state import open_state
 
 __all__ = ["add_parser"]
 
@@ -34,6 +31,10 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from archiver.pipeline import reconcile
+    from archiver.s3 import S3Store, StoreError
+    from archiver.state import open_state
+
     cfg = load(args)
     try:
         with contextlib.closing(open_state(cfg)) as state:

@@ -6,55 +6,19 @@ import argparse
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from archiver.calls import CALLBACK_STATS_KEY, add_callback_routes
-from archiver.commands._shared import (
-    CHMOD_HINT,
-    finish,
-    progress,
-)
-from archiver.config import (
-    Config,
-    config_path,
-    load_config,
-)
-from archiver.credentials import (
-    callbacks_token,
-    readable_secret_files,
-)
-from archiver.exits import (
-    EXIT_OK,
-    EXIT_UNREACHABLE,
-)
-from archiver.logs import register_secret
-from archiver.pipeline import (
-    archive_until_signalled,
-    max_in_flight,
-    open_archiver,
-    serve,
-    store_ready,
-)
-from archiver.retention import DestroyedCounter, destroy_periodically
-from archiver.s3 import S3Store
-from archiver.service import (
-    DaemonFacts,
-    Health,
-    Metrics,
-    Notifier,
-    Service,
-    add_metrics_routes,
-    build_http_app,
-    check_pbxs,
-    ready_window_s,
-    start_http,
-)
-from archiver.state import (
-    State,
-    open_state,
-)
+from archiver.commands._shared import CHMOD_HINT, finish, progress
+from archiver.config import Config, config_path, load_config
+from archiver.exits import EXIT_OK, EXIT_UNREACHABLE
+
+if TYPE_CHECKING:  # the handler imports what it runs: parsing loads none of it
+    from archiver.retention import DestroyedCounter
+    from archiver.s3 import S3Store
+    from archiver.service import Health, Metrics
+    from archiver.state import State
 
 __all__ = ["add_parser"]
 
@@ -68,6 +32,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from archiver.credentials import readable_secret_files
+
     path = config_path(args.config)
     cfg = load_config(path)
     for where in readable_secret_files(path, cfg):
@@ -77,11 +43,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(cfg: Config, *, once: bool) -> int:
+    from archiver.state import open_state
+
     with contextlib.closing(open_state(cfg)) as state:
         return await _run_with(cfg, state, once=once)
 
 
 async def _run_with(cfg: Config, state: State, *, once: bool) -> int:
+    from archiver.pipeline import (
+        archive_until_signalled,
+        max_in_flight,
+        open_archiver,
+        serve,
+        store_ready,
+    )
+    from archiver.retention import DestroyedCounter
+    from archiver.service import DaemonFacts, Health, Metrics, Notifier, Service, check_pbxs
+
     async with open_archiver(cfg, state) as archiver:
         if not await store_ready(archiver):
             return EXIT_UNREACHABLE
@@ -126,6 +104,8 @@ async def _periodic_destruction(
 ) -> AsyncIterator[None]:
     """Destruction every [destruction] every_days beside the poll loop (archiver.retention);
     stopped between two recordings when the daemon stops."""
+    from archiver.retention import destroy_periodically
+
     task = asyncio.create_task(destroy_periodically(cfg, state, store, counter))
     try:
         yield
@@ -139,6 +119,11 @@ async def _periodic_destruction(
 async def _http_server(
     cfg: Config, health: Health, metrics: Metrics, state: State
 ) -> AsyncIterator[None]:
+    from archiver.calls import CALLBACK_STATS_KEY, add_callback_routes
+    from archiver.credentials import callbacks_token
+    from archiver.logs import register_secret
+    from archiver.service import add_metrics_routes, build_http_app, ready_window_s, start_http
+
     if cfg.http.listen is None:
         yield
         return

@@ -19,13 +19,11 @@ from archiver.config import (
     config_path,
     load_config,
 )
-from archiver.credentials import state_password
 from archiver.exits import (
     EXIT_CONFIG,
     EXIT_LOCAL,
     EXIT_OK,
 )
-from archiver.logs import register_secret
 
 __all__ = ["add_parser"]
 
@@ -60,6 +58,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_state_copy(args: argparse.Namespace) -> int:
+    from archiver.logs import register_secret
     from archiver.state import (
         connect_postgres,
         copy_state,
@@ -130,6 +129,9 @@ def _zones(args: argparse.Namespace) -> Mapping[str, ZoneInfo]:
 def _copy_target(args: argparse.Namespace) -> tuple[str | None, str | None, dict[str, str]]:
     """Where `state copy` writes: --to (password from libpq's own sources) or the config's
     [state] url with its password and TLS settings."""
+    from archiver.credentials import state_password
+    from archiver.logs import register_secret
+
     try:
         cfg = load_config(config_path(args.config))
     except ConfigError:

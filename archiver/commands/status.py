@@ -13,7 +13,6 @@ import structlog
 
 from archiver.commands._shared import load
 from archiver.exits import EXIT_OK
-from archiver.state import open_state
 
 __all__ = ["add_parser"]
 
@@ -27,6 +26,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from archiver.state import open_state
+
     cfg = load(args)
     with contextlib.closing(open_state(cfg, create=False)) as state:
         where = state.where
