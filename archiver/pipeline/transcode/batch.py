@@ -33,6 +33,7 @@ from archiver.pipeline.transcode.encode import (
     TranscodeResult,
     finish_mp3,
     input_args,
+    lame_quality_args,
     metadata_args,
     output_args,
     run_ffmpeg,
@@ -69,6 +70,7 @@ def transcode_batch(
     bitrate: str,
     timeout_s: float = 300.0,
     solo_engine: Engine = "ffmpeg",
+    lame_quality: int | None = None,
 ) -> list[Outcome]:
     """Transcode every job, sharing one ffmpeg process; return a result or an exception per job,
     in order. The exceptions are those `transcode_to_mp3` raises (BadAudio, TranscodeError,
@@ -76,7 +78,9 @@ def transcode_batch(
 
     A batch that holds one usable file goes through `solo_engine` (same bytes either way).
     `timeout_s` bounds each file: the shared process gets `timeout_s` times the number of files.
+    `lame_quality` as for `transcode_to_mp3`, for every output and every file redone alone.
     """
+    solo = _Solo(ffmpeg, bitrate, timeout_s, lame_quality)
     outcomes: list[Outcome | None] = [None] * len(jobs)
     shared: list[_Shared] = []
     try:
@@ -88,14 +92,14 @@ def transcode_batch(
                 outcomes[index] = error
                 continue
             if probe.repair is not None:  # a file the PBX never finished: alone, repaired
-                outcomes[index] = _one(job, ffmpeg, bitrate, timeout_s, solo_engine)
+                outcomes[index] = solo.run(job, solo_engine)
                 continue
             shared.append((index, probe, metadata, temp_path_next_to(job.mp3)))
         if len(shared) == 1:
             index = shared[0][0]
-            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s, solo_engine)
+            outcomes[index] = solo.run(jobs[index], solo_engine)
         elif shared:
-            _run_shared(jobs, shared, outcomes, ffmpeg, bitrate, timeout_s)
+            _run_shared(jobs, shared, outcomes, solo)
     finally:
         for _, _, _, tmp in shared:
             tmp.unlink(missing_ok=True)
@@ -106,44 +110,51 @@ def _run_shared(
     jobs: Sequence[BatchJob],
     shared: list[_Shared],
     outcomes: list[Outcome | None],
-    ffmpeg: str,
-    bitrate: str,
-    timeout_s: float,
+    solo: _Solo,
 ) -> None:
-    command = [ffmpeg, *QUIET_NO_STDIN]
+    command = [solo.ffmpeg, *QUIET_NO_STDIN]
     for index, probe, _, _ in shared:
         command += input_args(probe, jobs[index].source)
+    quality = lame_quality_args(solo.lame_quality)
     for stream, (_, _, metadata, tmp) in enumerate(shared):
-        command += output_args(tmp, bitrate, metadata, stream=stream)
+        command += output_args(tmp, solo.bitrate, metadata, stream=stream, quality=quality)
     try:
-        run_ffmpeg(command, timeout_s=timeout_s * len(shared))
+        run_ffmpeg(command, timeout_s=solo.timeout_s * len(shared))
     except TranscodeError:
         # Which input broke it is unknown: each file alone, so the good ones still get through.
         for index, _, _, _ in shared:
-            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
+            outcomes[index] = solo.run(jobs[index])
         return
     for index, probe, _, tmp in shared:
         try:
             outcomes[index] = finish_mp3(tmp, jobs[index].mp3, probe.info)
         except (TranscodeError, OSError):
-            outcomes[index] = _one(jobs[index], ffmpeg, bitrate, timeout_s)
+            outcomes[index] = solo.run(jobs[index])
 
 
-def _one(
-    job: BatchJob, ffmpeg: str, bitrate: str, timeout_s: float, engine: Engine = "ffmpeg"
-) -> Outcome:
-    try:
-        return transcode_to_mp3(
-            job.source,
-            job.mp3,
-            ffmpeg=ffmpeg,
-            bitrate=bitrate,
-            tags=job.tags,
-            engine=engine,
-            timeout_s=timeout_s,
-        )
-    except (BadAudio, TranscodeError, ValueError, OSError) as error:
-        return error
+@dataclass(frozen=True)
+class _Solo:
+    """The encoder settings of one batch, to transcode one of its files alone."""
+
+    ffmpeg: str
+    bitrate: str
+    timeout_s: float
+    lame_quality: int | None
+
+    def run(self, job: BatchJob, engine: Engine = "ffmpeg") -> Outcome:
+        try:
+            return transcode_to_mp3(
+                job.source,
+                job.mp3,
+                ffmpeg=self.ffmpeg,
+                bitrate=self.bitrate,
+                tags=job.tags,
+                engine=engine,
+                timeout_s=self.timeout_s,
+                lame_quality=self.lame_quality,
+            )
+        except (BadAudio, TranscodeError, ValueError, OSError) as error:
+            return error
 
 
 class BatchTranscoder:
@@ -171,8 +182,10 @@ class BatchTranscoder:
         max_audio_s: float = 1200.0,
         timeout_s: float = 300.0,
         solo_engine: Engine = "ffmpeg",
+        lame_quality: int | None = None,
     ) -> None:
         self._executor = executor
+        self._lame_quality = lame_quality
         self._solo_engine: Engine = solo_engine
         self._workers = workers
         self._ffmpeg = ffmpeg
@@ -232,6 +245,7 @@ class BatchTranscoder:
                     bitrate=self._bitrate,
                     timeout_s=self._timeout_s,
                     solo_engine=solo,
+                    lame_quality=self._lame_quality,
                 ),
             )
         except asyncio.CancelledError:

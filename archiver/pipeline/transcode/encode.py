@@ -42,6 +42,7 @@ from archiver.pipeline.transcode.ffmpeg_cli import (
     TranscodeError,
     input_args,
     killed_error,
+    lame_quality_args,
     last_line,
     metadata_args,
     output_args,
@@ -70,6 +71,7 @@ __all__ = [
     "find_ffmpeg",
     "finish_mp3",
     "input_args",
+    "lame_quality_args",
     "metadata_args",
     "output_args",
     "run_ffmpeg",
@@ -141,6 +143,7 @@ def transcode_to_mp3(
     tags: Mapping[str, str],
     engine: Engine = "pydub",
     timeout_s: float = 300.0,
+    lame_quality: int | None = None,
 ) -> TranscodeResult:
     """Transcode `src` to an MP3 at `dst` with ID3v2.3 `tags`, check it, and describe it.
 
@@ -148,17 +151,20 @@ def transcode_to_mp3(
     `find_ffmpeg`. The MP3 is written to a temporary name in `dst`'s folder and renamed onto `dst`
     only once its duration matches the source's within max(0.3 s, 2 %); on any failure the
     temporary file is removed and `dst` is left untouched. `timeout_s` bounds either engine:
-    ffmpeg still running then is killed and TranscodeError says so.
+    ffmpeg still running then is killed and TranscodeError says so. `lame_quality` is LAME's
+    algorithm quality 0-9 (`transcode.lame_quality`; None: LAME's default, 3), given to either
+    engine the same way, so both still write the same MP3.
 
     Raise BadAudio if the source is unusable, TranscodeError if ffmpeg fails or the MP3 does not
     check out, ValueError for a tag name ffmpeg cannot take, OSError for file-system errors.
     """
     probe = probe_file(src)
     metadata = metadata_args(tags)  # checked before any file is created
+    quality = lame_quality_args(lame_quality)
     with _decodable(probe, src, dst) as readable:
         return _transcode(
             probe, readable, dst, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags, engine=engine,
-            metadata=metadata, timeout_s=timeout_s,
+            metadata=metadata, timeout_s=timeout_s, quality=quality,
         )  # fmt: skip
 
 
@@ -197,19 +203,26 @@ def _transcode(
     engine: Engine,
     metadata: list[str],
     timeout_s: float,
+    quality: Sequence[str],
 ) -> TranscodeResult:
     tmp = temp_path_next_to(dst)
     try:
         if engine == "pydub":
             with killed_after(timeout_s) as watch:
                 try:
-                    _encode_with_pydub(probe, src, tmp, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags)
+                    _encode_with_pydub(
+                        probe, src, tmp, ffmpeg=ffmpeg, bitrate=bitrate, tags=tags,
+                        quality=quality,
+                    )  # fmt: skip
                 except TranscodeError:
                     if watch.expired:
                         raise killed_error(timeout_s) from None
                     raise
         elif engine == "ffmpeg":
-            command = _ffmpeg_command(probe, src, tmp, ffmpeg, bitrate=bitrate, metadata=metadata)
+            command = [
+                ffmpeg, *QUIET_NO_STDIN, *input_args(probe, src),
+                *output_args(tmp, bitrate, metadata, quality=quality),
+            ]  # fmt: skip
             run_ffmpeg(command, timeout_s=timeout_s)
         else:
             raise ValueError(f"unknown transcode engine {engine!r}")
@@ -261,7 +274,14 @@ def _segment_class(ffmpeg: str) -> Any:
 
 
 def _encode_with_pydub(
-    probe: Probe, src: Path, tmp: Path, *, ffmpeg: str, bitrate: str, tags: Mapping[str, str]
+    probe: Probe,
+    src: Path,
+    tmp: Path,
+    *,
+    ffmpeg: str,
+    bitrate: str,
+    tags: Mapping[str, str],
+    quality: Sequence[str],
 ) -> None:
     """Decode with pydub (ffmpeg, or pydub's own parser for PCM WAV) and export an MP3 to `tmp`.
 
@@ -284,7 +304,9 @@ def _encode_with_pydub(
                     bitrate=bitrate,
                     tags=dict(tags),
                     id3v2_version="3",
-                    parameters=QUIET_NO_STDIN,
+                    # Output options: pydub puts them after its `-b:a`, where output_args
+                    # puts the same `-compression_level`.
+                    parameters=[*QUIET_NO_STDIN, *quality],
                 )
     except (CouldntEncodeError, CouldntDecodeError) as exc:
         raise TranscodeError(f"ffmpeg failed: {_pydub_reason(str(exc))}") from None
@@ -327,18 +349,6 @@ def _pydub_reason(message: str) -> str:
     if stderr.strip():
         return last_line(stderr)
     return last_line(summary.strip().splitlines()[0] if summary.strip() else "")
-
-
-def _ffmpeg_command(
-    probe: Probe, src: Path, tmp: Path, ffmpeg: str, *, bitrate: str, metadata: Sequence[str]
-) -> list[str]:
-    """One ffmpeg pass from source to MP3, the same encoder settings as pydub's export."""
-    return [
-        ffmpeg,
-        *QUIET_NO_STDIN,
-        *input_args(probe, src),
-        *output_args(tmp, bitrate, metadata),
-    ]
 
 
 def _check_duration(mp3: Path, *, expected_s: float) -> float:

@@ -15,6 +15,7 @@ __all__ = [
     "TranscodeError",
     "input_args",
     "killed_error",
+    "lame_quality_args",
     "last_line",
     "metadata_args",
     "output_args",
@@ -52,14 +53,33 @@ def input_args(probe: Probe, src: Path) -> list[str]:
     return ["-f", probe.demuxer, "-c:a", probe.decoder, "-i", str(src.absolute())]
 
 
-def output_args(tmp: Path, bitrate: str, metadata: Sequence[str], *, stream: int = 0) -> list[str]:
-    """One MP3 output of input number `stream`, the same encoder settings as pydub's export."""
+def output_args(
+    tmp: Path,
+    bitrate: str,
+    metadata: Sequence[str],
+    *,
+    stream: int = 0,
+    quality: Sequence[str] = (),
+) -> list[str]:
+    """One MP3 output of input number `stream`, the same encoder settings as pydub's export;
+    `quality` is `lame_quality_args`' answer."""
     return [
         "-map", f"{stream}:a",
         "-map_metadata", "-1",  # carry no WAV INFO tags over: the caller's tags are the tags
-        "-vn", "-c:a", "libmp3lame", "-b:a", bitrate, "-id3v2_version", "3", *metadata,
+        "-vn", "-c:a", "libmp3lame", "-b:a", bitrate, *quality,
+        "-id3v2_version", "3", *metadata,
         "-f", "mp3", "-y", str(tmp),
     ]  # fmt: skip
+
+
+def lame_quality_args(lame_quality: int | None) -> list[str]:
+    """LAME's algorithm quality (`lame -q N`: 0 slowest .. 9 fastest; the bitrate stays) as
+    ffmpeg's libmp3lame takes it; None leaves LAME's own default (3)."""
+    if lame_quality is None:
+        return []
+    if not 0 <= lame_quality <= 9:
+        raise ValueError(f"LAME quality must be 0..9, got {lame_quality!r}")
+    return ["-compression_level", str(lame_quality)]
 
 
 def run_ffmpeg(command: Sequence[str], *, timeout_s: float) -> None:
