@@ -74,6 +74,7 @@ def check_ffmpeg(settings: TranscodeConfig) -> Check:
                     tags={"title": "archiver doctor"},
                     engine=engine,
                     timeout_s=60,
+                    lame_quality=settings.lame_quality,
                 )
             except (BadAudio, TranscodeError, OSError) as error:
                 reason = getattr(error, "reason", None) or str(error)

@@ -119,7 +119,7 @@ async def list_plan(
     return days
 
 
-def measure_transcode_rate(ffmpeg: str, bitrate: str) -> float:
+def measure_transcode_rate(ffmpeg: str, bitrate: str, lame_quality: int | None = None) -> float:
     """Seconds of audio one worker transcodes per CPU second on this host: 60 s of PCM WAV (a
     tone) through one ffmpeg, counting ffmpeg's CPU and this thread's (the MP3 check, the
     hash). Raise what `transcode_to_mp3` raises if ffmpeg cannot run."""
@@ -130,7 +130,7 @@ def measure_transcode_rate(ffmpeg: str, bitrate: str) -> float:
         thread0 = time.thread_time()
         transcode_to_mp3(
             source, Path(folder) / "tone.mp3", ffmpeg=ffmpeg, bitrate=bitrate, tags={},
-            engine="ffmpeg",
+            engine="ffmpeg", lame_quality=lame_quality,
         )  # fmt: skip
         cpu_s = _children_cpu_s() - children0 + time.thread_time() - thread0
     return _CALIBRATION_S / max(cpu_s, 1e-3)
@@ -205,7 +205,7 @@ def dry_run(
     ffmpeg = find_ffmpeg(cfg.transcode.ffmpeg)
     days = asyncio.run(_list_with_clients(cfg, plan, clock()))
     workers = cfg.transcode.workers or usable_cpus()
-    rate = measure_transcode_rate(ffmpeg, cfg.transcode.bitrate)
+    rate = measure_transcode_rate(ffmpeg, cfg.transcode.bitrate, cfg.transcode.lame_quality)
     kbps = {name: cfg.pbx_named(name).max_download_kbps for name in plan}
     result = estimate(
         [d for d in days if d.error is None],

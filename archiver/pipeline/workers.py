@@ -39,6 +39,7 @@ class Workers:
         settings = cfg.transcode
         self.ffmpeg = ffmpeg
         self.bitrate = settings.bitrate
+        self.lame_quality = settings.lame_quality
         self.transcode_workers = settings.workers or usable_cpus()
         self._transcoders = ThreadPoolExecutor(
             self.transcode_workers, thread_name_prefix="transcode"
@@ -56,6 +57,7 @@ class Workers:
                 bitrate=settings.bitrate,
                 max_files=settings.batch_files,
                 solo_engine="pydub" if settings.engine == "auto" else "ffmpeg",
+                lame_quality=settings.lame_quality,
             )
             if settings.engine != "pydub"
             else None
@@ -76,6 +78,7 @@ class Workers:
             tags=tags,
             engine="pydub",  # no batcher: engine = "pydub" was configured
             timeout_s=transcode_limit_s(rec),
+            lame_quality=self.lame_quality,
         )
         return await asyncio.get_running_loop().run_in_executor(self._transcoders, job)
 
