@@ -26,7 +26,6 @@ load average beside them: this machine is shared, the numbers are only as quiet 
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import statistics
@@ -115,7 +114,7 @@ def build_postgres(url: str, count: int, numbers: list[str]) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        with conn.cursor().copy(f"COPY catalogue ({COLUMNS}) FROM STDIN") as copy:  # noqa: S608
+        with conn.cursor().copy(f"COPY catalogue ({COLUMNS}) FROM STDIN") as copy:
             for row in rows(count, numbers):
                 copy.write_row(row)
         # What autovacuum does soon after a load: statistics and the visibility map (which
