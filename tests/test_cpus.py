@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,65 @@ def test_cgroup_v1_cfs_quota(tmp_path: Path) -> None:
         },
     )
     assert cgroup_cpu_quota(proc, tmp_path / "no-v2", (v1,)) == 2.0
+
+
+_PINNED = """
+import json, subprocess, sys
+from concurrent.futures import ThreadPoolExecutor
+from archiver.pipeline.cpus import CpuPinner
+
+workers = int(sys.argv[1])
+pinner = CpuPinner(workers)
+pool = ThreadPoolExecutor(workers, initializer=pinner.pin_this_thread)
+
+def child_cpus() -> str:  # what a process started by this thread (ffmpeg) may run on
+    status = subprocess.run(["cat", "/proc/self/status"], capture_output=True, text=True).stdout
+    lines = [line for line in status.splitlines() if line.startswith("Cpus_allowed_list")]
+    return lines[0].split(":")[1].strip()
+
+print(json.dumps(sorted({f.result() for f in [pool.submit(child_cpus) for _ in range(8)]})))
+"""
+
+
+def _children_cpus(cpus: str, workers: int) -> list[str]:
+    done = subprocess.run(
+        ["taskset", "-c", cpus, sys.executable, "-c", _PINNED, str(workers)],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    answer: list[str] = json.loads(done.stdout)
+    return answer
+
+
+def test_one_transcoder_per_cpu_runs_its_ffmpeg_on_its_own_cpu() -> None:
+    # Two workers on two CPUs: each thread's children run on one CPU, the two threads on both.
+    assert _children_cpus("0,1", 2) == ["0", "1"]
+
+
+def test_no_pinning_with_fewer_workers_than_cpus_or_one_cpu() -> None:
+    assert _children_cpus("0,1", 1) == ["0-1"]  # one worker, two CPUs: free to move
+    assert _children_cpus("0", 1) == ["0"]  # the process's own mask, nothing added
+
+
+_DAEMON = """
+import json, os, subprocess
+from archiver.config import parse_config
+from archiver.pipeline.workers import Workers
+
+document = {
+    "pbx": {"url": "https://pbx.example:9999", "username": "u", "password": "hunter2secret"},
+    "s3": {"bucket": "recordings"},
+}
+workers = Workers(parse_config(document, "test"), "ffmpeg")
+try:
+    print(json.dumps([workers.transcode_workers, workers.pinner.cpus]))
+finally:
+    workers.close()
+"""
+
+
+def test_the_daemons_default_transcoders_are_pinned_one_per_cpu() -> None:
+    done = subprocess.run(
+        ["taskset", "-c", "0,1", sys.executable, "-c", _DAEMON],
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(done.stdout) == [2, [0, 1]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from archiver.config import Config
 from archiver.names import Recording
-from archiver.pipeline.cpus import usable_cpus
+from archiver.pipeline.cpus import CpuPinner, usable_cpus
 from archiver.pipeline.transcode import BatchJob, BatchTranscoder, TranscodeResult, transcode_to_mp3
 from archiver.pipeline.work import id3_tags, transcode_limit_s
 from archiver.s3 import StoredObject
@@ -41,8 +41,11 @@ class Workers:
         self.bitrate = settings.bitrate
         self.lame_quality = settings.lame_quality
         self.transcode_workers = settings.workers or usable_cpus()
+        self.pinner = CpuPinner(self.transcode_workers)
         self._transcoders = ThreadPoolExecutor(
-            self.transcode_workers, thread_name_prefix="transcode"
+            self.transcode_workers,
+            thread_name_prefix="transcode",
+            initializer=self.pinner.pin_this_thread,
         )
         self._uploaders = ThreadPoolExecutor(
             cfg.s3.max_concurrent_uploads, thread_name_prefix="upload"
