@@ -50,7 +50,10 @@ def test_the_daemon_destroys_periodically_and_uploads_carry_the_lock(
             sim.base_url, seaweed, bucket, tmp_path, http={"listen": f"127.0.0.1:{port}"},
             destruction={"every_days": 0.0001},
         )  # fmt: skip
-        text = text.replace("[s3]\n", "[s3]\nobject_lock = true\nretain_days = 1\n")
+        # 3 days: the simulated calls are yesterday's, so start + 3 days is always ahead; with 1
+        # day a call made earlier in the day than now had nothing left to lock (no retain-until,
+        # by design: lock.py), and the test failed by the time of day it ran.
+        text = text.replace("[s3]\n", "[s3]\nobject_lock = true\nretain_days = 3\n")
         config.write_text(text + "[[retention]]\nkeep_days = 365\n", "utf-8")
         cfg = load_config(config)
         with contextlib.closing(open_state(cfg)) as state:

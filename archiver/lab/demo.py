@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--web-port", type=int, default=8780)
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the simulator and SeaweedFS are stopped on the way out
-    # (killed by default, the demo left its SeaweedFS running).
+    # (killed by default, the demo left its SeaweedFS running). Ctrl-C is set too: a process
+    # started with SIGINT ignored (a pytest-xdist worker's child) inherits that, and Python then
+    # installs no KeyboardInterrupt; the demo waited forever for a Ctrl-C it could not see.
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     data: Path = args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     sim_options = SimulatorOptions(
