@@ -85,13 +85,10 @@ class CpuPinner:
     """
 
     def __init__(self, workers: int) -> None:
-        try:
-            allowed = sorted(os.sched_getaffinity(0))
-        except (AttributeError, OSError):  # not Linux: nothing to pin
-            allowed = []
-        quota = cgroup_cpu_quota()
-        exact = len(allowed) == workers > 1 and (quota is None or quota >= workers)
-        self.cpus: list[int] = allowed if exact else []
+        # One worker per CPU of the affinity, and no quota lowers that count (`usable_cpus`).
+        exact = workers > 1 and affinity_cpus() == usable_cpus() == workers
+        exact = exact and hasattr(os, "sched_getaffinity")  # not Linux: nothing to pin
+        self.cpus: list[int] = sorted(os.sched_getaffinity(0)) if exact else []
         self._next = 0
         self._lock = threading.Lock()
 
