@@ -29,7 +29,6 @@ __all__ = [
     "entry_line",
     "existing_state",
     "exit_for",
-    "open_store",
     "outcome_json",
     "outcome_text",
     "person_request",
@@ -172,16 +171,3 @@ def exit_for(outcome: Any) -> int:
     if outcome.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_SOME_FAILED if outcome.failed else EXIT_OK
-
-
-def open_store(cfg: Config) -> Any:
-    """The configured store, checked reachable; None (after printing why) if it is not."""
-    from archiver.s3 import S3Store, StoreError
-
-    store = S3Store(cfg.s3)
-    try:
-        store.check_access()
-    except StoreError as error:
-        print(f"error: {error.reason}", file=sys.stderr)
-        return None
-    return store

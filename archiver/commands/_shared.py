@@ -28,6 +28,7 @@ __all__ = [
     "day",
     "finish",
     "load",
+    "open_store",
     "progress",
     "security_warnings",
     "when",
@@ -122,3 +123,16 @@ def call_row(call: CallSummary) -> dict[str, Any]:
     for name in ("placed_at", "dial_at"):
         row[name] = datetime.fromtimestamp(row[name]).astimezone().isoformat(timespec="seconds")
     return row
+
+
+def open_store(cfg: Config) -> Any:
+    """The configured store, checked reachable; None (after printing why) if it is not."""
+    from archiver.s3 import S3Store, StoreError
+
+    store = S3Store(cfg.s3)
+    try:
+        store.check_access()
+    except StoreError as error:
+        print(f"error: {error.reason}", file=sys.stderr)
+        return None
+    return store

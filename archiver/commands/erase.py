@@ -22,13 +22,12 @@ from archiver.commands._lifecycle import (
     confirm_or_refuse,
     existing_state,
     exit_for,
-    open_store,
     outcome_json,
     outcome_text,
     person_request,
     signals_stop,
 )
-from archiver.commands._shared import load
+from archiver.commands._shared import load, open_store
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 from archiver.numbers import InvalidNumber, normalise_number
 

@@ -18,10 +18,9 @@ from typing import Any
 from archiver.commands._lifecycle import (
     add_request_arguments,
     existing_state,
-    open_store,
     person_request,
 )
-from archiver.commands._shared import load
+from archiver.commands._shared import load, open_store
 from archiver.exits import EXIT_LOCAL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
 __all__ = ["add_parser"]

@@ -25,12 +25,11 @@ from archiver.commands._lifecycle import (
     entry_line,
     existing_state,
     exit_for,
-    open_store,
     outcome_json,
     outcome_text,
     signals_stop,
 )
-from archiver.commands._shared import day, load
+from archiver.commands._shared import day, load, open_store
 from archiver.config import Config
 from archiver.exits import (
     EXIT_OK,

@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
 import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from archiver.commands._shared import open_store
 from archiver.config import config_path, load_config
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 
@@ -74,7 +74,6 @@ def _write_metrics(path: Path, checked: int, damaged: int, unreadable: int) -> N
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from archiver.audit import verify_objects
-    from archiver.s3 import S3Store, StoreError
     from archiver.state import open_state
 
     cfg = load_config(config_path(args.config))
@@ -82,11 +81,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if args.since is not None:
         tz = cfg.timezones[cfg.pbx[0].name]
         since = datetime.combine(args.since, datetime.min.time(), tz)
-    store = S3Store(cfg.s3)
-    try:
-        store.check_access()
-    except StoreError as error:
-        print(f"error: {error.reason}", file=sys.stderr)
+    store = open_store(cfg)
+    if store is None:
         return EXIT_UNREACHABLE
     with contextlib.closing(open_state(cfg, create=False)) as state:
         report = verify_objects(store, state.fixity, since=since, sample_percent=args.sample)
