@@ -227,6 +227,56 @@ def test_the_total_stops_counting_at_the_cap(state: State) -> None:
     assert page.total == COUNT_CAP and page.total_capped
 
 
+@pytest.fixture
+def crowded(state: State) -> tuple[State, list[tuple[str, str, str, int, int, int]]]:
+    """21,600 calls over three days at two PBXs (Istanbul UTC+3, New York UTC-5), one every
+    12 s, from 300 numbers (ties in every sort column): more matches than COUNT_CAP in a
+    two-and-a-half-day search. Also returned as (key, caller, callee, duration, utc, wall)."""
+    rng = random.Random(11)
+    callers = [f"90532{rng.randrange(10**7):07d}" for _ in range(300)]
+    rows: list[list[Param]] = []
+    kept: list[tuple[str, str, str, int, int, int]] = []
+    for index in range(21_600):
+        pbx, offset_s = ("nyc", -5 * 3600) if index % 3 == 0 else ("ist", 3 * 3600)
+        utc_s = 1796083200 + index * 12  # 2026-12-01T00:00Z onwards
+        caller, callee = rng.choice(callers), str(rng.randrange(100, 110))
+        duration_s = rng.randrange(5, 60)
+        key = f"k/{rng.randrange(10**9):09d}/{index}"
+        rows.append([key, f"r/{index}", pbx, "t", caller, callee, caller, callee,
+                     "2026-12-01T10:00:00+03:00", utc_s, duration_s, 1, None, None, f"n{index}",
+                     0.0, caller, callee, utc_s + offset_s])  # fmt: skip
+        kept.append((key, caller, callee, duration_s, utc_s, utc_s + offset_s))
+    db: Db = state.catalogue._db
+    db.executemany(_INSERT_ROWS, rows)
+    db.execute("ANALYZE")
+    return state, kept
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize(("sort", "column"), [("caller", 1), ("callee", 2), ("duration", 3)])
+def test_pages_past_the_cap_sorted_by_a_column_match_a_full_sort(
+    crowded: tuple[State, list[tuple[str, str, str, int, int, int]]],
+    sort: str,
+    column: int,
+    order: str,
+) -> None:
+    # Past COUNT_CAP matches a page sorted by a party or the duration walks that column's
+    # index instead of sorting (see Catalogue.search): it must give the very same pages.
+    state, rows = crowded
+    since, until = datetime(2026, 12, 1, 6), datetime(2026, 12, 3, 18)
+    low = int((since - datetime(1970, 1, 1)).total_seconds())
+    high = int((until - datetime(1970, 1, 1)).total_seconds())
+    matching = [row for row in rows if low <= row[5] < high]
+    matching.sort(key=lambda row: (row[column], row[4], row[0]), reverse=order == "desc")
+    assert len(matching) > COUNT_CAP
+    for page in (1, 3, 150):
+        query = SearchQuery(local_since=since, local_until=until, sort=sort, order=order)
+        found = state.catalogue.search(replace(query, page=page, limit=50))
+        assert found.total_capped
+        expected = [row[0] for row in matching[(page - 1) * 50 : page * 50]]
+        assert [entry.object_key for entry in found.items] == expected, page
+
+
 @pytest.mark.parametrize(
     ("params", "code"),
     [
