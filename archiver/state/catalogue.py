@@ -17,7 +17,10 @@ times at each call's own PBX (`started_wall_s`), so "1 December" finds every cal
 on 1 December where it was made, whatever the PBX's zone. Results are sorted by start (the real
 instant), duration, caller or callee, and paged by page number (`page`, offset paging up to
 `MAX_OFFSET` rows) or, for the newest-first order, by an opaque cursor (keyset paging). The total
-is counted up to `COUNT_CAP` matches (`SearchPage.total_capped` beyond).
+is counted up to `COUNT_CAP` matches (`SearchPage.total_capped` beyond). A page is chosen from
+an index alone where one serves: beyond the cap, a page sorted by a party or the duration
+walks that column's index when that reads less than sorting the range (`_walk_pays`), so page
+5 of a month costs the same in a ten-million-call archive as in a small one.
 """
 
 from __future__ import annotations
