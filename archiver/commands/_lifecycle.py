@@ -1,8 +1,8 @@
 """What the archive-lifecycle commands (`retention`, `erase`, `export`, `hold`) share: a
-person's request (--number, --ref), the existing state, the store checked reachable, the
-confirmation before a destruction, the signals that stop one between two recordings, a plan's
-and an outcome's text and JSON. (A leading underscore: not a command module.) The retention part
-itself is imported inside these functions: parsing loads none of it."""
+person's request (--number, --ref), the confirmation before a destruction, the signals that
+stop one between two recordings, a plan's and an outcome's text and JSON. (A leading
+underscore: not a command module.) The retention part itself is imported inside these
+functions: parsing loads none of it."""
 
 from __future__ import annotations
 
@@ -13,13 +13,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from archiver.config import Config
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
-
-if TYPE_CHECKING:
-    from archiver.state import State
 
 __all__ = [
     "PersonRequest",
@@ -27,7 +23,6 @@ __all__ = [
     "confirm_or_refuse",
     "entry_json",
     "entry_line",
-    "existing_state",
     "exit_for",
     "outcome_json",
     "outcome_text",
@@ -61,16 +56,6 @@ def person_request(args: argparse.Namespace, *, refused: str = "") -> PersonRequ
     except BadInput as error:
         print(f"error: {error.reason}{refused}", file=sys.stderr)
         return None
-
-
-@contextlib.contextmanager
-def existing_state(cfg: Config) -> Iterator[State]:
-    """The configured state, closed after the block; never created (a command that only reads
-    or destroys has nothing to do on a state that does not exist)."""
-    from archiver.state import open_state
-
-    with contextlib.closing(open_state(cfg, create=False)) as state:
-        yield state
 
 
 @contextlib.contextmanager

@@ -1,12 +1,13 @@
-"""What several commands share: the date argument, loading the configuration, a backfill's or
-one poll's progress and its exit code. (A leading underscore: not a command module.)"""
+"""What several commands share: the date argument, loading the configuration, opening the
+existing state, the store checked reachable, a backfill's or one poll's progress and its exit
+code. (A leading underscore: not a command module.)"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict
 from datetime import date, datetime
 from pathlib import Path
@@ -19,13 +20,14 @@ from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNR
 
 if TYPE_CHECKING:  # the parts are imported by the handlers that run them: parsing loads none
     from archiver.pipeline import Archiver, PollReport
-    from archiver.state import CallSummary
+    from archiver.state import CallSummary, State
 
 __all__ = [
     "CHMOD_HINT",
     "DATES",
     "call_row",
     "day",
+    "existing_state",
     "finish",
     "load",
     "open_store",
@@ -53,6 +55,16 @@ def day(text: str) -> date:
 
 def load(args: argparse.Namespace) -> Config:
     return load_config(config_path(args.config))
+
+
+@contextlib.contextmanager
+def existing_state(cfg: Config) -> Iterator[State]:
+    """The configured state, closed after the block; never created (a command that only reads
+    or destroys has nothing to do on a state that does not exist)."""
+    from archiver.state import open_state
+
+    with contextlib.closing(open_state(cfg, create=False)) as state:
+        yield state
 
 
 @contextlib.asynccontextmanager

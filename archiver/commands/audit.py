@@ -7,14 +7,14 @@ daily timer runs it)."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from archiver.config import Config, config_path, load_config
+from archiver.commands._shared import existing_state, load
+from archiver.config import Config
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 
 if TYPE_CHECKING:
@@ -73,9 +73,9 @@ def local_zone(cfg: Config) -> ZoneInfo:
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from archiver.audit import event_record, events_csv
-    from archiver.state import InvalidQuery, open_state, search_number
+    from archiver.state import InvalidQuery, search_number
 
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     tz = local_zone(cfg)
     if args.first and args.last and args.last < args.first:
         print("error: --to is before --from", file=sys.stderr)
@@ -92,7 +92,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(f"error: --number: {error.reason}", file=sys.stderr)
             return 2
     # The configured state, SQLite or PostgreSQL; never created by a read.
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         events = state.access_log.events(
             since=since, until=until, username=args.user, action=args.action,
             object_key=args.key, number=number, limit=args.limit,
@@ -122,10 +122,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from archiver.audit import check_anchors
     from archiver.s3 import S3Store, StoreError
-    from archiver.state import open_state
 
-    cfg = load_config(config_path(args.config))
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    cfg = load(args)
+    with existing_state(cfg) as state:
         report = state.access_log.verify()
         destructions = state.destructions.verify()
         anchors: dict[str, Any] = {"checked": None, "problems": [], "error": None}
@@ -174,13 +173,12 @@ def _break(report: ChainReport) -> dict[str, Any] | None:
 def _cmd_anchor(args: argparse.Namespace) -> int:
     from archiver.audit import AnchorLock, write_anchors
     from archiver.s3 import S3Store
-    from archiver.state import open_state
 
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     lock = None
     if cfg.s3.uses_object_lock:
         lock = AnchorLock(retain_days=cfg.s3.retain_days, mode=cfg.s3.retain_mode)
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         written = write_anchors(state.access_log, S3Store(cfg.s3), lock=lock)
     for anchor in written:
         print(f"wrote {anchor.key}: row {anchor.last_id}, {anchor.last_hash}")

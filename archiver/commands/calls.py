@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from typing import Any
 
-from archiver.commands._shared import call_row, when
-from archiver.config import config_path, load_config
+from archiver.commands._shared import call_row, existing_state, load, when
 from archiver.exits import EXIT_CONFIG, EXIT_OK
 from archiver.numbers import InvalidNumber, normalise_number
 
@@ -25,9 +23,7 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_calls(args: argparse.Namespace) -> int:
-    from archiver.state import open_state
-
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     number = None
     if args.number is not None:
         try:
@@ -36,7 +32,7 @@ def _cmd_calls(args: argparse.Namespace) -> int:
             print(f"error: {error.reason}", file=sys.stderr)
             return EXIT_CONFIG
     since = None if args.since is None else args.since.astimezone().timestamp()
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         found = state.calls.calls(number=number, since=since)
     if args.json:
         print(json.dumps({"calls": [call_row(call) for call in found]}, indent=2))

@@ -20,14 +20,13 @@ from typing import Any
 from archiver.commands._lifecycle import (
     add_request_arguments,
     confirm_or_refuse,
-    existing_state,
     exit_for,
     outcome_json,
     outcome_text,
     person_request,
     signals_stop,
 )
-from archiver.commands._shared import load, open_store
+from archiver.commands._shared import existing_state, load, open_store
 from archiver.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 from archiver.numbers import InvalidNumber, normalise_number
 

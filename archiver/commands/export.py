@@ -17,10 +17,9 @@ from typing import Any
 
 from archiver.commands._lifecycle import (
     add_request_arguments,
-    existing_state,
     person_request,
 )
-from archiver.commands._shared import load, open_store
+from archiver.commands._shared import existing_state, load, open_store
 from archiver.exits import EXIT_LOCAL, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 
 __all__ = ["add_parser"]

@@ -17,8 +17,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from archiver.commands._lifecycle import existing_state
-from archiver.commands._shared import day, load, open_store
+from archiver.commands._shared import day, existing_state, load, open_store
 from archiver.config import Config
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 

@@ -23,13 +23,12 @@ from zoneinfo import ZoneInfo
 from archiver.commands._lifecycle import (
     confirm_or_refuse,
     entry_line,
-    existing_state,
     exit_for,
     outcome_json,
     outcome_text,
     signals_stop,
 )
-from archiver.commands._shared import day, load, open_store
+from archiver.commands._shared import day, existing_state, load, open_store
 from archiver.config import Config
 from archiver.exits import (
     EXIT_OK,

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from typing import Any
 
 import structlog
 
-from archiver.commands._shared import load
+from archiver.commands._shared import existing_state, load
 from archiver.exits import EXIT_OK
 
 __all__ = ["add_parser"]
@@ -23,10 +22,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    from archiver.state import open_state
-
     cfg = load(args)
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         where = state.where
         retryable, for_good = state.ledger.counts_failed()
         requeued = state.ledger.requeue_failed(only_retryable=not args.failed)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 from dataclasses import asdict
 from datetime import datetime
@@ -11,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from archiver.commands._shared import load
+from archiver.commands._shared import existing_state, load
 from archiver.exits import EXIT_OK
 
 __all__ = ["add_parser"]
@@ -26,10 +25,8 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from archiver.state import open_state
-
     cfg = load(args)
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         where = state.where
         counts = state.ledger.counts()
         by_pbx = state.ledger.counts_by_pbx()

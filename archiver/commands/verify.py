@@ -6,15 +6,13 @@ is gone, 5 when the bucket could not be read at all."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from archiver.commands._shared import open_store
-from archiver.config import config_path, load_config
+from archiver.commands._shared import existing_state, load, open_store
 from archiver.exits import EXIT_OK, EXIT_SOME_FAILED, EXIT_UNREACHABLE
 
 __all__ = ["add_parser"]
@@ -74,9 +72,8 @@ def _write_metrics(path: Path, checked: int, damaged: int, unreadable: int) -> N
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from archiver.audit import verify_objects
-    from archiver.state import open_state
 
-    cfg = load_config(config_path(args.config))
+    cfg = load(args)
     since = None
     if args.since is not None:
         tz = cfg.timezones[cfg.pbx[0].name]
@@ -84,7 +81,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     store = open_store(cfg)
     if store is None:
         return EXIT_UNREACHABLE
-    with contextlib.closing(open_state(cfg, create=False)) as state:
+    with existing_state(cfg) as state:
         report = verify_objects(store, state.fixity, since=since, sample_percent=args.sample)
     unreadable = report.count("unreadable")
     if args.metrics_file is not None:
