@@ -35,7 +35,7 @@ from archiver.lab.seaweed import SeaweedS3
 from archiver.lab.simulator import SimulatorOptions, SimulatorThread
 from archiver.observe import NullObserver
 from archiver.pbx.client import PbxClient
-from archiver.pipeline import Archiver
+from archiver.pipeline import Archiver, install_retry_log
 from archiver.pipeline.transcode import find_ffmpeg
 from archiver.s3.store import S3Store
 from archiver.state.ledger import Ledger
@@ -201,6 +201,9 @@ async def test_s3_stopped_mid_run_backlog_drains_after_restart(
                     threading.Thread(target=stop_for_a_while, daemon=True).start()
 
         pbx = cfg.pbx[0]
+        # As open_archiver does: without it the `retrying` lines asserted below came only from
+        # whichever earlier test in this process had installed the hook (alone, this failed).
+        install_retry_log()
         archiver = Archiver(
             cfg=cfg, ledger=Ledger.open(cfg.state.path), store=S3Store(cfg.s3),
             clients={pbx.name: PbxClient(pbx, PASSWORD)}, ffmpeg=find_ffmpeg(None),
@@ -216,7 +219,12 @@ async def test_s3_stopped_mid_run_backlog_drains_after_restart(
         expected = sum(1 for r in sim.corpus.recordings() if r.valid)
     await asyncio.to_thread(restarted.wait, 30)
     assert restarted.is_set()
-    assert (report.archived, report.failed) == (expected, 0), report
+    # Every valid recording archived, none failed. An upload that reached S3 just as it
+    # stopped, whose answer was lost, is found by the retry's HEAD and counted already_present
+    # (seen in CI: 22 archived + 1 already present): archived all the same, and stored once
+    # (the audit below).
+    assert report.failed == 0, report
+    assert report.archived + report.already_present == expected, report
     # The outage was felt: uploads were retried while the server was down.
     retried = [e for e in events if e["event"] == "retrying"]
     assert any(e["stage"] == "upload" for e in retried)
@@ -385,6 +393,7 @@ async def test_s3_slowdown_and_5xx_replies_are_retried_and_nothing_is_lost(
                 config=Config(s3={"addressing_style": "path"},
                               retries={"mode": "standard", "max_attempts": 1}),
             )  # fmt: skip
+            install_retry_log()  # as open_archiver does: the `retrying` lines asserted below
             archiver = Archiver(
                 cfg=cfg, ledger=Ledger.open(cfg.state.path), store=S3Store(cfg.s3, client=client),
                 clients={pbx.name: PbxClient(pbx, PASSWORD)}, ffmpeg=find_ffmpeg(None),
